@@ -1,0 +1,248 @@
+import type { Delta } from '../crdt/causal-map.ts'
+import { CausalContext } from '../crdt/context.ts'
+import { type Covers, type Entry, EntryKind, NO_COVERS } from '../crdt/entry.ts'
+import { DecodeError } from './errors.ts'
+import { type CodecLimits, DEFAULT_LIMITS } from './limits.ts'
+import { Reader, Writer } from './wire.ts'
+
+/**
+ * Binary encoding of deltas, version 1.
+ *
+ *   frame   = version:u8 type:u8 body
+ *   delta   = strings entries context
+ *   strings = n:uint (utf8-string){n}              replica ids and content types, by first use
+ *   entry   = key:string kind:u8 replica:uint(idx) counter:uint wall:int(Δ previous) logical:uint
+ *             covers:(n:uint (replica:uint(idx) counter:uint){n})
+ *             value: contentType:uint(idx) bytes | counter: increments:uint decrements:uint
+ *   context = n:uint (replica:uint(idx) ranges:(m:uint (gap:uint len:uint){m})){n}
+ *
+ * Replica ids (long PeerIds) are written once per frame, wall clocks as differences from the
+ * previous entry, and context ranges as gaps and lengths, so a frame costs a few bytes per entry
+ * beyond its keys and values.
+ */
+
+export const CODEC_VERSION = 1
+
+export const FrameType = {
+  Delta: 1,
+} as const
+
+const KEY_KINDS: Record<string, EntryKind[]> = {
+  r: [EntryKind.Value, EntryKind.Tombstone],
+  s: [EntryKind.Value, EntryKind.Tombstone],
+  c: [EntryKind.Counter, EntryKind.Tombstone],
+}
+
+class StringTable {
+  readonly list: string[] = []
+  private readonly index = new Map<string, number>()
+
+  id(value: string): number {
+    let id = this.index.get(value)
+    if (id === undefined) {
+      id = this.list.length
+      this.list.push(value)
+      this.index.set(value, id)
+    }
+    return id
+  }
+}
+
+export function encodeDelta(delta: Delta): Uint8Array {
+  const table = new StringTable()
+  // Body first so the string table is complete, then the header and table in front of it.
+  const body = new Writer(64 + delta.entries.length * 32)
+  body.uint(delta.entries.length)
+  let previousWall = 0
+  for (const entry of delta.entries) {
+    body.string(entry.key)
+    body.byte(entry.kind)
+    body.uint(table.id(entry.replica))
+    body.uint(entry.counter)
+    body.int(entry.wall - previousWall)
+    previousWall = entry.wall
+    body.uint(entry.logical)
+    body.uint(entry.covers.size)
+    for (const [replica, counter] of entry.covers) {
+      body.uint(table.id(replica))
+      body.uint(counter)
+    }
+    if (entry.kind === EntryKind.Value) {
+      body.uint(table.id(entry.contentType!))
+      body.bytes(entry.value!)
+    } else if (entry.kind === EntryKind.Counter) {
+      body.uint(entry.increments!)
+      body.uint(entry.decrements!)
+    }
+  }
+  writeContextBody(body, delta.context, table)
+  const encodedBody = body.finish()
+
+  const out = new Writer(encodedBody.length + 16 + table.list.length * 48)
+  out.byte(CODEC_VERSION)
+  out.byte(FrameType.Delta)
+  out.uint(table.list.length)
+  for (const value of table.list) out.string(value)
+  out.raw(encodedBody)
+  return out.finish()
+}
+
+export function decodeDelta(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIMITS): Delta {
+  const reader = openFrame(bytes, FrameType.Delta, limits)
+  const strings = readStrings(reader, limits)
+  const entryCount = reader.count('entry count', limits.maxEntries, 6)
+  const entries: Entry[] = new Array(entryCount)
+  let previousWall = 0
+  for (let i = 0; i < entryCount; i++) {
+    const key = reader.string('key', limits.maxKeyBytes, 'key-too-long')
+    const kind = reader.byte('kind') as EntryKind
+    const allowed = KEY_KINDS[key[0]]
+    if (allowed === undefined)
+      throw new DecodeError('invalid-field', `entry ${i}: key has no known type prefix`)
+    if (!allowed.includes(kind))
+      throw new DecodeError('invalid-field', `entry ${i}: kind ${kind} not valid for key`)
+    if (key[0] === 's' && !key.includes('\u0000')) {
+      throw new DecodeError('invalid-field', `entry ${i}: set entry without element`)
+    }
+    const replica = pick(strings, reader.uint('replica'), 'replica')
+    const counter = positive(reader.uint('counter'), 'counter')
+    const wall = previousWall + reader.int('wall')
+    if (wall < 0 || !Number.isSafeInteger(wall))
+      throw new DecodeError('invalid-field', `entry ${i}: wall clock`)
+    previousWall = wall
+    const logical = reader.uint('logical')
+    const coversCount = reader.count('covers count', limits.maxStrings, 2)
+    let covers: Covers = NO_COVERS
+    if (coversCount > 0) {
+      const map = new Map<string, number>()
+      for (let j = 0; j < coversCount; j++) {
+        map.set(
+          pick(strings, reader.uint('covers replica'), 'covers replica'),
+          positive(reader.uint('covers'), 'covers'),
+        )
+      }
+      covers = map
+    }
+    if (kind === EntryKind.Value) {
+      const contentType = pick(strings, reader.uint('content type'), 'content type')
+      const value = reader.bytes('value', limits.maxValueBytes, 'value-too-large').slice()
+      entries[i] = { key, replica, counter, wall, logical, covers, kind, value, contentType }
+    } else if (kind === EntryKind.Counter) {
+      const increments = reader.uint('increments')
+      const decrements = reader.uint('decrements')
+      entries[i] = { key, replica, counter, wall, logical, covers, kind, increments, decrements }
+    } else {
+      entries[i] = { key, replica, counter, wall, logical, covers, kind }
+    }
+  }
+  const context = readContextBody(reader, strings, limits)
+  reader.end()
+  for (const entry of entries) {
+    if (!context.has(entry.replica, entry.counter)) {
+      throw new DecodeError(
+        'invalid-field',
+        `entry ${entry.replica}:${entry.counter} is missing from the context`,
+      )
+    }
+  }
+  return { entries, context }
+}
+
+// ---- causal contexts ----------------------------------------------------------------------
+
+export function encodeContext(context: CausalContext): Uint8Array {
+  const table = new StringTable()
+  const body = new Writer()
+  writeContextBody(body, context, table)
+  const out = new Writer()
+  out.uint(table.list.length)
+  for (const value of table.list) out.string(value)
+  out.raw(body.finish())
+  return out.finish()
+}
+
+export function decodeContext(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIMITS): CausalContext {
+  if (bytes.length > limits.maxFrameBytes) throw new DecodeError('frame-too-large', `${bytes.length} bytes`)
+  const reader = new Reader(bytes)
+  const strings = readStrings(reader, limits)
+  const context = readContextBody(reader, strings, limits)
+  reader.end()
+  return context
+}
+
+function writeContextBody(writer: Writer, context: CausalContext, table: StringTable): void {
+  const entries = context.entries()
+  writer.uint(entries.length)
+  for (const [replica, ranges] of entries) {
+    writer.uint(table.id(replica))
+    writer.uint(ranges.length / 2)
+    let previous = 0
+    for (let i = 0; i < ranges.length; i += 2) {
+      writer.uint(ranges[i] - previous - 1)
+      writer.uint(ranges[i + 1] - ranges[i])
+      previous = ranges[i + 1]
+    }
+  }
+}
+
+function readContextBody(reader: Reader, strings: string[], limits: CodecLimits): CausalContext {
+  const replicaCount = reader.count('context replicas', limits.maxStrings, 2)
+  const parsed: Array<[string, number[]]> = []
+  let totalRanges = 0
+  for (let i = 0; i < replicaCount; i++) {
+    const replica = pick(strings, reader.uint('context replica'), 'context replica')
+    const rangeCount = reader.count('context ranges', limits.maxRanges, 2)
+    totalRanges += rangeCount
+    if (totalRanges > limits.maxRanges)
+      throw new DecodeError('too-many-items', `context ranges > ${limits.maxRanges}`)
+    const flat = new Array<number>(rangeCount * 2)
+    let previous = 0
+    for (let j = 0; j < rangeCount; j++) {
+      const lo = previous + reader.uint('range gap') + 1
+      const hi = lo + reader.uint('range length')
+      if (!Number.isSafeInteger(hi)) throw new DecodeError('invalid-field', 'context range beyond 2^53')
+      flat[j * 2] = lo
+      flat[j * 2 + 1] = hi
+      previous = hi
+    }
+    parsed.push([replica, flat])
+  }
+  return CausalContext.fromRanges(parsed)
+}
+
+// ---- shared helpers -----------------------------------------------------------------------
+
+function openFrame(bytes: Uint8Array, type: number, limits: CodecLimits): Reader {
+  if (!(bytes instanceof Uint8Array)) throw new DecodeError('invalid-field', 'frame is not bytes')
+  if (bytes.length > limits.maxFrameBytes) {
+    throw new DecodeError('frame-too-large', `${bytes.length} bytes > limit ${limits.maxFrameBytes}`)
+  }
+  const reader = new Reader(bytes)
+  const version = reader.byte('version')
+  if (version !== CODEC_VERSION) {
+    throw new DecodeError('unknown-version', `codec version ${version}, this peer speaks ${CODEC_VERSION}`)
+  }
+  const frameType = reader.byte('frame type')
+  if (frameType !== type)
+    throw new DecodeError('unknown-frame-type', `frame type ${frameType}, expected ${type}`)
+  return reader
+}
+
+function readStrings(reader: Reader, limits: CodecLimits): string[] {
+  const count = reader.count('string count', limits.maxStrings, 1)
+  const strings = new Array<string>(count)
+  for (let i = 0; i < count; i++) strings[i] = reader.string('string', limits.maxStringBytes)
+  return strings
+}
+
+function pick(strings: string[], index: number, field: string): string {
+  const value = strings[index]
+  if (value === undefined)
+    throw new DecodeError('invalid-field', `${field} refers to string ${index} of ${strings.length}`)
+  return value
+}
+
+function positive(value: number, field: string): number {
+  if (value < 1) throw new DecodeError('invalid-field', `${field} must be >= 1`)
+  return value
+}

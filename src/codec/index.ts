@@ -1,0 +1,5 @@
+export * from './delta.ts'
+export * from './errors.ts'
+export * from './limits.ts'
+export * from './stored.ts'
+export * from './wire.ts'

@@ -1,0 +1,96 @@
+import { type Covers, type Entry, EntryKind, NO_COVERS } from '../crdt/entry.ts'
+import { DecodeError } from './errors.ts'
+import { DEFAULT_LIMITS } from './limits.ts'
+import { Reader, Writer } from './wire.ts'
+
+/**
+ * Encodings that never leave this peer or travel only as opaque strings: the body of an entry as
+ * a store keeps it (its key and dot live in their own columns) and the causal token of an ETag.
+ */
+
+const STORED_VERSION = 1
+
+export function encodeEntryBody(entry: Entry): Uint8Array {
+  const writer = new Writer(24 + (entry.value?.length ?? 0))
+  writer.byte(STORED_VERSION)
+  writer.byte(entry.kind)
+  writer.uint(entry.wall)
+  writer.uint(entry.logical)
+  writeCovers(writer, entry.covers)
+  if (entry.kind === EntryKind.Value) {
+    writer.string(entry.contentType!)
+    writer.bytes(entry.value!)
+  } else if (entry.kind === EntryKind.Counter) {
+    writer.uint(entry.increments!)
+    writer.uint(entry.decrements!)
+  }
+  return writer.finish()
+}
+
+export function decodeEntryBody(key: string, replica: string, counter: number, data: Uint8Array): Entry {
+  const reader = new Reader(data)
+  const version = reader.byte('stored version')
+  if (version !== STORED_VERSION) throw new DecodeError('unknown-version', `stored entry version ${version}`)
+  const kind = reader.byte('kind') as EntryKind
+  const wall = reader.uint('wall')
+  const logical = reader.uint('logical')
+  const covers = readCovers(reader)
+  let entry: Entry
+  if (kind === EntryKind.Value) {
+    const contentType = reader.string('content type', DEFAULT_LIMITS.maxStringBytes)
+    const value = reader.bytes('value', Number.MAX_SAFE_INTEGER, 'value-too-large').slice()
+    entry = { key, replica, counter, wall, logical, covers, kind, value, contentType }
+  } else if (kind === EntryKind.Counter) {
+    const increments = reader.uint('increments')
+    const decrements = reader.uint('decrements')
+    entry = { key, replica, counter, wall, logical, covers, kind, increments, decrements }
+  } else if (kind === EntryKind.Tombstone) {
+    entry = { key, replica, counter, wall, logical, covers, kind }
+  } else {
+    throw new DecodeError('invalid-field', `stored entry kind ${kind}`)
+  }
+  reader.end()
+  return entry
+}
+
+/** The causal token of a read, as an opaque URL-safe string (used as an HTTP ETag). */
+export function encodeToken(covers: Covers): string {
+  const writer = new Writer()
+  writer.byte(STORED_VERSION)
+  writeCovers(writer, covers, true)
+  return Buffer.from(writer.finish()).toString('base64url')
+}
+
+export function decodeToken(token: string): Covers {
+  if (token.length > 16_384 || !/^[A-Za-z0-9_-]*$/.test(token)) {
+    throw new DecodeError('invalid-field', 'token is not a base64url string of reasonable size')
+  }
+  const reader = new Reader(Buffer.from(token, 'base64url'))
+  const version = reader.byte('token version')
+  if (version !== STORED_VERSION) throw new DecodeError('unknown-version', `token version ${version}`)
+  const covers = readCovers(reader)
+  reader.end()
+  return covers
+}
+
+function writeCovers(writer: Writer, covers: Covers, sorted = false): void {
+  writer.uint(covers.size)
+  const pairs = sorted ? [...covers].sort((a, b) => (a[0] < b[0] ? -1 : 1)) : covers
+  for (const [replica, counter] of pairs) {
+    writer.string(replica)
+    writer.uint(counter)
+  }
+}
+
+function readCovers(reader: Reader): Covers {
+  const count = reader.count('covers count', DEFAULT_LIMITS.maxStrings, 2)
+  if (count === 0) return NO_COVERS
+  const covers = new Map<string, number>()
+  for (let i = 0; i < count; i++) {
+    const replica = reader.string('covers replica', DEFAULT_LIMITS.maxStringBytes)
+    const counter = reader.uint('covers counter')
+    if (counter < 1) throw new DecodeError('invalid-field', 'covers counter must be >= 1')
+    covers.set(replica, counter)
+  }
+  return covers
+}

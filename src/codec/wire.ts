@@ -1,0 +1,174 @@
+import { DecodeError } from './errors.ts'
+
+/**
+ * Byte-level writer and reader: unsigned LEB128 varints (up to 2^53), zigzag for signed deltas,
+ * length-prefixed bytes and UTF-8 strings. The reader checks every bound and throws only DecodeError.
+ */
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder('utf-8', { fatal: true })
+
+export class Writer {
+  private buffer: Uint8Array
+  private view: DataView
+  private offset = 0
+
+  constructor(initialSize = 256) {
+    this.buffer = new Uint8Array(initialSize)
+    this.view = new DataView(this.buffer.buffer)
+  }
+
+  private ensure(extra: number): void {
+    const needed = this.offset + extra
+    if (needed <= this.buffer.length) return
+    let size = this.buffer.length * 2
+    while (size < needed) size *= 2
+    const next = new Uint8Array(size)
+    next.set(this.buffer.subarray(0, this.offset))
+    this.buffer = next
+    this.view = new DataView(next.buffer)
+  }
+
+  byte(value: number): void {
+    this.ensure(1)
+    this.buffer[this.offset++] = value
+  }
+
+  uint(value: number): void {
+    this.ensure(8)
+    while (value >= 0x80) {
+      this.buffer[this.offset++] = (value % 0x80) | 0x80
+      value = Math.floor(value / 0x80)
+    }
+    this.buffer[this.offset++] = value
+  }
+
+  /** Signed integer, zigzag-encoded so small magnitudes stay small. */
+  int(value: number): void {
+    this.uint(value >= 0 ? value * 2 : -value * 2 - 1)
+  }
+
+  bytes(value: Uint8Array): void {
+    this.uint(value.length)
+    this.raw(value)
+  }
+
+  raw(value: Uint8Array): void {
+    this.ensure(value.length)
+    this.buffer.set(value, this.offset)
+    this.offset += value.length
+  }
+
+  string(value: string): void {
+    // Worst case 3 bytes per UTF-16 unit; encodeInto avoids an intermediate copy.
+    const max = value.length * 3
+    this.ensure(max + 5)
+    if (max < 0x80) {
+      const start = this.offset + 1
+      const { written } = textEncoder.encodeInto(value, this.buffer.subarray(start))
+      this.buffer[this.offset] = written
+      this.offset = start + written
+    } else {
+      this.bytes(textEncoder.encode(value))
+    }
+  }
+
+  float64(value: number): void {
+    this.ensure(8)
+    this.view.setFloat64(this.offset, value)
+    this.offset += 8
+  }
+
+  get length(): number {
+    return this.offset
+  }
+
+  finish(): Uint8Array {
+    return this.buffer.slice(0, this.offset)
+  }
+}
+
+export class Reader {
+  private offset = 0
+  private readonly bytesIn: Uint8Array
+
+  constructor(bytes: Uint8Array) {
+    this.bytesIn = bytes
+  }
+
+  get remaining(): number {
+    return this.bytesIn.length - this.offset
+  }
+
+  get position(): number {
+    return this.offset
+  }
+
+  byte(field: string): number {
+    if (this.offset >= this.bytesIn.length)
+      throw new DecodeError('truncated', `${field} at byte ${this.offset}`)
+    return this.bytesIn[this.offset++]
+  }
+
+  uint(field: string): number {
+    let result = 0
+    let scale = 1
+    for (let i = 0; i < 8; i++) {
+      const b = this.byte(field)
+      result += (b & 0x7f) * scale
+      if (b < 0x80) {
+        if (!Number.isSafeInteger(result)) throw new DecodeError('invalid-varint', `${field} exceeds 2^53`)
+        return result
+      }
+      scale *= 0x80
+    }
+    throw new DecodeError('invalid-varint', `${field} is longer than 8 bytes`)
+  }
+
+  int(field: string): number {
+    const z = this.uint(field)
+    return z % 2 === 0 ? z / 2 : -(z + 1) / 2
+  }
+
+  /** A count of items that each take at least `minBytes`: refuses counts the frame cannot hold. */
+  count(field: string, max: number, minBytes = 1): number {
+    const n = this.uint(field)
+    if (n > max) throw new DecodeError('too-many-items', `${field}: ${n} > limit ${max}`)
+    if (n * minBytes > this.remaining) throw new DecodeError('truncated', `${field}: ${n} items do not fit`)
+    return n
+  }
+
+  bytes(
+    field: string,
+    max: number,
+    reason: 'value-too-large' | 'key-too-long' | 'string-too-long',
+  ): Uint8Array {
+    const n = this.uint(field)
+    if (n > max) throw new DecodeError(reason, `${field}: ${n} bytes > limit ${max}`)
+    if (n > this.remaining) throw new DecodeError('truncated', `${field}: ${n} bytes, ${this.remaining} left`)
+    const out = this.bytesIn.subarray(this.offset, this.offset + n)
+    this.offset += n
+    return out
+  }
+
+  string(field: string, max: number, reason: 'key-too-long' | 'string-too-long' = 'string-too-long'): string {
+    const raw = this.bytes(field, max, reason)
+    try {
+      return textDecoder.decode(raw)
+    } catch {
+      throw new DecodeError('invalid-utf8', field)
+    }
+  }
+
+  float64(field: string): number {
+    if (this.remaining < 8) throw new DecodeError('truncated', field)
+    const value = new DataView(this.bytesIn.buffer, this.bytesIn.byteOffset + this.offset, 8).getFloat64(0)
+    this.offset += 8
+    return value
+  }
+
+  end(): void {
+    if (this.remaining !== 0)
+      throw new DecodeError('trailing-bytes', `${this.remaining} bytes after the frame`)
+  }
+}

@@ -1,0 +1,6 @@
+export * from './causal-map.ts'
+export * from './context.ts'
+export * from './document.ts'
+export * from './entry.ts'
+export * from './hlc.ts'
+export * from './key-index.ts'

@@ -1,0 +1,521 @@
+import { randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import { decodeContext, encodeContext } from '../codec/delta.ts'
+import { DecodeError } from '../codec/errors.ts'
+import { DEFAULT_LIMITS } from '../codec/limits.ts'
+import { decodeEntryBody, decodeToken, encodeEntryBody, encodeToken } from '../codec/stored.ts'
+import type { Change, Delta, MergeOptions, WriteResult } from '../crdt/causal-map.ts'
+import { CausalContext, type VersionVector } from '../crdt/context.ts'
+import {
+  CrdtDocument,
+  KEY_SEPARATOR,
+  type ListedKey,
+  parseInternalKey,
+  type RegisterRead,
+} from '../crdt/document.ts'
+import type { Covers, Entry } from '../crdt/entry.ts'
+import { HybridClock, type PhysicalClock } from '../crdt/hlc.ts'
+import { type DotRef, type Store, type StoredEntry, StoreError } from '../store/types.ts'
+import { ReplicaError } from './errors.ts'
+
+/**
+ * A Replica is one namespace's CRDT state made durable: local writes are applied in memory, batched
+ * with every other write of the same event-loop turn into one store transaction (group commit), and
+ * resolved only once that transaction is durable. Change and delta events fire only after commit, so
+ * watchers and gossip never see a write that a crash could still take back.
+ */
+
+export interface ReplicaInit {
+  namespace: string
+  store: Store
+  /**
+   * The replica id for local writes when the store has none yet (normally the peer id). A stored id
+   * always wins, so restarting never changes identity.
+   */
+  replicaId?: string
+  /** Physical clock for the HLC (injected in tests). */
+  now?: PhysicalClock
+  /** Largest key, UTF-8 bytes. Default 1023 (the codec's key limit minus the type prefix). */
+  maxKeyBytes?: number
+  /** Largest value, bytes. Default 1 MiB (the codec's value limit). */
+  maxValueBytes?: number
+}
+
+export interface WriteAck {
+  namespace: string
+  key: string
+  /** The write's dot. */
+  replica: string
+  counter: number
+  /** HLC wall time of the write. */
+  wall: number
+  /** Causal token of the key after this write (send it back as If-Match). */
+  token: string
+}
+
+export interface ReadResult extends RegisterRead {
+  /** The causal token as an opaque string (an ETag). */
+  etag: string
+}
+
+export interface ListPage {
+  items: Array<{ key: string; read: ReadResult }>
+  /** Pass back as `cursor` for the next page; absent on the last page. */
+  cursor?: string
+}
+
+export type ChangeOrigin = 'local' | 'remote' | 'gc'
+
+export interface ChangeEvent {
+  namespace: string
+  type: 'register' | 'counter' | 'set'
+  key: string
+  element?: string
+  origin: ChangeOrigin
+}
+
+export interface ReplicaEvents {
+  /** A key's visible state may have changed (after commit). */
+  change: [ChangeEvent]
+  /** A local write is durable: its delta is ready to gossip. */
+  delta: [Delta]
+  /** The replica took a new id because peers hold writes of its old id that it lost. */
+  incarnation: [{ previous: string; next: string }]
+  /** The store failed; the replica refuses writes from now on. */
+  failed: [Error]
+}
+
+interface PendingBatch {
+  put: Map<Entry, StoredEntry>
+  remove: DotRef[]
+  changes: Array<[Change, ChangeOrigin]>
+  local: Delta[]
+  waiters: Array<{ resolve: () => void; reject: (error: Error) => void }>
+  meta: Map<string, Uint8Array>
+}
+
+const META_CONTEXT = 'context'
+const META_COLLECTED = 'collected'
+const META_REPLICA = 'replica'
+const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,126}$/
+const textEncoder = new TextEncoder()
+
+export class Replica extends EventEmitter<ReplicaEvents> {
+  readonly namespace: string
+  private readonly store: Store
+  private readonly doc: CrdtDocument
+  private readonly maxKeyBytes: number
+  private readonly maxValueBytes: number
+  private pending: PendingBatch | undefined
+  private failure: Error | undefined
+  private closed = false
+
+  private constructor(init: ReplicaInit, doc: CrdtDocument) {
+    super()
+    this.namespace = init.namespace
+    this.store = init.store
+    this.doc = doc
+    this.maxKeyBytes = init.maxKeyBytes ?? DEFAULT_LIMITS.maxKeyBytes - 1
+    this.maxValueBytes = init.maxValueBytes ?? DEFAULT_LIMITS.maxValueBytes
+  }
+
+  /** Opens a namespace from its store; throws StoreError when the stored data cannot be read. */
+  static open(init: ReplicaInit): Replica {
+    const snapshot = init.store.load(init.namespace)
+    const storedId = snapshot.meta.get(META_REPLICA)
+    const replicaId =
+      storedId !== undefined ? Buffer.from(storedId).toString('utf8') : (init.replicaId ?? newReplicaId())
+    const doc = new CrdtDocument({ replica: replicaId, clock: new HybridClock(init.now) })
+    const replica = new Replica(init, doc)
+    try {
+      const context = decodeOptional(snapshot.meta.get(META_CONTEXT))
+      const collected = decodeOptional(snapshot.meta.get(META_COLLECTED))
+      doc.load(
+        snapshot.entries.map((row) => decodeEntryBody(row.key, row.replica, row.counter, row.data)),
+        context,
+        collected,
+      )
+    } catch (error) {
+      if (error instanceof DecodeError) {
+        throw new StoreError('STORE_CORRUPT', `namespace ${init.namespace}: ${error.message}`, {
+          cause: error,
+        })
+      }
+      throw error
+    }
+    if (storedId === undefined) {
+      init.store.commit(init.namespace, {
+        put: [],
+        remove: [],
+        meta: [[META_REPLICA, textEncoder.encode(replicaId)]],
+      })
+    }
+    return replica
+  }
+
+  get replicaId(): string {
+    return this.doc.replica
+  }
+
+  // ---- registers --------------------------------------------------------------------------
+
+  get(key: string): ReadResult | undefined {
+    this.checkKey(key)
+    const read = this.doc.get(key)
+    return read === undefined ? undefined : withEtag(read)
+  }
+
+  async put(
+    key: string,
+    value: Uint8Array,
+    contentType: string,
+    options: { ifMatch?: string } = {},
+  ): Promise<WriteAck> {
+    this.checkWritable()
+    this.checkKey(key)
+    this.checkValue(value)
+    if (!CONTENT_TYPE.test(contentType)) {
+      throw new ReplicaError('INVALID_CONTENT_TYPE', 'content type must be 1-127 printable ASCII characters')
+    }
+    const token = parseToken(options.ifMatch)
+    return this.local(key, this.doc.put(key, value, contentType, token))
+  }
+
+  /** Removes a key; resolves undefined when it did not exist. */
+  async delete(key: string, options: { ifMatch?: string } = {}): Promise<WriteAck | undefined> {
+    this.checkWritable()
+    this.checkKey(key)
+    const result = this.doc.delete(key, parseToken(options.ifMatch))
+    return result === undefined ? undefined : this.local(key, result)
+  }
+
+  /** Registers whose key starts with `prefix`, in key order, a page at a time. */
+  list(prefix = '', options: { cursor?: string; limit?: number } = {}): ListPage {
+    const limit = Math.max(1, Math.min(options.limit ?? 100, 10_000))
+    const found: ListedKey[] = this.doc.list(prefix, { after: options.cursor, limit: limit + 1 })
+    const more = found.length > limit
+    const items = found.slice(0, limit).map(({ key, read }) => ({ key, read: withEtag(read) }))
+    return more ? { items, cursor: items[items.length - 1].key } : { items }
+  }
+
+  // ---- counters and sets ------------------------------------------------------------------
+
+  counter(key: string): number {
+    this.checkKey(key)
+    return this.doc.counter(key)
+  }
+
+  async increment(key: string, by = 1): Promise<WriteAck & { value: number }> {
+    this.checkWritable()
+    this.checkKey(key)
+    if (!Number.isSafeInteger(by))
+      throw new ReplicaError('INVALID_NUMBER', 'increment must be a safe integer')
+    const next = this.doc.counter(key) + by
+    if (!Number.isSafeInteger(next)) throw new ReplicaError('INVALID_NUMBER', 'counter would overflow')
+    const ack = await this.local(key, this.doc.increment(key, by))
+    return { ...ack, value: this.doc.counter(key) }
+  }
+
+  async resetCounter(key: string): Promise<WriteAck | undefined> {
+    this.checkWritable()
+    this.checkKey(key)
+    const result = this.doc.deleteCounter(key)
+    return result === undefined ? undefined : this.local(key, result)
+  }
+
+  async setAdd(key: string, element: string): Promise<WriteAck> {
+    this.checkWritable()
+    this.checkSetElement(key, element)
+    return this.local(key, this.doc.setAdd(key, element))
+  }
+
+  async setRemove(key: string, element: string): Promise<WriteAck | undefined> {
+    this.checkWritable()
+    this.checkSetElement(key, element)
+    const result = this.doc.setRemove(key, element)
+    return result === undefined ? undefined : this.local(key, result)
+  }
+
+  setMembers(key: string): string[] {
+    this.checkKey(key)
+    return this.doc.setMembers(key)
+  }
+
+  setHas(key: string, element: string): boolean {
+    this.checkSetElement(key, element)
+    return this.doc.setHas(key, element)
+  }
+
+  // ---- replication ------------------------------------------------------------------------
+
+  /** Joins a remote delta; resolves once what it changed is durable. */
+  async merge(delta: Delta, options?: MergeOptions): Promise<Change> {
+    this.checkWritable()
+    this.checkIncarnation(delta)
+    const change = this.doc.merge(delta, options)
+    // Even a merge that changed no entry may have grown the context: persist it with the batch.
+    const batch = this.batch()
+    this.record(batch, change, 'remote')
+    batch.meta.set(META_CONTEXT, new Uint8Array(0))
+    await this.wait(batch)
+    return change
+  }
+
+  deltasSince(remote: CausalContext): Delta {
+    return this.doc.deltasSince(remote)
+  }
+
+  context(): CausalContext {
+    return this.doc.context()
+  }
+
+  versionVector(): VersionVector {
+    return this.doc.versionVector()
+  }
+
+  digest(): string {
+    return this.doc.digest()
+  }
+
+  /** Live entries, tombstones included (a store-size figure for metrics). */
+  get entryCount(): number {
+    return this.doc.map.size
+  }
+
+  get tombstoneCount(): number {
+    return this.doc.map.tombstoneCount
+  }
+
+  /**
+   * Collects tombstones every known member has seen. `stable` is the intersection of the members'
+   * contexts; with no other member known, this replica's own context.
+   */
+  async collectGarbage(stable: CausalContext): Promise<number> {
+    this.checkWritable()
+    const change = this.doc.collectGarbage(stable)
+    if (change.removed.length === 0) return 0
+    const batch = this.batch()
+    this.record(batch, change, 'gc')
+    batch.meta.set(META_COLLECTED, encodeContext(this.doc.map.collectedDots()))
+    await this.wait(batch)
+    return change.removed.length
+  }
+
+  /** Resolves once everything written so far is durable. */
+  async flush(): Promise<void> {
+    if (this.pending !== undefined) await this.wait(this.pending)
+  }
+
+  /** Flushes pending writes; the store stays open (it may hold other namespaces). */
+  async close(): Promise<void> {
+    if (this.closed) return
+    await this.flush().catch(() => {})
+    this.closed = true
+  }
+
+  // ---- internals --------------------------------------------------------------------------
+
+  private async local(key: string, result: WriteResult): Promise<WriteAck> {
+    const batch = this.batch()
+    this.record(batch, result, 'local')
+    batch.local.push(result.delta)
+    batch.meta.set(META_CONTEXT, new Uint8Array(0))
+    const internal = result.entry.key
+    await this.wait(batch)
+    return {
+      namespace: this.namespace,
+      key,
+      replica: result.entry.replica,
+      counter: result.entry.counter,
+      wall: result.entry.wall,
+      token: encodeToken(this.doc.map.coversOf(internal)),
+    }
+  }
+
+  private batch(): PendingBatch {
+    if (this.pending === undefined) {
+      const batch: PendingBatch = {
+        put: new Map(),
+        remove: [],
+        changes: [],
+        local: [],
+        waiters: [],
+        meta: new Map(),
+      }
+      this.pending = batch
+      setImmediate(() => this.commit(batch))
+    }
+    return this.pending
+  }
+
+  private record(batch: PendingBatch, change: Change, origin: ChangeOrigin): void {
+    for (const entry of change.added) {
+      batch.put.set(entry, {
+        replica: entry.replica,
+        counter: entry.counter,
+        key: entry.key,
+        data: encodeEntryBody(entry),
+      })
+    }
+    for (const entry of change.removed) {
+      // Added and removed within one batch: it never needs to reach the disk.
+      if (!batch.put.delete(entry)) batch.remove.push({ replica: entry.replica, counter: entry.counter })
+    }
+    batch.changes.push([change, origin])
+  }
+
+  private wait(batch: PendingBatch): Promise<void> {
+    return new Promise((resolve, reject) => batch.waiters.push({ resolve, reject }))
+  }
+
+  private commit(batch: PendingBatch): void {
+    if (this.pending === batch) this.pending = undefined
+    try {
+      if (this.failure !== undefined) throw this.failure
+      const meta: Array<[string, Uint8Array]> = []
+      for (const [name, value] of batch.meta) {
+        // The context is encoded once per batch, at commit time, however many writes it holds.
+        meta.push([name, name === META_CONTEXT ? encodeContext(this.doc.map.context()) : value])
+      }
+      this.store.commit(this.namespace, { put: [...batch.put.values()], remove: batch.remove, meta })
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error))
+      if (this.failure === undefined) {
+        this.failure = failure
+        this.emit('failed', failure)
+      }
+      for (const waiter of batch.waiters) waiter.reject(failure)
+      return
+    }
+    for (const waiter of batch.waiters) waiter.resolve()
+    for (const delta of batch.local) this.emit('delta', delta)
+    if (this.listenerCount('change') > 0) this.emitChanges(batch)
+  }
+
+  private emitChanges(batch: PendingBatch): void {
+    const seen = new Set<string>()
+    for (const [change, origin] of batch.changes) {
+      for (const list of [change.added, change.removed]) {
+        for (const entry of list) {
+          if (seen.has(entry.key)) continue
+          seen.add(entry.key)
+          const parsed = parseInternalKey(entry.key)
+          this.emit('change', { namespace: this.namespace, ...parsed, origin })
+        }
+      }
+    }
+  }
+
+  /**
+   * Peers hold a write of ours we no longer have (a restored backup, a copied data dir): going on
+   * under the same id would reuse its dot. Take a new id before anything else is written.
+   */
+  private checkIncarnation(delta: Delta): void {
+    const id = this.doc.replica
+    const ours = this.doc.map.maxCounter(id)
+    if (delta.context.max(id) <= ours) return
+    const next = nextIncarnation(id)
+    this.doc.map.replica = next
+    const batch = this.batch()
+    batch.meta.set(META_REPLICA, textEncoder.encode(next))
+    this.emit('incarnation', { previous: id, next })
+  }
+
+  private checkWritable(): void {
+    if (this.failure !== undefined) {
+      throw new ReplicaError(
+        'REPLICA_CLOSED',
+        `namespace ${this.namespace}: store failed: ${this.failure.message}`,
+        {
+          cause: this.failure,
+        },
+      )
+    }
+    if (this.closed) throw new ReplicaError('REPLICA_CLOSED', `namespace ${this.namespace} is closed`)
+  }
+
+  private checkKey(key: string): void {
+    if (typeof key !== 'string' || key.length === 0)
+      throw new ReplicaError('INVALID_KEY', 'key must be a non-empty string')
+    if (key.includes(KEY_SEPARATOR)) throw new ReplicaError('INVALID_KEY', 'key must not contain NUL')
+    if (!key.isWellFormed()) throw new ReplicaError('INVALID_KEY', 'key must be well-formed Unicode')
+    const bytes = Buffer.byteLength(key, 'utf8')
+    if (bytes > this.maxKeyBytes) {
+      throw new ReplicaError('INVALID_KEY', `key is ${bytes} bytes, the limit is ${this.maxKeyBytes}`)
+    }
+  }
+
+  private checkSetElement(key: string, element: string): void {
+    this.checkKey(key)
+    if (typeof element !== 'string' || element.includes(KEY_SEPARATOR) || !element.isWellFormed()) {
+      throw new ReplicaError('INVALID_KEY', 'set element must be a well-formed string without NUL')
+    }
+    const bytes = Buffer.byteLength(key, 'utf8') + 1 + Buffer.byteLength(element, 'utf8')
+    if (bytes > this.maxKeyBytes) {
+      throw new ReplicaError(
+        'INVALID_KEY',
+        `set key and element are ${bytes} bytes, the limit is ${this.maxKeyBytes}`,
+      )
+    }
+  }
+
+  private checkValue(value: Uint8Array): void {
+    if (!(value instanceof Uint8Array)) throw new ReplicaError('VALUE_TOO_LARGE', 'value must be bytes')
+    if (value.length > this.maxValueBytes) {
+      throw new ReplicaError(
+        'VALUE_TOO_LARGE',
+        `value is ${value.length} bytes, the limit is ${this.maxValueBytes}`,
+      )
+    }
+  }
+}
+
+function withEtag(read: RegisterRead): ReadResult {
+  return { ...read, etag: encodeToken(read.token) }
+}
+
+function parseToken(token: string | undefined): Covers | undefined {
+  if (token === undefined) return undefined
+  try {
+    return decodeToken(token)
+  } catch (error) {
+    throw new ReplicaError(
+      'INVALID_TOKEN',
+      `If-Match token is not one this peer issued: ${(error as Error).message}`,
+    )
+  }
+}
+
+function decodeOptional(bytes: Uint8Array | undefined): CausalContext {
+  return bytes === undefined ? new CausalContext() : decodeContext(bytes)
+}
+
+/** A random replica id for a store that was given none: 16 base32 characters (80 bits). */
+export function newReplicaId(): string {
+  return base32(randomBytes(10))
+}
+
+/** `id` → `id~<random>`: a new incarnation is a new replica as far as dots are concerned. */
+export function nextIncarnation(id: string): string {
+  const base = id.includes('~') ? id.slice(0, id.indexOf('~')) : id
+  return `${base}~${base32(randomBytes(5))}`
+}
+
+function base32(bytes: Uint8Array): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567'
+  let bits = 0
+  let value = 0
+  let out = ''
+  for (const byte of bytes) {
+    value = (value << 8) | byte
+    bits += 8
+    while (bits >= 5) {
+      out += alphabet[(value >>> (bits - 5)) & 31]
+      bits -= 5
+    }
+  }
+  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31]
+  return out
+}
+
+export { KEY_SEPARATOR }
