@@ -22,7 +22,9 @@ const arbitraryDelta: fc.Arbitrary<Delta> = fc
     fc.record({
       replica: fc.constantFrom('peerA', 'peerB', '12D3KooWLongPeerIdLikeString', 'ünïcødé'),
       op: fc.constantFrom('put', 'delete', 'incr', 'sadd', 'srem'),
-      key: fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !k.includes('\u0000') && k.isWellFormed()),
+      key: fc
+        .string({ minLength: 1, maxLength: 12 })
+        .filter((k) => !k.includes('\u0000') && k.isWellFormed()),
       value: fc.uint8Array({ maxLength: 40 }),
       by: fc.integer({ min: -1000, max: 1000 }),
       wall: fc.integer({ min: 0, max: 2 ** 45 }),
@@ -140,7 +142,9 @@ describe('delta codec', () => {
     const bytes = encodeDelta(doc.put('k', te.encode('v'), 'text/plain').delta)
     const future = bytes.slice()
     future[0] = 9
-    expect(() => decodeDelta(future)).toThrow(expect.objectContaining({ name: 'DecodeError', reason: 'unknown-version' }))
+    expect(() => decodeDelta(future)).toThrow(
+      expect.objectContaining({ name: 'DecodeError', reason: 'unknown-version' }),
+    )
     expect(() => decodeDelta(bytes, withLimits({ maxFrameBytes: 8 }))).toThrow(
       expect.objectContaining({ reason: 'frame-too-large' }),
     )
@@ -183,7 +187,9 @@ describe('context, entry and token codecs', () => {
   it('round-trips contexts with gaps', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 1, max: 5000 })), { maxLength: 60 }),
+        fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 1, max: 5000 })), {
+          maxLength: 60,
+        }),
         (dots) => {
           const context = CausalContext.fromDots(dots.map(([replica, counter]) => ({ replica, counter })))
           expect(decodeContext(encodeContext(context)).equals(context)).toBe(true)

@@ -29,10 +29,11 @@ export interface ReplicaInit {
   namespace: string
   store: Store
   /**
-   * The replica id for local writes when the store has none yet (normally the peer id). A stored id
-   * always wins, so restarting never changes identity.
+   * The author part of the replica id (normally the peer id; default random). A new store gets
+   * `<base>~<random incarnation>`; a stored id is kept across restarts, unless the store's data was
+   * copied or restored (its identity changed), which starts a new incarnation.
    */
-  replicaId?: string
+  replicaBase?: string
   /** Physical clock for the HLC (injected in tests). */
   now?: PhysicalClock
   /** Largest key, UTF-8 bytes. Default 1023 (the codec's key limit minus the type prefix). */
@@ -97,6 +98,7 @@ interface PendingBatch {
 const META_CONTEXT = 'context'
 const META_COLLECTED = 'collected'
 const META_REPLICA = 'replica'
+const META_HOME = 'home'
 const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,126}$/
 const textEncoder = new TextEncoder()
 
@@ -122,9 +124,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   /** Opens a namespace from its store; throws StoreError when the stored data cannot be read. */
   static open(init: ReplicaInit): Replica {
     const snapshot = init.store.load(init.namespace)
-    const storedId = snapshot.meta.get(META_REPLICA)
-    const replicaId =
-      storedId !== undefined ? Buffer.from(storedId).toString('utf8') : (init.replicaId ?? newReplicaId())
+    const { replicaId, meta } = chooseReplicaId(init, snapshot.meta)
     const doc = new CrdtDocument({ replica: replicaId, clock: new HybridClock(init.now) })
     const replica = new Replica(init, doc)
     try {
@@ -143,13 +143,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       }
       throw error
     }
-    if (storedId === undefined) {
-      init.store.commit(init.namespace, {
-        put: [],
-        remove: [],
-        meta: [[META_REPLICA, textEncoder.encode(replicaId)]],
-      })
-    }
+    if (meta.length > 0) init.store.commit(init.namespace, { put: [], remove: [], meta })
     return replica
   }
 
@@ -470,6 +464,36 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   }
 }
 
+/** Keeps the stored replica id unless there is doubt it is still ours alone (see ReplicaInit). */
+function chooseReplicaId(
+  init: ReplicaInit,
+  stored: Map<string, Uint8Array>,
+): { replicaId: string; meta: Array<[string, Uint8Array]> } {
+  const storedId = stored.get(META_REPLICA)
+  const storedHome = stored.get(META_HOME)
+  const home = init.store.identity?.()
+  const meta: Array<[string, Uint8Array]> = []
+  let replicaId: string
+  if (storedId === undefined) {
+    replicaId = nextIncarnation(init.replicaBase ?? newReplicaId())
+  } else if (
+    home !== undefined &&
+    storedHome !== undefined &&
+    Buffer.from(storedHome).toString('utf8') !== home
+  ) {
+    replicaId = nextIncarnation(Buffer.from(storedId).toString('utf8'))
+  } else {
+    replicaId = Buffer.from(storedId).toString('utf8')
+  }
+  if (storedId === undefined || Buffer.from(storedId).toString('utf8') !== replicaId) {
+    meta.push([META_REPLICA, textEncoder.encode(replicaId)])
+  }
+  if (home !== undefined && (storedHome === undefined || Buffer.from(storedHome).toString('utf8') !== home)) {
+    meta.push([META_HOME, textEncoder.encode(home)])
+  }
+  return { replicaId, meta }
+}
+
 function withEtag(read: RegisterRead): ReadResult {
   return { ...read, etag: encodeToken(read.token) }
 }
@@ -495,10 +519,15 @@ export function newReplicaId(): string {
   return base32(randomBytes(10))
 }
 
-/** `id` → `id~<random>`: a new incarnation is a new replica as far as dots are concerned. */
+/** `base` or `base~old` → `base~<random>`: a new incarnation is a new replica as far as dots go. */
 export function nextIncarnation(id: string): string {
-  const base = id.includes('~') ? id.slice(0, id.indexOf('~')) : id
-  return `${base}~${base32(randomBytes(5))}`
+  return `${replicaBase(id)}~${base32(randomBytes(5))}`
+}
+
+/** The author part of a replica id: the peer id its writes are signed by. */
+export function replicaBase(id: string): string {
+  const at = id.lastIndexOf('~')
+  return at < 0 ? id : id.slice(0, at)
 }
 
 function base32(bytes: Uint8Array): string {

@@ -40,14 +40,32 @@ export interface StoreBatch {
 export interface Store {
   /** 'sqlite' or 'memory': shown in status output. */
   readonly kind: string
-  /** Namespaces that hold anything. */
+  /** Namespaces that hold anything (an entry or a meta value), sorted by name. */
   namespaces(): string[]
-  /** Everything stored for a namespace (empty when it has never been written). */
+  /**
+   * Everything stored for a namespace (empty when it has never been written). Entries come grouped
+   * by replica, in ascending counter order within a replica; the order of replicas is unspecified.
+   * Every byte array returned is a fresh copy the caller owns.
+   */
   load(namespace: string): NamespaceSnapshot
-  /** Applies a batch atomically and durably; throws StoreError and applies nothing on failure. */
+  /**
+   * Applies a batch atomically and durably; throws StoreError and applies nothing on failure.
+   * Puts upsert by dot; removes apply after puts (a dot both put and removed ends up removed) and
+   * ignore unknown dots; meta upserts by name. The store copies the bytes it is given.
+   * A malformed batch (bad counter, non-Uint8Array data, ...) throws a TypeError, changes nothing and
+   * leaves the store usable. Any other failure is fatal: the store answers STORE_CLOSED from then on,
+   * because a write that failed once must never be retried and acknowledged.
+   */
   commit(namespace: string, batch: StoreBatch): void
+  /**
+   * Names the physical home of the data (a file's device and inode). When it differs from the one
+   * recorded at creation, the data was copied or restored from a backup, and the Replica starts a
+   * new incarnation rather than risk reusing dots. Stores without a physical home omit it.
+   */
+  identity?(): string
   /** Bytes used on disk (or in memory), for metrics. */
   sizeBytes(): number
+  /** Releases the store; idempotent. Every other call then throws STORE_CLOSED. */
   close(): void
 }
 

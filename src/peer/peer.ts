@@ -1,0 +1,184 @@
+import { EventEmitter } from 'node:events'
+import { type ChangeEvent, Replica } from '../replica/replica.ts'
+import type { Store } from '../store/types.ts'
+
+/**
+ * A hearsay peer: one store, the replicas of the namespaces it has joined, and (when a mesh is
+ * attached) the gossip, anti-entropy and membership that keep them converged. The daemon is an HTTP
+ * face on one of these; tests and benchmarks run several in one process.
+ */
+
+export interface PeerInfo {
+  peerId: string
+  addresses: string[]
+  connected: boolean
+  /** Round-trip time of the last ping, ms. */
+  rttMs?: number
+  /** When we last heard from the peer (ms since epoch), directly or through gossip. */
+  lastSeen?: number
+}
+
+export interface NamespaceStatus {
+  name: string
+  replicaId: string
+  digest: string
+  versionVector: Record<string, number>
+  entries: number
+  tombstones: number
+}
+
+export interface PeerStatus {
+  peerId: string
+  addresses: string[]
+  namespaces: NamespaceStatus[]
+  uptimeMs: number
+  store: { kind: string; sizeBytes: number }
+}
+
+/** What the networking side offers a peer; absent when the peer runs alone (tests, offline tools). */
+export interface MeshAttachment {
+  readonly peerId: string
+  addresses(): string[]
+  peers(): PeerInfo[]
+  dial(address: string, signal?: AbortSignal): Promise<string>
+  /** Starts replicating a namespace (subscribe, sync). */
+  join(replica: Replica): void
+  /**
+   * Resolves with how many other peers are known to hold a write (its dot), once `count` do or the
+   * signal aborts (then with how many did).
+   */
+  replicatedTo(
+    namespace: string,
+    replica: string,
+    counter: number,
+    count: number,
+    signal: AbortSignal,
+  ): Promise<number>
+  stop(): Promise<void>
+}
+
+export interface PeerInit {
+  store: Store
+  /** Author part of replica ids (the libp2p PeerId when a mesh is attached). */
+  peerId: string
+  /** Namespaces to open at start (others open on first use). */
+  namespaces?: string[]
+  /** Physical clock for HLCs (tests). */
+  now?: () => number
+}
+
+export interface PeerEvents {
+  change: [ChangeEvent]
+  failed: [Error]
+}
+
+const NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export class NamespaceError extends Error {
+  override readonly name = 'NamespaceError'
+  readonly code = 'INVALID_NAMESPACE'
+}
+
+export class HearsayPeer extends EventEmitter<PeerEvents> {
+  readonly peerId: string
+  readonly store: Store
+  private readonly replicas = new Map<string, Replica>()
+  private readonly started = Date.now()
+  private readonly now: (() => number) | undefined
+  private mesh: MeshAttachment | undefined
+  private stopped = false
+
+  constructor(init: PeerInit) {
+    super()
+    this.peerId = init.peerId
+    this.store = init.store
+    this.now = init.now
+    for (const name of new Set([...init.store.namespaces(), ...(init.namespaces ?? [])])) this.namespace(name)
+  }
+
+  static isValidNamespace(name: string): boolean {
+    return NAMESPACE.test(name)
+  }
+
+  /** The replica of a namespace, opened (and joined on the mesh) on first use. */
+  namespace(name: string): Replica {
+    let replica = this.replicas.get(name)
+    if (replica !== undefined) return replica
+    if (!NAMESPACE.test(name)) {
+      throw new NamespaceError(`namespace must match ${NAMESPACE.source}`)
+    }
+    replica = Replica.open({ namespace: name, store: this.store, replicaBase: this.peerId, now: this.now })
+    replica.on('change', (event) => this.emit('change', event))
+    replica.on('failed', (error) => this.emit('failed', error))
+    this.replicas.set(name, replica)
+    this.mesh?.join(replica)
+    return replica
+  }
+
+  hasNamespace(name: string): boolean {
+    return this.replicas.has(name)
+  }
+
+  namespaces(): string[] {
+    return [...this.replicas.keys()].sort()
+  }
+
+  attach(mesh: MeshAttachment): void {
+    this.mesh = mesh
+    for (const replica of this.replicas.values()) mesh.join(replica)
+  }
+
+  get attachedMesh(): MeshAttachment | undefined {
+    return this.mesh
+  }
+
+  status(): PeerStatus {
+    return {
+      peerId: this.peerId,
+      addresses: this.mesh?.addresses() ?? [],
+      namespaces: this.namespaces().map((name) => {
+        const replica = this.replicas.get(name)!
+        return {
+          name,
+          replicaId: replica.replicaId,
+          digest: replica.digest(),
+          versionVector: Object.fromEntries(replica.versionVector()),
+          entries: replica.entryCount,
+          tombstones: replica.tombstoneCount,
+        }
+      }),
+      uptimeMs: Date.now() - this.started,
+      store: { kind: this.store.kind, sizeBytes: this.store.sizeBytes() },
+    }
+  }
+
+  peers(): PeerInfo[] {
+    return this.mesh?.peers() ?? []
+  }
+
+  async dial(address: string, signal?: AbortSignal): Promise<string> {
+    if (this.mesh === undefined) throw new Error('this peer runs without a mesh')
+    return this.mesh.dial(address, signal)
+  }
+
+  /** How many other peers hold a write; 0 at once without a mesh. */
+  async replicatedTo(
+    namespace: string,
+    replica: string,
+    counter: number,
+    count: number,
+    signal: AbortSignal,
+  ) {
+    if (this.mesh === undefined || count <= 0) return 0
+    return this.mesh.replicatedTo(namespace, replica, counter, count, signal)
+  }
+
+  /** Flushes every namespace, leaves the mesh, closes the store. */
+  async stop(): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    await Promise.all([...this.replicas.values()].map((replica) => replica.close()))
+    await this.mesh?.stop()
+    this.store.close()
+  }
+}

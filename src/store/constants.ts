@@ -1,0 +1,24 @@
+/** Schema version of the SQLite file, kept in `PRAGMA user_version`. Bump it with a migration. */
+export const SCHEMA_VERSION = 1
+
+/**
+ * `PRAGMA application_id` of a hearsay store: ASCII 'hrsy'. Marks the file as ours, so opening some
+ * other SQLite database by mistake fails instead of writing our tables into it
+ * (https://www.sqlite.org/fileformat.html#application_id).
+ */
+export const APPLICATION_ID = 0x68727379
+
+/**
+ * How long a write waits for another connection's lock before failing, in ms. One process normally
+ * owns the file; this only covers a CLI or backup tool reading it at the same moment.
+ */
+export const DEFAULT_BUSY_TIMEOUT_MS = 5_000
+
+/**
+ * After a checkpoint, SQLite keeps the WAL file at its largest size for reuse. Truncate it back to
+ * this size so one huge batch does not leave a huge file behind (SQLite's default is no limit).
+ */
+export const JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+
+/** How many `PRAGMA quick_check` problems to quote in a STORE_CORRUPT message. */
+export const CORRUPTION_REPORT_LINES = 5
