@@ -1,5 +1,6 @@
 export * from './delta.ts'
 export * from './errors.ts'
+export * from './gossip.ts'
 export * from './limits.ts'
 export * from './stored.ts'
 export * from './wire.ts'

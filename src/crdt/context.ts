@@ -148,6 +148,11 @@ export class CausalContext {
     return result
   }
 
+  /** The dots both contexts hold. */
+  intersection(other: CausalContext): CausalContext {
+    return this.difference(this.difference(other))
+  }
+
   /** True when every dot of `other` is in this context. */
   covers(other: CausalContext): boolean {
     for (const [replica, flat] of other.ranges) {

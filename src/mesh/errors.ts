@@ -1,0 +1,129 @@
+/**
+ * One small error class per failure mode of the mesh layer. Each has a stable `name`; callers match on
+ * `err.name`, never on the message text.
+ */
+
+/** The key file exists but does not hold a key we can use. It is never replaced silently. */
+export class CorruptKeyFileError extends Error {
+  static readonly NAME = 'CorruptKeyFileError'
+  override readonly name = CorruptKeyFileError.NAME
+  readonly path: string
+
+  constructor(path: string, reason: string, options?: ErrorOptions) {
+    super(
+      `key file ${path} is not a usable private key (${reason}); move it aside to create a new identity, ` +
+        'or restore it from a backup to keep the old one',
+      options,
+    )
+    this.path = path
+  }
+}
+
+/** The key file is readable or writable by other users; we refuse to use it, as ssh does. */
+export class InsecureKeyFileError extends Error {
+  static readonly NAME = 'InsecureKeyFileError'
+  override readonly name = InsecureKeyFileError.NAME
+  readonly path: string
+  readonly mode: number
+
+  constructor(path: string, mode: number) {
+    super(`key file ${path} has mode ${mode.toString(8).padStart(4, '0')}; run: chmod 600 ${path}`)
+    this.path = path
+    this.mode = mode
+  }
+}
+
+/** Reading or writing the key file failed for a reason other than "it does not exist yet". */
+export class KeyFileIOError extends Error {
+  static readonly NAME = 'KeyFileIOError'
+  override readonly name = KeyFileIOError.NAME
+  readonly path: string
+
+  constructor(path: string, action: string, options?: ErrorOptions) {
+    super(
+      `could not ${action} key file ${path}: ${(options?.cause as Error | undefined)?.message ?? ''}`,
+      options,
+    )
+    this.path = path
+  }
+}
+
+/** A topic (or a mesh or namespace name) is malformed or outside the node's topic allowlist. */
+export class TopicNotAllowedError extends Error {
+  static readonly NAME = 'TopicNotAllowedError'
+  override readonly name = TopicNotAllowedError.NAME
+  readonly topic: string
+
+  constructor(topic: string, reason: string) {
+    super(`topic ${JSON.stringify(topic)} not allowed: ${reason}`)
+    this.topic = topic
+  }
+}
+
+/** subscribe() on a topic that already has a handler on this node. */
+export class AlreadySubscribedError extends Error {
+  static readonly NAME = 'AlreadySubscribedError'
+  override readonly name = AlreadySubscribedError.NAME
+  readonly topic: string
+
+  constructor(topic: string) {
+    super(`already subscribed to ${topic}; unsubscribe first`)
+    this.topic = topic
+  }
+}
+
+/** publish() with data larger than the mesh accepts; peers would drop it, so we refuse up front. */
+export class MessageTooLargeError extends Error {
+  static readonly NAME = 'MessageTooLargeError'
+  override readonly name = MessageTooLargeError.NAME
+  readonly size: number
+  readonly limit: number
+
+  constructor(size: number, limit: number) {
+    super(`message of ${size} bytes exceeds the mesh limit of ${limit} bytes`)
+    this.size = size
+    this.limit = limit
+  }
+}
+
+/** An address given to dial() (or in the bootstrap list) is not a multiaddr we can dial. */
+export class InvalidAddressError extends Error {
+  static readonly NAME = 'InvalidAddressError'
+  override readonly name = InvalidAddressError.NAME
+  readonly address: string
+
+  constructor(address: string, reason: string, options?: ErrorOptions) {
+    super(`invalid address ${JSON.stringify(address)}: ${reason}`, options)
+    this.address = address
+  }
+}
+
+/** The node was used after stop(). */
+export class MeshNodeStoppedError extends Error {
+  static readonly NAME = 'MeshNodeStoppedError'
+  override readonly name = MeshNodeStoppedError.NAME
+
+  constructor(action: string) {
+    super(`cannot ${action}: the mesh node is stopped`)
+  }
+}
+
+/** A peer-exchange frame could not be decoded (oversized, not JSON, wrong shape). The stream is aborted. */
+export class PeerExchangeFrameError extends Error {
+  static readonly NAME = 'PeerExchangeFrameError'
+  override readonly name = PeerExchangeFrameError.NAME
+
+  constructor(reason: string, options?: ErrorOptions) {
+    super(`bad peer-exchange frame: ${reason}`, options)
+  }
+}
+
+/** A gossipsub internal we rely on (see node.ts, topic allowlist) is missing: the package changed. */
+export class GossipsubInternalsChangedError extends Error {
+  static readonly NAME = 'GossipsubInternalsChangedError'
+  override readonly name = GossipsubInternalsChangedError.NAME
+
+  constructor(what: string) {
+    super(`@libp2p/gossipsub no longer has ${what}; re-check src/mesh/node.ts against the installed version`)
+  }
+}

@@ -1,0 +1,338 @@
+import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { Delta } from '../crdt/causal-map.ts'
+import { createMeshNode, type MeshNode } from '../mesh/node.ts'
+import { meshTopic } from '../mesh/topics.ts'
+import type { Replica } from '../replica/replica.ts'
+import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
+import { type SessionEvent, SyncService } from '../sync/service.ts'
+import { type CheckedBatch, checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
+import { Membership } from './membership.ts'
+import type { HearsayPeer, MeshAttachment, PeerInfo } from './peer.ts'
+
+/** How a peer joins the network. Every field has a default suitable for one laptop on a LAN. */
+export interface MeshOptions {
+  privateKey: PrivateKey
+  /** Name of the mesh: peers only replicate with peers of the same mesh. Default 'default'. */
+  meshName?: string
+  /** Multiaddrs to listen on. Default ['/ip4/0.0.0.0/tcp/0']. */
+  listen?: string[]
+  /** Multiaddrs to dial at start and keep connected to. */
+  bootstrap?: string[]
+  /** LAN discovery over multicast DNS. Default true. */
+  mdns?: boolean
+  /** Relax per-IP limits for many peers on 127.0.0.1 (tests and benchmarks only). */
+  loopbackTesting?: boolean
+  /**
+   * Client-server shape: dial only these hub addresses; no mDNS, no peer exchange. The protocol is
+   * unchanged (the hub is the client's only gossip neighbour and sync partner).
+   */
+  hub?: string[]
+  /** Act as a hub: accept many clients, never go looking for peers. */
+  isHub?: boolean
+  /** Gossip batching window, ms. Default 2. */
+  batchDelayMs?: number
+  /** Period of anti-entropy with one random peer, ms. Default 10 s. */
+  syncIntervalMs?: number
+  /** Period of tombstone collection, ms. Default 30 s. */
+  gcIntervalMs?: number
+  /** Period of RTT pings to connected peers, ms. Default 15 s. */
+  pingIntervalMs?: number
+  /** Gossip mesh degree (D). Default 4. */
+  gossipDegree?: number
+  /** Receives one line per notable event; default silent. */
+  log?: MeshLog
+}
+
+export interface MeshLog {
+  info(fields: object, message: string): void
+  warn(fields: object, message: string): void
+}
+
+/** Running totals for metrics. */
+export interface MeshCounters {
+  gossipPublished: number
+  gossipBytesSent: number
+  gossipReceived: number
+  gossipBytesReceived: number
+  gossipRejected: number
+  gossipIgnored: number
+  entriesMerged: number
+  syncSessions: number
+  syncFailures: number
+  syncBytesSent: number
+  syncBytesReceived: number
+  syncEntriesReceived: number
+  tombstonesCollected: number
+}
+
+export interface HearsayMesh extends MeshAttachment {
+  readonly node: MeshNode
+  readonly membership: Membership
+  readonly counters: MeshCounters
+  /** Runs anti-entropy with every connected peer for every namespace now; resolves when all finish. */
+  syncNow(signal?: AbortSignal): Promise<SessionEvent[]>
+  /** Closes connections to a peer and stops redialling it (partition tests, operator action). */
+  hangUp(peerId: string): Promise<void>
+}
+
+export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promise<HearsayMesh> {
+  const meshName = options.meshName ?? 'default'
+  const hubMode = options.hub !== undefined && options.hub.length > 0
+  const log = options.log
+  const node = await createMeshNode({
+    privateKey: options.privateKey,
+    listen: options.listen ?? ['/ip4/0.0.0.0/tcp/0'],
+    bootstrap: hubMode ? options.hub : options.bootstrap,
+    mdns: hubMode || options.isHub ? false : (options.mdns ?? true),
+    meshName,
+    loopbackTesting: options.loopbackTesting,
+    peerExchange: hubMode ? false : undefined,
+    gossip: options.gossipDegree !== undefined ? { D: options.gossipDegree } : undefined,
+    onError: (error, context) => logOnce('mesh', context.peer?.toString(), error.message, context),
+  })
+  const self = node.peerId.toString()
+  const membership = new Membership({ self })
+  const counters: MeshCounters = {
+    gossipPublished: 0,
+    gossipBytesSent: 0,
+    gossipReceived: 0,
+    gossipBytesReceived: 0,
+    gossipRejected: 0,
+    gossipIgnored: 0,
+    entriesMerged: 0,
+    syncSessions: 0,
+    syncFailures: 0,
+    syncBytesSent: 0,
+    syncBytesReceived: 0,
+    syncEntriesReceived: 0,
+    tombstonesCollected: 0,
+  }
+  const topicOf = (namespace: string) => meshTopic(meshName, namespace)
+  const joined = new Map<string, Replica>()
+  const timers: NodeJS.Timeout[] = []
+  let stopped = false
+
+  // Errors from peers are logged once per (peer, kind), so a hostile peer cannot flood the log.
+  const logged = new Set<string>()
+  function logOnce(kind: string, peerId: string | undefined, message: string, fields: object = {}): void {
+    const key = `${kind} ${peerId ?? ''} ${message.slice(0, 80)}`
+    if (logged.has(key)) return
+    if (logged.size > 10_000) logged.clear()
+    logged.add(key)
+    log?.warn({ ...fields, kind, peer: peerId }, message)
+  }
+
+  const sync = new SyncService({
+    node,
+    replica: (namespace) => joined.get(namespace),
+    onSession: (event) => {
+      counters.syncSessions++
+      counters.syncBytesSent += event.bytesSent
+      counters.syncBytesReceived += event.bytesReceived
+      counters.syncEntriesReceived += event.stats.entriesReceived
+      const remote = event.peer.toString()
+      membership.saw(remote)
+      if (event.stats.equal) {
+        membership.holds(remote, event.namespace, event.localContext)
+      } else {
+        if (event.stats.remoteContext !== undefined)
+          membership.holds(remote, event.namespace, event.stats.remoteContext)
+        // The session ended only after the other side merged what we sent: it holds our context too.
+        if (event.role === 'initiator') membership.holds(remote, event.namespace, event.localContext)
+      }
+    },
+    onError: (error, remote, namespace) => {
+      counters.syncFailures++
+      if ((error as { code?: string }).code === 'remote-not-joined') return
+      logOnce('sync', remote.toString(), `anti-entropy failed: ${error.message}`, { namespace })
+    },
+  })
+  await sync.start()
+
+  const batcher = new DeltaBatcher({
+    delayMs: options.batchDelayMs,
+    send: (namespace, delta) => void publish(namespace, delta),
+  })
+
+  async function publish(namespace: string, delta: Delta): Promise<void> {
+    const topic = topicOf(namespace)
+    try {
+      const data = await signBatch(options.privateKey, self, topic, delta)
+      await node.publish(topic, data)
+      counters.gossipPublished++
+      counters.gossipBytesSent += data.length
+    } catch (error) {
+      // Anti-entropy repairs whatever gossip could not carry.
+      if (!stopped) logOnce('gossip', undefined, `publish failed: ${(error as Error).message}`, { namespace })
+    }
+  }
+
+  // Decode and check once in the validator; the handler reuses the result.
+  const checked = new WeakMap<Uint8Array, CheckedBatch>()
+
+  function join(replica: Replica): void {
+    if (joined.has(replica.namespace)) return
+    joined.set(replica.namespace, replica)
+    const topic = topicOf(replica.namespace)
+    node.subscribe(
+      topic,
+      (message) => {
+        const result = checked.get(message.data)
+        if (result?.delta === undefined || result.signer === undefined) return
+        counters.gossipReceived++
+        counters.gossipBytesReceived += message.data.length
+        membership.saw(result.signer)
+        membership.saw(message.from.toString(), { connected: true })
+        replica
+          .merge(result.delta)
+          .then((change) => {
+            counters.entriesMerged += change.added.length
+          })
+          .catch((error) => logOnce('merge', result.signer, `merge failed: ${(error as Error).message}`))
+      },
+      async (message) => {
+        const result = await checkBatch(topic, message.data, self)
+        checked.set(message.data, result)
+        if (result.verdict === 'reject') {
+          counters.gossipRejected++
+          logOnce('gossip', message.from.toString(), `rejected gossip: ${result.reason}`, { topic })
+        } else if (result.verdict === 'ignore') {
+          counters.gossipIgnored++
+        }
+        return result.verdict
+      },
+    )
+    replica.on('delta', (delta) => batcher.add(replica.namespace, delta))
+    // Catch up with everyone already connected.
+    for (const remote of node.peers()) void sync.syncWith(remote, replica.namespace).catch(() => {})
+  }
+
+  /** Both sides of a new connection would start a session; the smaller peer id does. */
+  const unwatch = await node.watchProtocol(SYNC_PROTOCOL, {
+    onConnect: (remote) => {
+      membership.saw(remote.toString(), { connected: true })
+      if (self < remote.toString() || hubMode) {
+        for (const namespace of joined.keys()) void sync.syncWith(remote, namespace).catch(() => {})
+      }
+    },
+    onDisconnect: (remote) => membership.disconnected(remote.toString()),
+  })
+
+  function every(ms: number, task: () => Promise<unknown>): void {
+    // A repeating task that never overlaps itself, with jitter so peers do not synchronise.
+    const schedule = () => {
+      if (stopped) return
+      const timer = setTimeout(
+        () => {
+          task()
+            .catch(() => {})
+            .finally(schedule)
+        },
+        ms * (0.75 + Math.random() * 0.5),
+      )
+      timer.unref()
+      timers.push(timer)
+      if (timers.length > 16) timers.splice(0, timers.length - 16)
+    }
+    schedule()
+  }
+
+  every(options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS, async () => {
+    const peers = node.peers()
+    if (peers.length === 0) return
+    const remote = peers[Math.floor(Math.random() * peers.length)]
+    await Promise.allSettled([...joined.keys()].map((namespace) => sync.syncWith(remote, namespace)))
+  })
+
+  every(options.gcIntervalMs ?? 30_000, async () => {
+    for (const replica of joined.values()) {
+      const stable = membership.stableContext(replica.namespace, replica.context(), (peerId) =>
+        node.topicPeers(topicOf(replica.namespace)).some((p) => p.toString() === peerId),
+      )
+      if (stable !== undefined) counters.tombstonesCollected += await replica.collectGarbage(stable)
+    }
+  })
+
+  every(options.pingIntervalMs ?? 15_000, async () => {
+    await Promise.allSettled(
+      node.peers().map(async (remote) => {
+        const rttMs = await node.ping(remote, { signal: AbortSignal.timeout(5000) })
+        membership.saw(remote.toString(), { connected: true, rttMs })
+      }),
+    )
+  })
+
+  async function syncNow(signal?: AbortSignal): Promise<SessionEvent[]> {
+    const sessions = node
+      .peers()
+      .flatMap((remote) => [...joined.keys()].map((ns) => sync.syncWith(remote, ns, signal)))
+    const results = await Promise.allSettled(sessions)
+    return results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+  }
+
+  async function replicatedTo(
+    namespace: string,
+    replica: string,
+    counter: number,
+    count: number,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const holders = () =>
+      membership.list().filter((m) => m.connected && membership.hasDot(m.peerId, namespace, replica, counter))
+        .length
+    while (!signal.aborted && holders() < count) {
+      const lacking = node
+        .peers()
+        .filter((p) => !membership.hasDot(p.toString(), namespace, replica, counter))
+      if (lacking.length === 0) break
+      // A session both pushes the write and tells us what the peer holds once it is durable there.
+      await Promise.allSettled(lacking.map((remote: PeerId) => sync.syncWith(remote, namespace, signal)))
+      if (holders() < count && !signal.aborted) {
+        await new Promise((resolve) => setTimeout(resolve, 25).unref())
+      }
+    }
+    return holders()
+  }
+
+  const mesh: HearsayMesh = {
+    node,
+    membership,
+    counters,
+    peerId: self,
+    addresses: () => node.addresses().map((a) => a.toString()),
+    peers: (): PeerInfo[] => {
+      const connected = new Set(node.peers().map((p) => p.toString()))
+      return membership.list().map((m) => ({
+        peerId: m.peerId,
+        addresses: m.addresses,
+        connected: connected.has(m.peerId),
+        rttMs: m.rttMs,
+        lastSeen: m.lastSeen,
+      }))
+    },
+    dial: async (address, signal) => {
+      const remote = await node.dial(address, { signal })
+      membership.saw(remote.toString(), { connected: true, addresses: [address] })
+      return remote.toString()
+    },
+    join,
+    replicatedTo,
+    syncNow,
+    hangUp: async (peerId) => {
+      const target = node.peers().find((p) => p.toString() === peerId)
+      if (target !== undefined) await node.hangUp(target)
+    },
+    stop: async () => {
+      if (stopped) return
+      stopped = true
+      for (const timer of timers) clearTimeout(timer)
+      batcher.flushAll()
+      unwatch()
+      await sync.stop()
+      await node.stop()
+    },
+  }
+  peer.attach(mesh)
+  log?.info({ peerId: self, addresses: mesh.addresses(), mesh: meshName }, 'joined the mesh')
+  return mesh
+}

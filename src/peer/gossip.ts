@@ -1,0 +1,139 @@
+import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { decodeDelta, encodeDelta } from '../codec/delta.ts'
+import { DecodeError } from '../codec/errors.ts'
+import { decodeSignedBatch, encodeSignedBatch, signedPayload } from '../codec/gossip.ts'
+import type { Delta } from '../crdt/causal-map.ts'
+import { CausalContext } from '../crdt/context.ts'
+import { coversDot, type Entry } from '../crdt/entry.ts'
+import { replicaBase } from '../replica/replica.ts'
+
+/**
+ * Gossip of deltas: local writes are coalesced per namespace for a few milliseconds (or until a
+ * size bound) into one signed batch, published once; received batches are decoded once, checked
+ * (decode, author, signature) in gossipsub's validator and merged.
+ */
+
+export interface BatcherInit {
+  /** How long the first write of a batch waits for company, ms. Default 2. */
+  delayMs?: number
+  /** A batch is sent at once when its entries reach about this many bytes. Default 64 KiB. */
+  maxBytes?: number
+  /** Sends one batch (a merged delta) for a namespace. */
+  send(namespace: string, delta: Delta): void
+}
+
+/** Coalesces deltas per namespace and hands each batch to `send`. */
+export class DeltaBatcher {
+  private readonly pending = new Map<string, { deltas: Delta[]; bytes: number; timer: NodeJS.Timeout }>()
+  private readonly init: BatcherInit
+
+  constructor(init: BatcherInit) {
+    this.init = init
+  }
+
+  add(namespace: string, delta: Delta): void {
+    let batch = this.pending.get(namespace)
+    if (batch === undefined) {
+      const timer = setTimeout(() => this.flush(namespace), this.init.delayMs ?? 2)
+      batch = { deltas: [], bytes: 0, timer }
+      this.pending.set(namespace, batch)
+    }
+    batch.deltas.push(delta)
+    for (const entry of delta.entries) batch.bytes += entry.key.length + (entry.value?.length ?? 0) + 24
+    if (batch.bytes >= (this.init.maxBytes ?? 64 * 1024)) this.flush(namespace)
+  }
+
+  flush(namespace: string): void {
+    const batch = this.pending.get(namespace)
+    if (batch === undefined) return
+    clearTimeout(batch.timer)
+    this.pending.delete(namespace)
+    this.init.send(namespace, coalesce(batch.deltas))
+  }
+
+  flushAll(): void {
+    for (const namespace of [...this.pending.keys()]) this.flush(namespace)
+  }
+}
+
+/**
+ * Joins deltas into one, leaving out entries a later entry of the batch supersedes: their dots stay
+ * in the context, so receivers still learn they are gone without receiving them.
+ */
+export function coalesce(deltas: Delta[]): Delta {
+  if (deltas.length === 1) return deltas[0]
+  const context = new CausalContext()
+  const latest = new Map<string, Entry[]>()
+  for (const delta of deltas) {
+    context.merge(delta.context)
+    for (const entry of delta.entries) {
+      const siblings = (latest.get(entry.key) ?? []).filter((s) => !coversDot(entry, s.replica, s.counter))
+      siblings.push(entry)
+      latest.set(entry.key, siblings)
+    }
+  }
+  return { entries: [...latest.values()].flat(), context }
+}
+
+export type Verdict = 'accept' | 'reject' | 'ignore'
+
+export interface CheckedBatch {
+  verdict: Verdict
+  /** Why a batch was refused (for the log line). */
+  reason?: string
+  signer?: string
+  delta?: Delta
+}
+
+/** Signs and encodes a batch for a topic. */
+export async function signBatch(privateKey: PrivateKey, signer: string, topic: string, delta: Delta) {
+  const encoded = encodeDelta(delta)
+  const signature = await privateKey.sign(signedPayload(topic, encoded))
+  return encodeSignedBatch({ signer, signature, delta: encoded })
+}
+
+/**
+ * Checks a received batch: it decodes, every entry and dot belongs to a replica of the signer, and
+ * the signer's key signed it for this topic. Returns 'reject' only for provably bad data.
+ */
+export async function checkBatch(topic: string, data: Uint8Array, self: string): Promise<CheckedBatch> {
+  let signer: string
+  let delta: Delta
+  let signature: Uint8Array
+  let encoded: Uint8Array
+  try {
+    const batch = decodeSignedBatch(data)
+    signer = batch.signer
+    signature = batch.signature
+    encoded = batch.delta
+    delta = decodeDelta(encoded)
+  } catch (error) {
+    if (error instanceof DecodeError) {
+      // A newer peer's format is not misbehaviour: drop it without blame.
+      const verdict = error.reason === 'unknown-version' ? 'ignore' : 'reject'
+      return { verdict, reason: error.message }
+    }
+    throw error
+  }
+  if (signer === self) return { verdict: 'ignore', reason: 'our own batch' }
+  for (const entry of delta.entries) {
+    if (replicaBase(entry.replica) !== signer) {
+      return { verdict: 'reject', reason: `entry of ${entry.replica} in a batch signed by ${signer}`, signer }
+    }
+  }
+  for (const replica of delta.context.replicas()) {
+    if (replicaBase(replica) !== signer) {
+      return { verdict: 'reject', reason: `context of ${replica} in a batch signed by ${signer}`, signer }
+    }
+  }
+  let valid = false
+  try {
+    const publicKey = peerIdFromString(signer).publicKey
+    if (publicKey !== undefined) valid = await publicKey.verify(signedPayload(topic, encoded), signature)
+  } catch {
+    valid = false
+  }
+  if (!valid) return { verdict: 'reject', reason: `bad signature for ${signer}`, signer }
+  return { verdict: 'accept', signer, delta }
+}

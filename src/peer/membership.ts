@@ -1,0 +1,114 @@
+import type { CausalContext } from '../crdt/context.ts'
+
+/**
+ * Who is in the mesh, as far as this peer can tell: peers it is connected to, peers whose signed
+ * gossip it has relayed, and what each is known to hold per namespace (from anti-entropy). Pure:
+ * the clock is injected.
+ *
+ * Removals are collected only once every member seen within `memberTtlMs` is known to hold them. A
+ * member that stays away longer no longer holds collection back; when it returns it is behind the
+ * collection horizon and anti-entropy sends it a full snapshot, so nothing deleted comes back.
+ */
+
+export interface Member {
+  peerId: string
+  connected: boolean
+  addresses: string[]
+  rttMs?: number
+  /** ms since epoch, when we last heard from the member directly or through gossip. */
+  lastSeen: number
+  /** Namespaces the member replicates, with the context it is known to hold at least. */
+  holds: Map<string, CausalContext>
+}
+
+export interface MembershipInit {
+  self: string
+  now?: () => number
+  /** Members not heard from for this long stop holding back garbage collection. Default 24 h. */
+  memberTtlMs?: number
+}
+
+export const DEFAULT_MEMBER_TTL_MS = 24 * 60 * 60 * 1000
+
+export class Membership {
+  private readonly members = new Map<string, Member>()
+  private readonly self: string
+  private readonly now: () => number
+  private readonly ttl: number
+
+  constructor(init: MembershipInit) {
+    this.self = init.self
+    this.now = init.now ?? Date.now
+    this.ttl = init.memberTtlMs ?? DEFAULT_MEMBER_TTL_MS
+  }
+
+  private member(peerId: string): Member | undefined {
+    if (peerId === this.self) return undefined
+    let member = this.members.get(peerId)
+    if (member === undefined) {
+      member = { peerId, connected: false, addresses: [], lastSeen: this.now(), holds: new Map() }
+      this.members.set(peerId, member)
+    }
+    return member
+  }
+
+  /** We heard from a peer (a connection, a ping, a message it signed). */
+  saw(peerId: string, update: { connected?: boolean; rttMs?: number; addresses?: string[] } = {}): void {
+    const member = this.member(peerId)
+    if (member === undefined) return
+    member.lastSeen = this.now()
+    if (update.connected !== undefined) member.connected = update.connected
+    if (update.rttMs !== undefined) member.rttMs = update.rttMs
+    if (update.addresses !== undefined && update.addresses.length > 0) member.addresses = update.addresses
+  }
+
+  disconnected(peerId: string): void {
+    const member = this.members.get(peerId)
+    if (member !== undefined) member.connected = false
+  }
+
+  /** A peer is known to hold (at least) `context` of a namespace. Contexts only grow. */
+  holds(peerId: string, namespace: string, context: CausalContext): void {
+    const member = this.member(peerId)
+    if (member === undefined) return
+    const known = member.holds.get(namespace)
+    if (known === undefined) member.holds.set(namespace, context.clone())
+    else known.merge(context)
+  }
+
+  /** True when the peer is known to hold the dot. */
+  hasDot(peerId: string, namespace: string, replica: string, counter: number): boolean {
+    return this.members.get(peerId)?.holds.get(namespace)?.has(replica, counter) ?? false
+  }
+
+  list(): Member[] {
+    return [...this.members.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
+  }
+
+  get(peerId: string): Member | undefined {
+    return this.members.get(peerId)
+  }
+
+  /**
+   * What every current member of a namespace holds, intersected with our own context: tombstones
+   * inside it are safe to collect. Undefined while some current member's holdings are unknown.
+   */
+  stableContext(
+    namespace: string,
+    own: CausalContext,
+    joinedBy: (peerId: string) => boolean,
+  ): CausalContext | undefined {
+    let stable = own.clone()
+    const horizon = this.now() - this.ttl
+    for (const member of this.members.values()) {
+      if (member.lastSeen < horizon) continue
+      const held = member.holds.get(namespace)
+      if (held === undefined) {
+        if (joinedBy(member.peerId)) return undefined
+        continue
+      }
+      stable = stable.intersection(held)
+    }
+    return stable
+  }
+}

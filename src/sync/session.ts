@@ -1,0 +1,197 @@
+import type { Delta, MergeOptions } from '../crdt/causal-map.ts'
+import { CausalContext } from '../crdt/context.ts'
+import type { Entry } from '../crdt/entry.ts'
+import { DEFAULT_CHUNK_BYTES, ENTRY_OVERHEAD_ESTIMATE } from './constants.ts'
+import type { SyncFrame } from './frames.ts'
+
+/**
+ * The anti-entropy protocol as a state machine with no I/O (the y-protocols shape): feed it the
+ * frames the other side sent, it says what to send back and what to merge. The transport only moves
+ * bytes, so the protocol is tested synchronously.
+ *
+ *   initiator                          responder
+ *   OPEN(ns, digest, context) ──────▶  digests equal?  ──▶ EQUAL, done (one round trip)
+ *                             ◀──────  CONTEXT(its context), DELTAS… (what the initiator lacks)
+ *   DELTAS… (what it lacks)   ──────▶
+ *
+ * Each side streams only the deltas the other's context lacks, so the cost grows with the difference,
+ * not the state. DELTAS are chunked; the final chunk carries the context difference, which is what
+ * makes removals (and writes superseded in between) reach the other side.
+ */
+
+/** What the session needs of a replica: the three pure queries of replication. */
+export interface SyncState {
+  digest(): string
+  context(): CausalContext
+  deltasSince(remote: CausalContext): Delta
+}
+
+export interface SyncStep {
+  /** Frames to send, in order. */
+  send: SyncFrame[]
+  /** A delta to merge (await durability before feeding the next frame). */
+  merge?: { delta: Delta; options: MergeOptions }
+  /** The session is over; close the stream. */
+  done: boolean
+}
+
+export class SyncProtocolError extends Error {
+  override readonly name = 'SyncProtocolError'
+  readonly code: string
+
+  constructor(code: string, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+export interface SessionStats {
+  /** Frames received carrying deltas, and entries in them. */
+  chunksReceived: number
+  entriesReceived: number
+  entriesSent: number
+  /** True when the digests matched and nothing was exchanged. */
+  equal: boolean
+  /** The other side's context as it told us (undefined when digests matched and it did not say). */
+  remoteContext?: CausalContext
+}
+
+export class SyncSession {
+  readonly role: 'initiator' | 'responder'
+  readonly stats: SessionStats = { chunksReceived: 0, entriesReceived: 0, entriesSent: 0, equal: false }
+  private readonly namespace: string
+  private readonly state: SyncState
+  private readonly chunkBytes: number
+  private started = false
+  private sentFinal = false
+  private receivedFinal = false
+  private finished = false
+  /** Dots received in earlier chunks of this session (see MergeOptions.shipped). */
+  private readonly shipped = new CausalContext()
+
+  constructor(init: {
+    role: 'initiator' | 'responder'
+    namespace: string
+    state: SyncState
+    chunkBytes?: number
+  }) {
+    this.role = init.role
+    this.namespace = init.namespace
+    this.state = init.state
+    this.chunkBytes = init.chunkBytes ?? DEFAULT_CHUNK_BYTES
+  }
+
+  get done(): boolean {
+    return this.finished
+  }
+
+  /** The initiator's opening frame. */
+  open(): SyncFrame[] {
+    if (this.role !== 'initiator' || this.started) throw new Error('open() is for a new initiator session')
+    this.started = true
+    return [
+      { type: 'open', namespace: this.namespace, digest: this.state.digest(), context: this.state.context() },
+    ]
+  }
+
+  receive(frame: SyncFrame): SyncStep {
+    if (this.finished)
+      throw new SyncProtocolError('unexpected-frame', `${frame.type} after the session ended`)
+    switch (frame.type) {
+      case 'open':
+        return this.onOpen(frame.namespace, frame.digest, frame.context)
+      case 'equal':
+        if (this.role !== 'initiator' || this.sentFinal || this.receivedFinal) {
+          throw new SyncProtocolError('unexpected-frame', 'EQUAL out of turn')
+        }
+        this.stats.equal = true
+        return this.finish([])
+      case 'context':
+        if (this.role !== 'initiator' || this.sentFinal) {
+          throw new SyncProtocolError('unexpected-frame', 'CONTEXT out of turn')
+        }
+        this.stats.remoteContext = frame.context
+        this.sentFinal = true
+        return this.step(this.chunks(this.state.deltasSince(frame.context)))
+      case 'deltas':
+        return this.onDeltas(frame.final, frame.delta)
+      case 'error':
+        throw new SyncProtocolError(`remote-${frame.code}`, `peer refused: ${frame.message}`)
+    }
+  }
+
+  private onOpen(namespace: string, digest: string, context: CausalContext): SyncStep {
+    if (this.role !== 'responder' || this.started)
+      throw new SyncProtocolError('unexpected-frame', 'OPEN out of turn')
+    this.started = true
+    if (namespace !== this.namespace) {
+      throw new SyncProtocolError('wrong-namespace', `session is for ${this.namespace}, not ${namespace}`)
+    }
+    this.stats.remoteContext = context
+    if (digest === this.state.digest()) {
+      this.stats.equal = true
+      return this.finish([{ type: 'equal' }])
+    }
+    this.sentFinal = true
+    const send: SyncFrame[] = [{ type: 'context', context: this.state.context() }]
+    send.push(...this.chunks(this.state.deltasSince(context)))
+    return this.step(send)
+  }
+
+  private onDeltas(final: boolean, delta: Delta): SyncStep {
+    if (!this.started || this.receivedFinal)
+      throw new SyncProtocolError('unexpected-frame', 'DELTAS out of turn')
+    this.stats.chunksReceived++
+    this.stats.entriesReceived += delta.entries.length
+    if (!final) {
+      // A middle chunk's context may only name its own entries: removals travel with the final one.
+      const own = CausalContext.fromDots(delta.entries)
+      if (!own.covers(delta.context)) {
+        throw new SyncProtocolError('bad-chunk', 'a non-final chunk carries context beyond its entries')
+      }
+      for (const entry of delta.entries) this.shipped.add(entry.replica, entry.counter)
+      return { send: [], merge: { delta, options: {} }, done: false }
+    }
+    this.receivedFinal = true
+    const merge = { delta, options: { shipped: this.shipped.clone() } }
+    const done = this.sentFinal
+    if (done) this.finished = true
+    return { send: [], merge, done }
+  }
+
+  private step(send: SyncFrame[]): SyncStep {
+    const done = this.sentFinal && this.receivedFinal
+    if (done) this.finished = true
+    return { send, done }
+  }
+
+  private finish(send: SyncFrame[]): SyncStep {
+    this.finished = true
+    return { send, done: true }
+  }
+
+  /** Splits a delta into chunks of about `chunkBytes`; the last carries the whole context. */
+  private chunks(delta: Delta): SyncFrame[] {
+    this.stats.entriesSent += delta.entries.length
+    const frames: SyncFrame[] = []
+    let current: Entry[] = []
+    let size = 0
+    for (const entry of delta.entries) {
+      const estimate =
+        entry.key.length + (entry.value?.length ?? 0) + ENTRY_OVERHEAD_ESTIMATE + entry.covers.size * 8
+      if (current.length > 0 && size + estimate > this.chunkBytes) {
+        frames.push({
+          type: 'deltas',
+          final: false,
+          delta: { entries: current, context: CausalContext.fromDots(current) },
+        })
+        current = []
+        size = 0
+      }
+      current.push(entry)
+      size += estimate
+    }
+    frames.push({ type: 'deltas', final: true, delta: { entries: current, context: delta.context } })
+    return frames
+  }
+}

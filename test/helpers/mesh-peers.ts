@@ -1,0 +1,60 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { attachMesh, type HearsayMesh, type MeshOptions } from '../../src/peer/attach-mesh.ts'
+import { HearsayPeer } from '../../src/peer/peer.ts'
+import { createMemoryStore } from '../../src/store/memory.ts'
+import type { Store } from '../../src/store/types.ts'
+
+export interface TestPeer {
+  peer: HearsayPeer
+  mesh: HearsayMesh
+  address: string
+  stop(): Promise<void>
+}
+
+/** A peer on 127.0.0.1 with a memory store (unless given one), mDNS off, loopback limits relaxed. */
+export async function startTestPeer(
+  options: Partial<MeshOptions> & { namespaces?: string[]; store?: Store } = {},
+): Promise<TestPeer> {
+  const privateKey = options.privateKey ?? (await generateKeyPair('Ed25519'))
+  const peerId = peerIdFromPrivateKey(privateKey).toString()
+  const peer = new HearsayPeer({
+    store: options.store ?? createMemoryStore(),
+    peerId,
+    namespaces: options.namespaces ?? ['ns'],
+  })
+  const mesh = await attachMesh(peer, {
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    mdns: false,
+    loopbackTesting: true,
+    ...options,
+    privateKey,
+  })
+  return {
+    peer,
+    mesh,
+    address: mesh.addresses()[0],
+    stop: () => peer.stop(),
+  }
+}
+
+/** Polls `condition` until it holds or the deadline passes; returns whether it held. */
+export async function eventually(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 20_000,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await condition()) return true
+    if (Date.now() > deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+export function digests(peers: TestPeer[], namespace = 'ns'): string[] {
+  return peers.map((p) => p.peer.namespace(namespace).digest())
+}
+
+export function allEqual(values: string[]): boolean {
+  return values.every((v) => v === values[0])
+}
