@@ -109,11 +109,9 @@ export async function checkBatch(topic: string, data: Uint8Array, self: string):
     encoded = batch.delta
     delta = decodeDelta(encoded)
   } catch (error) {
-    if (error instanceof DecodeError) {
-      // A newer peer's format is not misbehaviour: drop it without blame.
-      const verdict = error.reason === 'unknown-version' ? 'ignore' : 'reject'
-      return { verdict, reason: error.message }
-    }
+    // Unknown versions are refused too: a mesh upgrades by running both versions' topics side by
+    // side (the topic name carries the version), never by mixing formats on one topic.
+    if (error instanceof DecodeError) return { verdict: 'reject', reason: error.message }
     throw error
   }
   if (signer === self) return { verdict: 'ignore', reason: 'our own batch' }

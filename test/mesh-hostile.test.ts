@@ -1,0 +1,153 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import { afterEach, describe, expect, it } from 'vitest'
+import { decodeSignedBatch, encodeSignedBatch } from '../src/codec/gossip.ts'
+import { CrdtDocument } from '../src/crdt/index.ts'
+import { createMeshNode, type MeshNode } from '../src/mesh/node.ts'
+import { meshTopic } from '../src/mesh/topics.ts'
+import { signBatch } from '../src/peer/gossip.ts'
+import { SYNC_PROTOCOL } from '../src/sync/constants.ts'
+import { encodeSyncFrame } from '../src/sync/frames.ts'
+import { allEqual, digests, eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
+
+const te = new TextEncoder()
+const topic = meshTopic('default', 'ns')
+
+let peers: TestPeer[] = []
+let hostile: MeshNode | undefined
+afterEach(async () => {
+  await hostile?.stop()
+  hostile = undefined
+  await Promise.allSettled(peers.map((p) => p.stop()))
+  peers = []
+})
+
+/** A bare libp2p node on our topic that does what it likes, and an honest pair to watch. */
+async function setup(): Promise<{ victim: TestPeer; honest: TestPeer; attacker: MeshNode; key: PrivateKey }> {
+  const victim = await startTestPeer()
+  const honest = await startTestPeer()
+  peers.push(victim, honest)
+  await honest.peer.dial(victim.address)
+  const key = await generateKeyPair('Ed25519')
+  const attacker = await createMeshNode({
+    privateKey: key,
+    mdns: false,
+    loopbackTesting: true,
+    meshName: 'default',
+    peerExchange: false,
+  })
+  hostile = attacker
+  attacker.subscribe(topic, () => {})
+  await attacker.dial(victim.address)
+  // Wait until the attacker is in the victim's view of the topic, so publishes reach it.
+  expect(await eventually(() => attacker.topicPeers(topic).length > 0)).toBe(true)
+  return { victim, honest, attacker, key }
+}
+
+/** The victim still works: a write on the honest peer reaches it and states converge. */
+async function expectHealthy(victim: TestPeer, honest: TestPeer, key: string): Promise<void> {
+  await honest.peer.namespace('ns').put(key, te.encode('ok'), 'text/plain')
+  expect(await eventually(() => victim.peer.namespace('ns').get(key) !== undefined)).toBe(true)
+  expect(await eventually(() => allEqual(digests([victim, honest])))).toBe(true)
+}
+
+describe('a hostile peer cannot hurt the mesh', () => {
+  it('garbage gossip is rejected and scores the sender down', async () => {
+    const { victim, honest, attacker } = await setup()
+    const before = victim.peer.namespace('ns').digest()
+    for (let i = 0; i < 50; i++) await attacker.publish(topic, te.encode(`garbage ${i}`))
+    expect(await eventually(() => victim.mesh.counters.gossipRejected >= 1)).toBe(true)
+    expect(await eventually(() => victim.mesh.node.score(attacker.peerId) < 0)).toBe(true)
+    expect(victim.peer.namespace('ns').digest()).toBe(before)
+    await expectHealthy(victim, honest, 'after-garbage')
+  })
+
+  it('deltas attributed to another author, and bad signatures, are rejected', async () => {
+    const { victim, honest, attacker, key } = await setup()
+    const attackerId = peerIdFromPrivateKey(key).toString()
+    // Entries under the honest peer's replica id, signed by the attacker.
+    const forger = new CrdtDocument({ replica: `${honest.mesh.peerId}~x` })
+    const forged = await signBatch(
+      key,
+      attackerId,
+      topic,
+      forger.put('owned', te.encode('pwned'), 'text/plain').delta,
+    )
+    await attacker.publish(topic, forged)
+    // The attacker's own entries, but claiming the honest peer as signer.
+    const own = new CrdtDocument({ replica: `${honest.mesh.peerId}~y` })
+    const honestLooking = await signBatch(
+      key,
+      attackerId,
+      topic,
+      own.put('spoof', te.encode('x'), 'text/plain').delta,
+    )
+    const decoded = decodeSignedBatch(honestLooking)
+    await attacker.publish(topic, encodeSignedBatch({ ...decoded, signer: honest.mesh.peerId }))
+    expect(await eventually(() => victim.mesh.counters.gossipRejected >= 2)).toBe(true)
+    expect(victim.peer.namespace('ns').get('owned')).toBeUndefined()
+    expect(victim.peer.namespace('ns').get('spoof')).toBeUndefined()
+    await expectHealthy(victim, honest, 'after-forgery')
+  })
+
+  it('a signed batch from the attacker under its own name is accepted (authorship, not trust)', async () => {
+    const { victim, attacker, key } = await setup()
+    const attackerId = peerIdFromPrivateKey(key).toString()
+    const doc = new CrdtDocument({ replica: `${attackerId}~a` })
+    await attacker.publish(
+      topic,
+      await signBatch(key, attackerId, topic, doc.put('mine', te.encode('1'), 'text/plain').delta),
+    )
+    expect(await eventually(() => victim.peer.namespace('ns').get('mine') !== undefined)).toBe(true)
+  })
+
+  it('garbage, unknown versions and oversized frames on the sync protocol abort only that stream', async () => {
+    const { victim, honest, attacker } = await setup()
+    const attempts: Array<Uint8Array | 'oversized'> = [
+      te.encode('not a frame'),
+      new Uint8Array([9, 10, 0]),
+      encodeSyncFrame({ type: 'equal' }),
+      'oversized',
+    ]
+    for (const attempt of attempts) {
+      const stream = await attacker.openStream(victim.mesh.node.peerId, SYNC_PROTOCOL)
+      if (attempt === 'oversized') {
+        // A length prefix announcing 64 MiB: refused before anything is buffered.
+        const prefix = new Uint8Array([0x80, 0x80, 0x80, 0x20])
+        stream.send(prefix)
+      } else {
+        await lpStream(stream).write(attempt)
+      }
+      // The victim ends the stream: reading finishes (error frame or close) within the deadline.
+      const ended = await Promise.race([
+        (async () => {
+          try {
+            for await (const _ of stream) {
+              // drain
+            }
+          } catch {
+            // aborted by the victim
+          }
+          return true
+        })(),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000)),
+      ])
+      expect(ended, `stream after ${attempt === 'oversized' ? 'oversized' : 'bad'} frame`).toBe(true)
+    }
+    await expectHealthy(victim, honest, 'after-sync-garbage')
+  })
+
+  it('a flood of valid-looking junk leaves state and process intact', async () => {
+    const { victim, honest, attacker } = await setup()
+    const before = victim.peer.namespace('ns').digest()
+    const sends: Promise<unknown>[] = []
+    for (let i = 0; i < 2000; i++)
+      sends.push(attacker.publish(topic, new Uint8Array([1, 2, i & 255, i >> 8])).catch(() => {}))
+    await Promise.all(sends)
+    expect(await eventually(() => victim.mesh.counters.gossipRejected > 10)).toBe(true)
+    expect(victim.peer.namespace('ns').digest()).toBe(before)
+    await expectHealthy(victim, honest, 'after-flood')
+  })
+})
