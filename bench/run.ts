@@ -3,8 +3,9 @@
  * tables with absolute figures and ratios against a baseline run in the same process.
  */
 import { main as foundation } from './foundation.ts'
+import { main as mesh } from './mesh.ts'
 
-const suites: Record<string, () => Promise<void>> = { foundation }
+const suites: Record<string, () => Promise<void>> = { foundation, mesh }
 
 const wanted = process.argv.slice(2)
 const names = wanted.length > 0 ? wanted : Object.keys(suites)

@@ -2,16 +2,24 @@
  * The mesh transport layer on real TCP over 127.0.0.1 (mDNS off: no multicast on the host).
  * Every wait is a poll with a deadline; every node is stopped in afterEach.
  */
+import { spawnSync } from 'node:child_process'
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { KEY_FILE_NAME } from '../src/mesh/constants.ts'
 import { loadOrCreateIdentity } from '../src/mesh/identity.ts'
-import { createMeshNode, type MeshMessage, type MeshNode, type MeshNodeInit } from '../src/mesh/node.ts'
+import {
+  createMeshNode,
+  type MeshMessage,
+  type MeshNode,
+  type MeshNodeInit,
+  mdnsServiceTag,
+} from '../src/mesh/node.ts'
 import { decodePexFrame, encodePexFrame } from '../src/mesh/peer-exchange.ts'
 import { meshTopic, meshTopicPattern, parseMeshTopic, topicAllowlist } from '../src/mesh/topics.ts'
 
@@ -111,13 +119,18 @@ describe('topics', () => {
     expect(allow.has('extra/topic')).toBe(true)
     // a g-flagged pattern must not alternate answers (RegExp lastIndex)
     expect([allow.has('x'), allow.has('x'), allow.has('x')]).toEqual([true, true, true])
+
+    expect(mdnsServiceTag()).toBe('_hearsay._udp.local')
+    expect(mdnsServiceTag('home')).toBe('_hearsay-home._udp.local')
+    // dotted or long names are hashed into one valid DNS label
+    expect(mdnsServiceTag('a.b')).toMatch(/^_hearsay-[0-9a-f]{16}\._udp\.local$/)
+    expect(mdnsServiceTag('x'.repeat(64)).split('.')[0]!.length).toBeLessThanOrEqual(63)
   })
 })
 
 describe('peer-exchange frames', () => {
   it('round-trips and enforces its bounds', async () => {
     const id = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
-    const { multiaddr } = await import('@multiformats/multiaddr')
     const frame = encodePexFrame([{ id, addrs: [multiaddr(`/ip4/10.0.0.7/tcp/4001/p2p/${id}`)] }])
     const back = decodePexFrame(frame, { maxPeers: 4, maxAddrsPerPeer: 2 })
     expect(back).toHaveLength(1)
@@ -297,6 +310,24 @@ describe('mesh node', () => {
     await until('C to receive', () => texts(c).includes('still here'))
   })
 
+  it('dials bootstrap peers at start and validates bootstrap addresses', async () => {
+    const hub = await node({ peerExchange: false })
+    await expect(node({ bootstrap: ['/ip4/127.0.0.1/tcp/1'] })).rejects.toMatchObject({
+      name: 'InvalidAddressError',
+    })
+    const a = await node({ peerExchange: false, bootstrap: [hub.addresses()[0]!.toString()] })
+    await until('A to reach its bootstrap peer', () => connected(a, hub))
+    expect(a.knownPeers().some((p) => p.equals(hub.peerId))).toBe(true)
+    // dial() also takes an address without /p2p/: noise tells us who answered
+    const b = await node({ peerExchange: false })
+    const bare = b
+      .addresses()[0]!
+      .toString()
+      .replace(/\/p2p\/.*$/, '')
+    expect((await a.dial(bare)).equals(b.peerId)).toBe(true)
+    await expect(a.dial('not a multiaddr')).rejects.toMatchObject({ name: 'InvalidAddressError' })
+  })
+
   it('hangUp stops redialling', async () => {
     const a = await node({ peerExchange: false })
     const b = await node({ peerExchange: false })
@@ -305,6 +336,21 @@ describe('mesh node', () => {
     await a.hangUp(b.peerId)
     expect(connected(a, b)).toBe(false)
     expect(a.knownPeers().some((p) => p.equals(b.peerId))).toBe(false)
+  })
+
+  it('block keeps a peer away in both directions until unblock', async () => {
+    const a = await node({ peerExchange: false })
+    const b = await node({ peerExchange: false })
+    await a.dial(b.addresses()[0]!)
+    await a.block(b.peerId)
+    expect(connected(a, b)).toBe(false)
+    await expect(a.dial(b.addresses()[0]!)).rejects.toThrow()
+    await b.dial(a.addresses()[0]!).catch(() => {})
+    await until('the inbound attempt to be refused', () => !connected(b, a))
+    expect(connected(a, b)).toBe(false)
+    a.unblock(b.peerId)
+    await a.dial(b.addresses()[0]!)
+    expect(connected(a, b)).toBe(true)
   })
 
   it('a private mesh refuses peers outside its allowlist', async () => {
@@ -347,5 +393,45 @@ describe('mesh node', () => {
     await lp2.write(new Uint8Array(2048))
     await expect(lp2.read()).rejects.toBeDefined()
     expect(seen).toEqual([b.peerId.toString()])
+  })
+})
+
+/**
+ * mDNS needs multicast, which tests must not send on the host's interfaces. So this runs in a child
+ * process inside a fresh user + network namespace (`unshare -rn`): only a private loopback exists there,
+ * with multicast switched on. Skipped where unprivileged namespaces are not available.
+ */
+const NETNS_SETUP = 'ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo'
+const canNetns = spawnSync('unshare', ['-rn', 'sh', '-c', NETNS_SETUP]).status === 0
+
+describe.skipIf(!canNetns)('mDNS (inside a private network namespace)', () => {
+  it('finds peers of the same mesh and ignores other meshes', () => {
+    const nodeModule = new URL('../src/mesh/node.ts', import.meta.url).pathname
+    const script = `
+      const { createMeshNode } = await import(${JSON.stringify(nodeModule)})
+      const mk = (meshName) => createMeshNode({ mdns: true, meshName, loopbackTesting: true, peerExchange: false })
+      const [a, b, c] = [await mk('home'), await mk('home'), await mk('office')]
+      const t = Date.now()
+      while (Date.now() - t < 10000 && !a.peers().some((p) => p.equals(b.peerId))) await new Promise((r) => setTimeout(r, 20))
+      const out = { ab: a.peers().some((p) => p.equals(b.peerId)), ms: Date.now() - t, cPeers: c.peers().length }
+      await Promise.all([a.stop(), b.stop(), c.stop()])
+      console.log(JSON.stringify(out))
+    `
+    const run = spawnSync(
+      'unshare',
+      [
+        '-rn',
+        'sh',
+        '-c',
+        `${NETNS_SETUP} && exec "$0" --input-type=module -e "$1"`,
+        process.execPath,
+        script,
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    )
+    expect(run.status, run.stderr).toBe(0)
+    const out = JSON.parse(run.stdout.trim().split('\n').pop()!)
+    expect(out.ab).toBe(true)
+    expect(out.cPeers).toBe(0)
   })
 })

@@ -12,7 +12,7 @@ import { Reader, Writer } from './wire.ts'
  *   delta   = strings entries context
  *   strings = n:uint (utf8-string){n}              replica ids and content types, by first use
  *   entry   = key:string kind:u8 replica:uint(idx) counter:uint wall:int(Δ previous) logical:uint
- *             covers:(n:uint (replica:uint(idx) counter:uint){n})
+ *             covers:context-body
  *             value: contentType:uint(idx) bytes | counter: increments:uint decrements:uint
  *   context = n:uint (replica:uint(idx) ranges:(m:uint (gap:uint len:uint){m})){n}
  *
@@ -62,11 +62,7 @@ export function encodeDelta(delta: Delta): Uint8Array {
     body.int(entry.wall - previousWall)
     previousWall = entry.wall
     body.uint(entry.logical)
-    body.uint(entry.covers.size)
-    for (const [replica, counter] of entry.covers) {
-      body.uint(table.id(replica))
-      body.uint(counter)
-    }
+    writeContextBody(body, entry.covers, table)
     if (entry.kind === EntryKind.Value) {
       body.uint(table.id(entry.contentType!))
       body.bytes(entry.value!)
@@ -111,18 +107,8 @@ export function decodeDelta(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIM
       throw new DecodeError('invalid-field', `entry ${i}: wall clock`)
     previousWall = wall
     const logical = reader.uint('logical')
-    const coversCount = reader.count('covers count', limits.maxStrings, 2)
-    let covers: Covers = NO_COVERS
-    if (coversCount > 0) {
-      const map = new Map<string, number>()
-      for (let j = 0; j < coversCount; j++) {
-        map.set(
-          pick(strings, reader.uint('covers replica'), 'covers replica'),
-          positive(reader.uint('covers'), 'covers'),
-        )
-      }
-      covers = map
-    }
+    const encodedCovers = readContextBody(reader, strings, limits)
+    const covers: Covers = encodedCovers.isEmpty() ? NO_COVERS : encodedCovers
     if (kind === EntryKind.Value) {
       const contentType = pick(strings, reader.uint('content type'), 'content type')
       const value = reader.bytes('value', limits.maxValueBytes, 'value-too-large').slice()

@@ -1,3 +1,4 @@
+import { CausalContext } from '../crdt/context.ts'
 import { type Covers, type Entry, EntryKind, NO_COVERS } from '../crdt/entry.ts'
 import { DecodeError } from './errors.ts'
 import { DEFAULT_LIMITS } from './limits.ts'
@@ -57,7 +58,9 @@ export function decodeEntryBody(key: string, replica: string, counter: number, d
 export function encodeToken(covers: Covers): string {
   const writer = new Writer()
   writer.byte(STORED_VERSION)
-  writeCovers(writer, covers, true)
+  // Sorted, so equal tokens are equal strings.
+  const sorted = CausalContext.fromRanges(covers.entries().map(([replica, ranges]) => [replica, [...ranges]]))
+  writeCovers(writer, sorted)
   return Buffer.from(writer.finish()).toString('base64url')
 }
 
@@ -73,24 +76,38 @@ export function decodeToken(token: string): Covers {
   return covers
 }
 
-function writeCovers(writer: Writer, covers: Covers, sorted = false): void {
-  writer.uint(covers.size)
-  const pairs = sorted ? [...covers].sort((a, b) => (a[0] < b[0] ? -1 : 1)) : covers
-  for (const [replica, counter] of pairs) {
+/** Covers inline, replica ids as strings: count (replica ranges (gap length){ranges}){count}. */
+function writeCovers(writer: Writer, covers: Covers): void {
+  writer.uint(covers.replicaCount)
+  for (const [replica, ranges] of covers.unsortedEntries()) {
     writer.string(replica)
-    writer.uint(counter)
+    writer.uint(ranges.length / 2)
+    let previous = 0
+    for (let i = 0; i < ranges.length; i += 2) {
+      writer.uint(ranges[i] - previous - 1)
+      writer.uint(ranges[i + 1] - ranges[i])
+      previous = ranges[i + 1]
+    }
   }
 }
 
 function readCovers(reader: Reader): Covers {
-  const count = reader.count('covers count', DEFAULT_LIMITS.maxStrings, 2)
+  const count = reader.count('covers replicas', DEFAULT_LIMITS.maxStrings, 2)
   if (count === 0) return NO_COVERS
-  const covers = new Map<string, number>()
+  const parsed: Array<[string, number[]]> = []
   for (let i = 0; i < count; i++) {
     const replica = reader.string('covers replica', DEFAULT_LIMITS.maxStringBytes)
-    const counter = reader.uint('covers counter')
-    if (counter < 1) throw new DecodeError('invalid-field', 'covers counter must be >= 1')
-    covers.set(replica, counter)
+    const rangeCount = reader.count('covers ranges', DEFAULT_LIMITS.maxRanges, 2)
+    const flat: number[] = []
+    let previous = 0
+    for (let j = 0; j < rangeCount; j++) {
+      const lo = previous + reader.uint('covers gap') + 1
+      const hi = lo + reader.uint('covers length')
+      if (!Number.isSafeInteger(hi)) throw new DecodeError('invalid-field', 'covers range beyond 2^53')
+      flat.push(lo, hi)
+      previous = hi
+    }
+    parsed.push([replica, flat])
   }
-  return covers
+  return CausalContext.fromRanges(parsed)
 }

@@ -10,12 +10,10 @@ const textDecoder = new TextDecoder('utf-8', { fatal: true })
 
 export class Writer {
   private buffer: Uint8Array
-  private view: DataView
   private offset = 0
 
-  constructor(initialSize = 256) {
+  constructor(initialSize = 64) {
     this.buffer = new Uint8Array(initialSize)
-    this.view = new DataView(this.buffer.buffer)
   }
 
   private ensure(extra: number): void {
@@ -26,7 +24,6 @@ export class Writer {
     const next = new Uint8Array(size)
     next.set(this.buffer.subarray(0, this.offset))
     this.buffer = next
-    this.view = new DataView(next.buffer)
   }
 
   byte(value: number): void {
@@ -75,7 +72,7 @@ export class Writer {
 
   float64(value: number): void {
     this.ensure(8)
-    this.view.setFloat64(this.offset, value)
+    new DataView(this.buffer.buffer, this.buffer.byteOffset).setFloat64(this.offset, value)
     this.offset += 8
   }
 

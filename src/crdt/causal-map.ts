@@ -1,11 +1,20 @@
 import { CausalContext, type VersionVector } from './context.ts'
-import { type Covers, closeCovers, coversDot, type Entry, EntryKind, foldInto } from './entry.ts'
+import {
+  type Covers,
+  closeCovers,
+  compactCovers,
+  coversDot,
+  type Entry,
+  EntryKind,
+  foldInto,
+  NO_COVERS,
+} from './entry.ts'
 import { HybridClock } from './hlc.ts'
 
 /**
  * The delta-state kernel every data type of hearsay is built on: a causal map from keys to sets of
  * sibling entries, plus the causal context of every dot seen (Almeida, Shoker & Baquero, "Delta
- * State Replicated Data Types", 2018; per-key dotted version vectors as in Riak's DVV sets).
+ * State Replicated Data Types", 2018), each entry carrying the exact dots it supersedes on its key.
  *
  * Join of states (S1, C1) and (S2, C2): keep an entry when both sides hold it, or one side holds it
  * and the other has not seen its dot; then drop every entry that another entry on the same key
@@ -164,11 +173,12 @@ export class CausalMap {
     return this.seen.max(replica)
   }
 
-  /** The per-key causal past of the current siblings: what a reader saw, as an If-Match token. */
-  coversOf(key: string): Map<string, number> {
-    const covers = new Map<string, number>()
-    for (const sibling of this.siblings(key)) foldInto(covers, sibling)
-    return covers
+  /** Every dot the current siblings of a key hold or supersede: what a reader saw (If-Match token). */
+  coversOf(key: string): CausalContext {
+    const covers = new CausalContext()
+    const siblings = this.siblings(key)
+    for (const sibling of siblings) foldInto(covers, sibling)
+    return compactCovers(covers, siblings, this.seen)
   }
 
   /**
@@ -196,22 +206,26 @@ export class CausalMap {
   /** Makes a new entry on `key` under the local replica id and applies it. */
   write(key: string, body: EntryBody, supersede: Supersede = { mode: 'all' }): WriteResult {
     const siblings = this.byKey.get(key) ?? EMPTY
-    let covers: Map<string, number>
+    let covers: CausalContext
     if (supersede.mode === 'all') {
-      covers = new Map()
+      covers = siblings.length === 0 ? NO_COVERS : new CausalContext()
       for (const sibling of siblings) foldInto(covers, sibling)
     } else if (supersede.mode === 'token') {
-      covers = closeCovers(new Map(supersede.covers), siblings)
+      covers = closeCovers(supersede.covers.clone(), siblings)
     } else {
-      covers = new Map()
+      covers = new CausalContext()
       const own = this.ownCounterEntry(siblings)
       if (own !== undefined) {
         foldInto(covers, own)
         closeCovers(covers, siblings)
       }
     }
+    covers = compactCovers(covers, siblings, this.seen)
     const counter = this.seen.max(this.replica) + 1
     const hlc = this.clock.tick()
+    // One object shape for every kind keeps property access monomorphic on the hot paths.
+    const isValue = body.kind === EntryKind.Value
+    const isCounter = body.kind === EntryKind.Counter
     const entry: Entry = {
       key,
       replica: this.replica,
@@ -220,10 +234,10 @@ export class CausalMap {
       logical: hlc.logical,
       covers,
       kind: body.kind,
-      ...(body.kind === EntryKind.Value ? { value: body.value, contentType: body.contentType } : {}),
-      ...(body.kind === EntryKind.Counter
-        ? { increments: body.increments ?? 0, decrements: body.decrements ?? 0 }
-        : {}),
+      value: isValue ? body.value : undefined,
+      contentType: isValue ? body.contentType : undefined,
+      increments: isCounter ? (body.increments ?? 0) : undefined,
+      decrements: isCounter ? (body.decrements ?? 0) : undefined,
     }
     const change: Change = { added: [], removed: [] }
     this.seen.add(this.replica, counter)
@@ -316,7 +330,7 @@ export class CausalMap {
       const prefix = ranges.length > 0 && ranges[0] === 1 ? ranges[1] : 0
       if (ranges.length <= 2 && prefix >= this.seen.max(replica)) continue
       for (const entry of index.after(prefix)) {
-        if (ranges.length > 2 && remote.has(replica, entry.counter)) continue
+        if (ranges.length > 0 && remote.has(replica, entry.counter)) continue
         entries.push(entry)
       }
     }
@@ -336,18 +350,11 @@ export class CausalMap {
    */
   collectGarbage(stable: CausalContext): Change {
     const change: Change = { added: [], removed: [] }
-    const stableVv = stable.versionVector()
     for (const tombstone of this.tombstones) {
-      if (!stable.has(tombstone.replica, tombstone.counter)) continue
-      let coveredSeen = true
-      for (const [replica, counter] of tombstone.covers) {
-        if ((stableVv.get(replica) ?? 0) < counter) {
-          coveredSeen = false
-          break
-        }
-      }
-      if (!coveredSeen) continue
-      this.collected.add(tombstone.replica, tombstone.counter)
+      if (!stable.has(tombstone.replica, tombstone.counter) || !stable.covers(tombstone.covers)) continue
+      // The horizon keeps one range per replica: a peer must have seen the writer's dots up to the
+      // tombstone. (Exact dots would grow by one range per collected tombstone.)
+      this.collected.addRange(tombstone.replica, 1, tombstone.counter)
       this.remove(tombstone, change)
     }
     return change

@@ -83,6 +83,16 @@ export class CausalContext {
       this.ranges.set(replica, [lo, hi])
       return
     }
+    // Fast paths: beyond the last range, or touching only the last range.
+    const last = flat.length - 1
+    if (lo > flat[last] + 1) {
+      flat.push(lo, hi)
+      return
+    }
+    if (lo >= flat[last - 1] && (last === 1 || lo > flat[last - 2] + 1)) {
+      if (hi > flat[last]) flat[last] = hi
+      return
+    }
     const merged: number[] = []
     let placed = false
     for (let i = 0; i < flat.length; i += 2) {
@@ -163,7 +173,8 @@ export class CausalContext {
     return true
   }
 
-  private hasRange(replica: string, lo: number, hi: number): boolean {
+  /** True when every dot in [lo, hi] of the replica is in this context. */
+  hasRange(replica: string, lo: number, hi: number): boolean {
     const flat = this.ranges.get(replica)
     if (flat === undefined) return false
     for (let i = 0; i < flat.length; i += 2) if (flat[i] <= lo && hi <= flat[i + 1]) return true
@@ -192,6 +203,17 @@ export class CausalContext {
     return this.ranges.get(replica) ?? []
   }
 
+  /** Replaces a replica's ranges; `flat` must be sorted, disjoint and non-adjacent. */
+  setRanges(replica: string, flat: number[]): void {
+    if (flat.length === 0) this.ranges.delete(replica)
+    else this.ranges.set(replica, flat)
+  }
+
+  /** Ranges per replica in insertion order (no sorting; for hot paths). */
+  unsortedEntries(): IterableIterator<[string, readonly number[]]> {
+    return this.ranges.entries()
+  }
+
   /** Sorted by replica id so encodings and digests are deterministic. */
   entries(): Array<[string, readonly number[]]> {
     return [...this.ranges.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
@@ -203,6 +225,10 @@ export class CausalContext {
     for (const flat of this.ranges.values())
       for (let i = 0; i < flat.length; i += 2) n += flat[i + 1] - flat[i] + 1
     return n
+  }
+
+  get replicaCount(): number {
+    return this.ranges.size
   }
 
   /** Number of stored ranges: 1 per replica once compacted. */

@@ -1,12 +1,15 @@
+import { CausalContext } from './context.ts'
 import type { Hlc } from './hlc.ts'
 
 /**
  * An entry is the unit of replicated state: one write to one key, identified by its dot.
  *
  * Entries never change once made, so a dot names its entry's whole content. Each entry carries
- * `covers`, the key's causal past when it was written: every entry on the same key with dot
- * (r, c) where c <= covers[r] is superseded by it. This is what lets a removal or an overwrite reach a
- * peer that never saw the intermediate steps (a dotted version vector per key).
+ * `covers`, the exact set of dots on the same key it supersedes (transitively closed). This is what
+ * lets a removal or an overwrite reach a peer that never saw the intermediate steps. An exact set,
+ * not a max per replica: a write with a stale If-Match token, or an increment after a reset, can
+ * leave an older entry of the same replica live, and a per-replica maximum would then claim dots
+ * the writer never saw.
  */
 
 export const EntryKind = {
@@ -19,10 +22,11 @@ export const EntryKind = {
 } as const
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind]
 
-/** Per-key causal past: replica → highest counter superseded on this key. */
-export type Covers = ReadonlyMap<string, number>
+/** The dots on the same key an entry supersedes. Treated as immutable once the entry exists. */
+export type Covers = CausalContext
 
-export const NO_COVERS: Covers = new Map()
+/** Shared empty covers: never mutated. */
+export const NO_COVERS: Covers = new CausalContext()
 
 export interface Entry {
   readonly key: string
@@ -48,8 +52,7 @@ export function entryHlc(entry: Entry): Hlc {
 
 /** True when `entry` supersedes the entry with dot (replica, counter) on the same key. */
 export function coversDot(entry: Entry, replica: string, counter: number): boolean {
-  const upTo = entry.covers.get(replica)
-  return upTo !== undefined && counter <= upTo
+  return entry.covers.has(replica, counter)
 }
 
 /** Orders siblings for the default read: HLC last-writer-wins, ties broken by replica id then counter. */
@@ -60,49 +63,68 @@ export function compareEntries(a: Entry, b: Entry): number {
   return a.counter - b.counter
 }
 
-/** Adds an entry's dot and its own covers into a mutable covers map. */
-export function foldInto(target: Map<string, number>, entry: Entry): void {
-  const own = target.get(entry.replica)
-  if (own === undefined || own < entry.counter) target.set(entry.replica, entry.counter)
-  for (const [replica, counter] of entry.covers) {
-    const current = target.get(replica)
-    if (current === undefined || current < counter) target.set(replica, counter)
-  }
+/** Adds an entry's dot and everything it covers to `target`. */
+export function foldInto(target: CausalContext, entry: Entry): void {
+  target.add(entry.replica, entry.counter)
+  if (!entry.covers.isEmpty()) target.merge(entry.covers)
 }
 
 /**
- * The covers of a new entry that supersedes `seen` among `siblings`. Any other sibling the result
- * happens to cover is folded in too, until nothing changes, so covers stay transitively closed: an
- * entry always carries everything the entries it supersedes carried.
+ * Completes the covers of a new entry: every sibling whose dot it covers passes on what it covered,
+ * until nothing changes, so covers stay transitively closed.
  */
-export function closeCovers(start: Map<string, number>, siblings: readonly Entry[]): Map<string, number> {
+export function closeCovers(start: CausalContext, siblings: readonly Entry[]): CausalContext {
   let changed = true
   const folded = new Set<Entry>()
   while (changed) {
     changed = false
     for (const sibling of siblings) {
-      if (folded.has(sibling)) continue
-      const upTo = start.get(sibling.replica)
-      if (upTo !== undefined && sibling.counter <= upTo) {
-        folded.add(sibling)
-        const before = start.size
-        let grew = false
-        for (const [replica, counter] of sibling.covers) {
-          const current = start.get(replica)
-          if (current === undefined || current < counter) {
-            start.set(replica, counter)
-            grew = true
-          }
-        }
-        if (grew || start.size !== before) changed = true
+      if (folded.has(sibling) || !start.has(sibling.replica, sibling.counter)) continue
+      folded.add(sibling)
+      if (!start.covers(sibling.covers)) {
+        start.merge(sibling.covers)
+        changed = true
       }
     }
   }
   return start
 }
 
-export function coversEqual(a: Covers, b: Covers): boolean {
-  if (a.size !== b.size) return false
-  for (const [replica, counter] of a) if (b.get(replica) !== counter) return false
-  return true
+/**
+ * Keeps covers small. An exact set of superseded dots fragments into one range per overwrite,
+ * because a key's dots interleave with other keys' dots. A gap between two ranges may be filled
+ * when the writer has seen every dot in it and none is a live entry on the key: such a dot is
+ * either on another key (covers only apply to their own key) or already superseded in the writer's
+ * past, so covering it is true. Covers then compact to about one range per replica.
+ */
+export function compactCovers(
+  covers: CausalContext,
+  siblings: readonly Entry[],
+  seen: CausalContext,
+): CausalContext {
+  // Mutates `covers` in place: callers pass a context they just built.
+  for (const [replica, ranges] of covers.unsortedEntries()) {
+    if (ranges[0] === 1 && ranges.length === 2) continue
+    const flat: number[] = []
+    let previous = 0
+    for (let i = 0; i < ranges.length; i += 2) {
+      const gapLo = previous + 1
+      const gapHi = ranges[i] - 1
+      const fill =
+        gapLo <= gapHi && seen.hasRange(replica, gapLo, gapHi) && !liveIn(siblings, replica, gapLo, gapHi)
+      if (fill && flat.length > 0) flat[flat.length - 1] = ranges[i + 1]
+      else if (fill) flat.push(gapLo, ranges[i + 1])
+      else flat.push(ranges[i], ranges[i + 1])
+      previous = ranges[i + 1]
+    }
+    covers.setRanges(replica, flat)
+  }
+  return covers
+}
+
+function liveIn(siblings: readonly Entry[], replica: string, lo: number, hi: number): boolean {
+  for (const sibling of siblings) {
+    if (sibling.replica === replica && sibling.counter >= lo && sibling.counter <= hi) return true
+  }
+  return false
 }

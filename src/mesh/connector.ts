@@ -21,6 +21,11 @@ import {
 } from './constants.ts'
 
 export interface ConnectorInit {
+  /**
+   * Redial known peers after a disconnect. A hub, whose clients come and go on their own, turns this
+   * off; pinned (bootstrap) peers are still redialled. Default: true.
+   */
+  redial?: boolean
   /** First redial delay after a disconnect or failed dial. Default: 1 s. */
   redialBaseMs?: number
   /** Cap on the redial delay. Default: 60 s. */
@@ -81,6 +86,8 @@ interface KnownPeer {
   lastSeen: number
   timer?: ReturnType<typeof setTimeout>
   dialing: boolean
+  /** Aborts the dial in flight, so forget() (hangUp) cannot be undone by a dial that lands later. */
+  abort?: AbortController
 }
 
 export function connector(init: ConnectorInit = {}): (components: ConnectorComponents) => Connector {
@@ -89,6 +96,7 @@ export function connector(init: ConnectorInit = {}): (components: ConnectorCompo
 
 class DefaultConnector implements Connector {
   readonly #c: ConnectorComponents
+  readonly #redial: boolean
   readonly #base: number
   readonly #max: number
   readonly #maxAttempts: number
@@ -105,6 +113,7 @@ class DefaultConnector implements Connector {
 
   constructor(components: ConnectorComponents, init: ConnectorInit) {
     this.#c = components
+    this.#redial = init.redial ?? true
     this.#base = init.redialBaseMs ?? REDIAL_BASE_MS
     this.#max = init.redialMaxMs ?? REDIAL_MAX_MS
     this.#maxAttempts = init.maxAttempts ?? REDIAL_MAX_ATTEMPTS
@@ -134,6 +143,10 @@ class DefaultConnector implements Connector {
     k.lastSeen = Date.now()
     // Another connection may still be up (peer:disconnect fires when the last one closes, but be safe).
     if (this.#c.getConnections(k.id).length > 0) return
+    if (!this.#redial && !k.pinned) {
+      this.forget(k.id)
+      return
+    }
     this.#schedule(k, this.#delay(0))
   }
 
@@ -180,6 +193,7 @@ class DefaultConnector implements Connector {
     const k = this.#known.get(peer.toString())
     if (k == null) return
     this.#clearTimer(k)
+    k.abort?.abort(new Error('peer forgotten'))
     this.#known.delete(peer.toString())
   }
 
@@ -252,14 +266,19 @@ class DefaultConnector implements Connector {
     if (!this.#started || k.dialing || this.#known.get(k.id.toString()) !== k) return
     if (this.#isConnected(k.id)) return
     k.dialing = true
+    k.abort = new AbortController()
     const options: AbortOptions = {
-      signal: AbortSignal.any([this.#stopController.signal, AbortSignal.timeout(this.#dialTimeout)]),
+      signal: AbortSignal.any([
+        this.#stopController.signal,
+        k.abort.signal,
+        AbortSignal.timeout(this.#dialTimeout),
+      ]),
     }
     try {
       await this.#c.dial(k.id, options)
       k.attempts = 0 // peer:connect also resets, but a dial can find an existing connection
     } catch (err) {
-      if (!this.#started) return
+      if (!this.#started || k.abort?.signal.aborted === true) return
       this.#onDialError?.(k.id, err as Error)
       k.attempts++
       const limit = k.everConnected ? this.#maxAttempts : this.#maxAttemptsNew
@@ -270,6 +289,7 @@ class DefaultConnector implements Connector {
       this.#schedule(k, this.#delay(k.attempts))
     } finally {
       k.dialing = false
+      k.abort = undefined
     }
   }
 }

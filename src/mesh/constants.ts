@@ -22,8 +22,15 @@ export const MAX_KEY_FILE_BYTES = 4096
 /** Listen address when the caller gives none: loopback, OS-chosen port. The daemon chooses its own. */
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 
-/** mDNS service tag prefix; the mesh name is appended so two meshes on one LAN do not dial each other. */
-export const MDNS_SERVICE_TAG_PREFIX = 'hearsay'
+/**
+ * mDNS service tag: DNS-SD style `_hearsay-<mesh>._udp.local` (@libp2p/mdns's default is
+ * `_p2p._udp.local`). The mesh name is in it so two meshes on one LAN do not dial each other.
+ */
+export const MDNS_SERVICE_TAG_PREFIX = '_hearsay'
+export const MDNS_SERVICE_TAG_SUFFIX = '._udp.local'
+
+/** A DNS label holds at most 63 bytes (RFC 1035); longer or dotted mesh names are hashed into the tag. */
+export const MAX_DNS_LABEL = 63
 
 /** mDNS query interval: @libp2p/mdns's default is 10 s; a LAN of edge devices changes slowly. */
 export const MDNS_INTERVAL_MS = 10_000

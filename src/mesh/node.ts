@@ -9,6 +9,7 @@
  * The libp2p object stays reachable as `node.libp2p` for anything this interface does not cover.
  * docs/mesh.md explains every setting.
  */
+import { createHash } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
@@ -60,10 +61,12 @@ import {
   LOOPBACK_CONNECTION_MONITOR_MIN_TIMEOUT_MS,
   LOOPBACK_INBOUND_CONNECTION_THRESHOLD,
   LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS,
+  MAX_DNS_LABEL,
   MAX_MESSAGE_BYTES,
   MAX_TOPIC_BYTES_PER_PEER,
   MDNS_INTERVAL_MS,
   MDNS_SERVICE_TAG_PREFIX,
+  MDNS_SERVICE_TAG_SUFFIX,
   OPEN_STREAM_TIMEOUT_MS,
   PING_TIMEOUT_MS,
   RPC_FRAME_OVERHEAD_BYTES,
@@ -114,7 +117,7 @@ export interface MeshNodeInit {
   /**
    * Mesh name. Scopes the default topic allowlist (`hearsay/<mesh>/<namespace>/v<n>`) and the mDNS
    * service tag, so two meshes on one LAN neither dial each other by mDNS nor track each other's topics.
-   * Default: none (any hearsay topic is allowed; mDNS tag `hearsay`).
+   * Default: none (any hearsay topic is allowed; mDNS tag `_hearsay._udp.local`).
    */
   meshName?: string
   /**
@@ -212,8 +215,14 @@ export interface MeshNode {
   publish(topic: string, data: Uint8Array): Promise<{ recipients: number }>
   /** Dials a multiaddr (with or without /p2p/) or a known PeerId. Resolves with the remote PeerId. */
   dial(target: string | Multiaddr | PeerId, options?: AbortOptions): Promise<PeerId>
-  /** Closes all connections to a peer and stops redialling it. */
+  /**
+   * Closes all connections to a peer and stops redialling it. The remote may redial us (and peer
+   * exchange may hand it back to us later); to keep a peer away, use block().
+   */
   hangUp(peer: PeerId): Promise<void>
+  /** Refuses every connection to or from `peer` until unblock(), and closes the current ones. */
+  block(peer: PeerId): Promise<void>
+  unblock(peer: PeerId): void
   /** Peers with at least one open connection. */
   peers(): PeerId[]
   /** Peers remembered for redial (connected now or recently; bootstrap peers always). */
@@ -256,6 +265,9 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
   const onError = init.onError ?? (() => {})
   const allowPeers =
     init.allowPeers == null ? null : new Set(init.allowPeers.map((p) => peerIdFromString(p).toString()))
+  const blocked = new Set<string>()
+  const denied = (peer: PeerId): boolean =>
+    blocked.has(peer.toString()) || (allowPeers != null && !allowPeers.has(peer.toString()))
 
   // Discovery sources report to the connector, which exists only once libp2p does: late binding.
   let conn: Connector | undefined
@@ -270,8 +282,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     )
   }
   if (init.mdns ?? true) {
-    const serviceTag =
-      init.meshName == null ? MDNS_SERVICE_TAG_PREFIX : `${MDNS_SERVICE_TAG_PREFIX}-${init.meshName}`
+    const serviceTag = mdnsServiceTag(init.meshName)
     peerDiscovery.push(tap(mdns({ serviceTag, interval: MDNS_INTERVAL_MS }), report('mdns', false)))
   }
 
@@ -334,15 +345,12 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         minTimeout: loopback ? LOOPBACK_CONNECTION_MONITOR_MIN_TIMEOUT_MS : CONNECTION_MONITOR_MIN_TIMEOUT_MS,
       },
     },
-    ...(allowPeers != null
-      ? {
-          connectionGater: {
-            denyDialPeer: (peer: PeerId) => !allowPeers.has(peer.toString()),
-            denyInboundEncryptedConnection: (peer: PeerId) => !allowPeers.has(peer.toString()),
-            denyOutboundEncryptedConnection: (peer: PeerId) => !allowPeers.has(peer.toString()),
-          },
-        }
-      : {}),
+    // The PeerId allowlist and the runtime block list; both checked once noise has proved the identity.
+    connectionGater: {
+      denyDialPeer: denied,
+      denyInboundEncryptedConnection: denied,
+      denyOutboundEncryptedConnection: denied,
+    },
     services: {
       identify: identify(),
       ping: ping(),
@@ -509,6 +517,15 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       conn?.forget(peer) // a redial may have been scheduled by the disconnect itself
     },
 
+    async block(peer) {
+      blocked.add(peer.toString())
+      await node.hangUp(peer)
+    },
+
+    unblock(peer) {
+      blocked.delete(peer.toString())
+    },
+
     peers() {
       return libp2p.getPeers()
     },
@@ -654,6 +671,16 @@ function tap<C>(
     d.addEventListener('peer', listener)
     return d
   }
+}
+
+/** `_hearsay-<mesh>._udp.local`; a mesh name that is not a valid DNS label is replaced by its hash. */
+export function mdnsServiceTag(meshName?: string): string {
+  if (meshName == null) return `${MDNS_SERVICE_TAG_PREFIX}${MDNS_SERVICE_TAG_SUFFIX}`
+  let label = `${MDNS_SERVICE_TAG_PREFIX}-${meshName}`
+  if (label.length > MAX_DNS_LABEL || !/^_[A-Za-z0-9-]+$/.test(label)) {
+    label = `${MDNS_SERVICE_TAG_PREFIX}-${createHash('sha256').update(meshName).digest('hex').slice(0, 16)}`
+  }
+  return `${label}${MDNS_SERVICE_TAG_SUFFIX}`
 }
 
 function checkBootstrapAddr(a: string): string {

@@ -1,4 +1,5 @@
 import type { PeerId, PrivateKey } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { Delta } from '../crdt/causal-map.ts'
 import { createMeshNode, type MeshNode } from '../mesh/node.ts'
 import { meshTopic } from '../mesh/topics.ts'
@@ -71,8 +72,11 @@ export interface HearsayMesh extends MeshAttachment {
   readonly counters: MeshCounters
   /** Runs anti-entropy with every connected peer for every namespace now; resolves when all finish. */
   syncNow(signal?: AbortSignal): Promise<SessionEvent[]>
-  /** Closes connections to a peer and stops redialling it (partition tests, operator action). */
+  /** Closes connections to a peer; it may come back (discovery, redial). */
   hangUp(peerId: string): Promise<void>
+  /** Refuses every connection to or from a peer until unblock (partitions, operator action). */
+  block(peerId: string): Promise<void>
+  unblock(peerId: string): void
 }
 
 export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promise<HearsayMesh> {
@@ -86,7 +90,10 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     mdns: hubMode || options.isHub ? false : (options.mdns ?? true),
     meshName,
     loopbackTesting: options.loopbackTesting,
-    peerExchange: hubMode ? false : undefined,
+    // A hub serves many clients and never goes looking for peers; a client talks to its hub only.
+    peerExchange: hubMode || options.isHub ? false : undefined,
+    connector: options.isHub ? { redial: false } : undefined,
+    maxConnections: options.isHub ? 1024 : undefined,
     gossip: options.gossipDegree !== undefined ? { D: options.gossipDegree } : undefined,
     onError: (error, context) => logOnce('mesh', context.peer?.toString(), error.message, context),
   })
@@ -322,6 +329,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       const target = node.peers().find((p) => p.toString() === peerId)
       if (target !== undefined) await node.hangUp(target)
     },
+    block: (peerId) => node.block(peerIdFromString(peerId)),
+    unblock: (peerId) => node.unblock(peerIdFromString(peerId)),
     stop: async () => {
       if (stopped) return
       stopped = true

@@ -50,7 +50,7 @@ export interface WriteAck {
   counter: number
   /** HLC wall time of the write. */
   wall: number
-  /** Causal token of the key after this write (send it back as If-Match). */
+  /** Causal token of the key (send it back as If-Match), computed when first read: read it right after the ack. */
   token: string
 }
 
@@ -316,13 +316,19 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     batch.meta.set(META_CONTEXT, new Uint8Array(0))
     const internal = result.entry.key
     await this.wait(batch)
+    const map = this.doc.map
+    let token: string | undefined
     return {
       namespace: this.namespace,
       key,
       replica: result.entry.replica,
       counter: result.entry.counter,
       wall: result.entry.wall,
-      token: encodeToken(this.doc.map.coversOf(internal)),
+      // Computed on first use: most callers never look at it.
+      get token() {
+        token ??= encodeToken(map.coversOf(internal))
+        return token
+      },
     }
   }
 

@@ -102,8 +102,9 @@ export class SyncService {
     try {
       return await this.run(stream, session, replica, peer, namespace, sessionSignal)
     } catch (error) {
-      this.init.onError?.(error as Error, peer, namespace)
-      throw error
+      const failure = toError(error)
+      this.init.onError?.(failure, peer, namespace)
+      throw failure
     }
   }
 
@@ -131,8 +132,9 @@ export class SyncService {
         chunkBytes: this.chunkBytes,
       })
       await this.run(stream, session, replica, peer, namespace, signal, frame, lp, first.byteLength)
-    } catch (error) {
-      this.init.onError?.(error as Error, peer, namespace)
+    } catch (caught) {
+      const error = toError(caught)
+      this.init.onError?.(error, peer, namespace)
       if (error instanceof SyncProtocolError || error instanceof DecodeError) {
         const code = error instanceof DecodeError ? 'malformed-frame' : error.code
         await lp
@@ -141,7 +143,7 @@ export class SyncService {
           })
           .catch(() => {})
       }
-      stream.abort(error as Error)
+      stream.abort(error)
     }
   }
 
@@ -165,6 +167,8 @@ export class SyncService {
     let localContext: CausalContext | undefined
     let writing: Promise<void> = Promise.resolve()
     let writeError: Error | undefined
+    let merging: Promise<void> = Promise.resolve()
+    let mergeError: Error | undefined
 
     // Writes go through one chain so the reader below never waits on the other side's window.
     const send = (frames: SyncFrame[]): void => {
@@ -178,7 +182,7 @@ export class SyncService {
           try {
             await lp.write(bytes, { signal })
           } catch (error) {
-            writeError = error as Error
+            writeError = toError(error)
           }
         }
       })
@@ -204,9 +208,24 @@ export class SyncService {
         if (session.role === 'initiator' && frame.type === 'context') roundTrips = 2
         const step = session.receive(frame)
         send(step.send)
-        if (step.merge !== undefined) await replica.merge(step.merge.delta, step.merge.options)
+        // Merges run in order but off the read loop: reading promptly keeps the stream's receive
+        // buffer small (libp2p resets a stream whose unread data passes 4 MiB).
+        const merge = step.merge
+        if (merge !== undefined) {
+          merging = merging.then(async () => {
+            if (mergeError !== undefined) return
+            try {
+              await replica.merge(merge.delta, merge.options)
+            } catch (error) {
+              mergeError = toError(error)
+            }
+          })
+        }
         if (writeError !== undefined) throw writeError
+        if (mergeError !== undefined) throw mergeError
       }
+      await merging
+      if (mergeError !== undefined) throw mergeError
       await writing
       if (writeError !== undefined) throw writeError
       if (session.role === 'initiator' && !session.stats.equal) {
@@ -217,8 +236,9 @@ export class SyncService {
         await stream.close({ signal })
       }
     } catch (error) {
-      stream.abort(error as Error)
-      throw error
+      const failure = toError(error)
+      stream.abort(failure)
+      throw failure
     }
     const event: SessionEvent = {
       peer,
@@ -248,13 +268,22 @@ export class SyncService {
   }
 }
 
+/** libp2p streams can reject with their close Event rather than an Error: unwrap it. */
+function toError(error: unknown): Error {
+  if (error instanceof Error) return error
+  const inner = (error as { error?: unknown } | undefined)?.error
+  if (inner instanceof Error) return inner
+  return new Error(String((error as { type?: string })?.type ?? error))
+}
+
 /** Reads until the remote closes its side; anything it still sends is a protocol error. */
 async function drainUntilEnd(lp: ReturnType<typeof lpStream<Stream>>, signal: AbortSignal): Promise<void> {
   try {
     await lp.read({ signal })
   } catch (error) {
-    if ((error as Error).name === 'UnexpectedEOFError') return
-    throw error
+    const failure = toError(error)
+    if (failure.name === 'UnexpectedEOFError') return
+    throw failure
   }
   throw new SyncProtocolError('unexpected-frame', 'data after the session ended')
 }

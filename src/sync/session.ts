@@ -178,7 +178,10 @@ export class SyncSession {
     let size = 0
     for (const entry of delta.entries) {
       const estimate =
-        entry.key.length + (entry.value?.length ?? 0) + ENTRY_OVERHEAD_ESTIMATE + entry.covers.size * 8
+        entry.key.length +
+        (entry.value?.length ?? 0) +
+        ENTRY_OVERHEAD_ESTIMATE +
+        entry.covers.rangeCount() * 8
       if (current.length > 0 && size + estimate > this.chunkBytes) {
         frames.push({
           type: 'deltas',

@@ -1,0 +1,133 @@
+/**
+ * One hearsay peer as its own OS process, driven over stdin/stdout with JSON lines. Used by the
+ * multi-process test and the mesh benchmarks.
+ *
+ * argv: <data dir> [bootstrap multiaddr...]   (env HEARSAY_ROLE: mesh | hub | client)
+ * stdin commands:  {"cmd":"put","key":"k","value":"v"} | {"cmd":"get","key":"k"} | {"cmd":"digest"}
+ *                  {"cmd":"write-rate","prefix":"p","rate":200,"durationMs":20000}
+ *                  {"cmd":"watch","prefix":"p"} | {"cmd":"io"} | {"cmd":"stop"}
+ * stdout events:   {"event":"ready","address":...} | {"event":"acked","key":...,"at":ms}
+ *                  {"event":"seen","key":...,"at":ms} | {"event":"reply","id":...,...}
+ * Times are wall-clock milliseconds with sub-millisecond precision, comparable across processes.
+ */
+import { readFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { loadOrCreateIdentity } from '../src/mesh/identity.ts'
+import { attachMesh } from '../src/peer/attach-mesh.ts'
+import { HearsayPeer } from '../src/peer/peer.ts'
+import { openSqliteStore } from '../src/store/sqlite.ts'
+
+const [dataDir, ...bootstrap] = process.argv.slice(2)
+const clock = () => performance.timeOrigin + performance.now()
+const te = new TextEncoder()
+const td = new TextDecoder()
+
+function emit(event: object): void {
+  process.stdout.write(`${JSON.stringify(event)}\n`)
+}
+
+const identity = await loadOrCreateIdentity({ dataDir })
+const peer = new HearsayPeer({
+  store: openSqliteStore({ path: `${dataDir}/hearsay.db` }),
+  peerId: identity.peerId.toString(),
+  namespaces: ['ns'],
+})
+// HEARSAY_ROLE: 'mesh' (default), 'hub' (accepts clients), 'client' (talks to the bootstrap hub only).
+const role = process.env.HEARSAY_ROLE ?? 'mesh'
+const mesh = await attachMesh(peer, {
+  privateKey: identity.privateKey,
+  listen: ['/ip4/127.0.0.1/tcp/0'],
+  bootstrap: role === 'client' ? undefined : bootstrap,
+  hub: role === 'client' ? bootstrap : undefined,
+  isHub: role === 'hub',
+  mdns: false,
+  loopbackTesting: true,
+  syncIntervalMs: Number(process.env.HEARSAY_SYNC_INTERVAL_MS ?? 2000),
+})
+const replica = peer.namespace('ns')
+let watched: string | undefined
+replica.on('change', (change) => {
+  if (watched !== undefined && change.origin === 'remote' && change.key.startsWith(watched)) {
+    emit({ event: 'seen', key: change.key, at: clock() })
+  }
+})
+
+async function writeAtRate(prefix: string, rate: number, durationMs: number): Promise<void> {
+  const start = clock()
+  const total = Math.floor((rate * durationMs) / 1000)
+  const pending: Promise<void>[] = []
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / rate
+    const wait = due - clock()
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait))
+    const key = `${prefix}${i}`
+    pending.push(
+      replica
+        .put(key, te.encode(`{"i":${i}}`), 'application/json')
+        .then(() => emit({ event: 'acked', key, at: clock() })),
+    )
+    if (pending.length > 1000) await Promise.all(pending.splice(0, 500))
+  }
+  await Promise.all(pending)
+}
+
+/** Bytes this process has read and written through syscalls (sockets included; see proc(5)). */
+function io(): { rchar: number; wchar: number } {
+  const text = readFileSync('/proc/self/io', 'utf8')
+  const field = (name: string) => Number(new RegExp(`${name}: (\\d+)`).exec(text)?.[1] ?? 0)
+  return { rchar: field('rchar'), wchar: field('wchar') }
+}
+
+const lines = createInterface({ input: process.stdin })
+lines.on('line', async (line) => {
+  let command: { cmd: string; id?: number; [key: string]: unknown }
+  try {
+    command = JSON.parse(line)
+  } catch {
+    emit({ event: 'error', message: `not JSON: ${line.slice(0, 80)}` })
+    return
+  }
+  const reply = (fields: object) => emit({ event: 'reply', id: command.id, ...fields })
+  try {
+    switch (command.cmd) {
+      case 'put':
+        await replica.put(String(command.key), te.encode(String(command.value)), 'text/plain')
+        reply({ ok: true })
+        break
+      case 'get': {
+        const read = replica.get(String(command.key))
+        reply({ value: read === undefined ? null : td.decode(read.winner.value) })
+        break
+      }
+      case 'digest':
+        reply({ digest: replica.digest(), entries: replica.entryCount, peers: mesh.node.peers().length })
+        break
+      case 'watch':
+        watched = String(command.prefix)
+        reply({ ok: true })
+        break
+      case 'write-rate':
+        await writeAtRate(String(command.prefix), Number(command.rate), Number(command.durationMs))
+        reply({ done: true })
+        break
+      case 'io':
+        reply({
+          ...io(),
+          gossipBytesReceived: mesh.counters.gossipBytesReceived,
+          gossipReceived: mesh.counters.gossipReceived,
+        })
+        break
+      case 'stop':
+        await peer.stop()
+        reply({ stopped: true })
+        process.exit(0)
+        break
+      default:
+        reply({ error: `unknown command ${command.cmd}` })
+    }
+  } catch (error) {
+    reply({ error: (error as Error).message })
+  }
+})
+
+emit({ event: 'ready', address: mesh.addresses()[0], peerId: mesh.peerId })

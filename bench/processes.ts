@@ -1,0 +1,95 @@
+/** Spawns and drives bench/peer-process.ts children (shared by the multi-process test and benchmarks). */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+
+const SCRIPT = new URL('./peer-process.ts', import.meta.url).pathname
+
+export interface PeerEvent {
+  event: string
+  [key: string]: unknown
+}
+
+export class PeerProcess {
+  readonly child: ChildProcess
+  readonly dir: string
+  address = ''
+  peerId = ''
+  private nextId = 1
+  private readonly waiting = new Map<number, (event: PeerEvent) => void>()
+  private readonly listeners: Array<(event: PeerEvent) => void> = []
+  stderr = ''
+
+  private constructor(child: ChildProcess, dir: string) {
+    this.child = child
+    this.dir = dir
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let event: PeerEvent
+      try {
+        event = JSON.parse(line)
+      } catch {
+        return
+      }
+      if (event.event === 'reply' && typeof event.id === 'number') {
+        this.waiting.get(event.id)?.(event)
+        this.waiting.delete(event.id)
+      }
+      for (const listener of this.listeners) listener(event)
+    })
+    child.stderr!.on('data', (chunk) => {
+      this.stderr = (this.stderr + chunk).slice(-4000)
+    })
+  }
+
+  /** Starts a peer process and resolves once it listens. */
+  static async start(bootstrap: string[] = [], env: Record<string, string> = {}): Promise<PeerProcess> {
+    const dir = mkdtempSync(join(tmpdir(), 'hearsay-proc-'))
+    const child = spawn(process.execPath, ['--no-warnings', SCRIPT, dir, ...bootstrap], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    })
+    const peer = new PeerProcess(child, dir)
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`peer did not start: ${peer.stderr}`)), 30_000)
+      peer.on((event) => {
+        if (event.event === 'ready') {
+          peer.address = String(event.address)
+          peer.peerId = String(event.peerId)
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      child.on('exit', (code) => reject(new Error(`peer exited (${code}): ${peer.stderr}`)))
+    })
+    return peer
+  }
+
+  on(listener: (event: PeerEvent) => void): void {
+    this.listeners.push(listener)
+  }
+
+  request(command: Record<string, unknown>, timeoutMs = 60_000): Promise<PeerEvent> {
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no reply to ${command.cmd}: ${this.stderr}`)),
+        timeoutMs,
+      )
+      this.waiting.set(id, (event) => {
+        clearTimeout(timer)
+        resolve(event)
+      })
+      this.child.stdin!.write(`${JSON.stringify({ ...command, id })}\n`)
+    })
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) {
+      await this.request({ cmd: 'stop' }, 10_000).catch(() => {})
+      this.child.kill('SIGKILL')
+    }
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}

@@ -1,0 +1,37 @@
+import { afterAll, describe, expect, it } from 'vitest'
+import { PeerProcess } from '../bench/processes.ts'
+
+const processes: PeerProcess[] = []
+afterAll(async () => {
+  await Promise.allSettled(processes.map((p) => p.stop()))
+})
+
+async function eventually(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await condition()) return true
+    if (Date.now() > deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+describe('peers as separate OS processes', () => {
+  it('three processes converge on writes made in each', async () => {
+    const first = await PeerProcess.start()
+    processes.push(first)
+    for (let i = 0; i < 2; i++) processes.push(await PeerProcess.start([first.address]))
+    await Promise.all(
+      processes.map((p, i) => p.request({ cmd: 'put', key: `from/${i}`, value: `peer ${i}` })),
+    )
+    await Promise.all(processes.map((p, i) => p.request({ cmd: 'put', key: 'shared', value: `peer ${i}` })))
+    const converged = await eventually(async () => {
+      const replies = await Promise.all(processes.map((p) => p.request({ cmd: 'digest' })))
+      return replies.every((r) => r.digest === replies[0].digest && Number(r.entries) >= 4)
+    })
+    expect(converged).toBe(true)
+    for (const p of processes) {
+      for (let i = 0; i < 3; i++)
+        expect((await p.request({ cmd: 'get', key: `from/${i}` })).value).toBe(`peer ${i}`)
+    }
+  }, 90_000)
+})
