@@ -18,7 +18,6 @@ import {
   type Change,
   type Covers,
   CrdtDocument,
-  closeCovers,
   type Delta,
   type Entry,
   HybridClock,
