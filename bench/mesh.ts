@@ -19,7 +19,7 @@ interface Cluster {
   stop(): Promise<void>
 }
 
-async function startCluster(count: number, shape: 'mesh' | 'hub'): Promise<Cluster> {
+export async function startCluster(count: number, shape: 'mesh' | 'hub'): Promise<Cluster> {
   const first = await PeerProcess.start([], { HEARSAY_ROLE: shape === 'hub' ? 'hub' : 'mesh' })
   const peers = [first]
   const rest = await Promise.all(
@@ -67,7 +67,7 @@ interface LatencyResult {
 }
 
 /** Writes at `rate` for `durationMs` and measures ack → visible on the last receiver. */
-async function measureLatency(
+export async function measureLatency(
   cluster: Cluster,
   rate: number,
   durationMs: number,

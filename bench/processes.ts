@@ -87,8 +87,11 @@ export class PeerProcess {
 
   async stop(): Promise<void> {
     if (this.child.exitCode === null) {
+      const exited = new Promise((resolve) => this.child.once('exit', resolve))
       await this.request({ cmd: 'stop' }, 10_000).catch(() => {})
-      this.child.kill('SIGKILL')
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000)
+      await exited
+      clearTimeout(timer)
     }
     rmSync(this.dir, { recursive: true, force: true })
   }

@@ -40,6 +40,8 @@ export interface ReplicaInit {
   maxKeyBytes?: number
   /** Largest value, bytes. Default 1 MiB (the codec's value limit). */
   maxValueBytes?: number
+  /** How long remote merges wait to share a commit, ms. Default 5. */
+  remoteFlushMs?: number
 }
 
 export interface WriteAck {
@@ -87,6 +89,8 @@ export interface ReplicaEvents {
 }
 
 interface PendingBatch {
+  /** Holds a local write: commit durably and at once. */
+  urgent: boolean
   put: Map<Entry, StoredEntry>
   remove: DotRef[]
   changes: Array<[Change, ChangeOrigin]>
@@ -108,6 +112,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   private readonly doc: CrdtDocument
   private readonly maxKeyBytes: number
   private readonly maxValueBytes: number
+  private readonly remoteFlushMs: number
   private pending: PendingBatch | undefined
   private failure: Error | undefined
   private closed = false
@@ -119,6 +124,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.doc = doc
     this.maxKeyBytes = init.maxKeyBytes ?? DEFAULT_LIMITS.maxKeyBytes - 1
     this.maxValueBytes = init.maxValueBytes ?? DEFAULT_LIMITS.maxValueBytes
+    this.remoteFlushMs = init.remoteFlushMs ?? 5
   }
 
   /** Opens a namespace from its store; throws StoreError when the stored data cannot be read. */
@@ -248,7 +254,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.checkIncarnation(delta)
     const change = this.doc.merge(delta, options)
     // Even a merge that changed no entry may have grown the context: persist it with the batch.
-    const batch = this.batch()
+    const batch = this.batch(false)
     this.record(batch, change, 'remote')
     batch.meta.set(META_CONTEXT, new Uint8Array(0))
     await this.wait(batch)
@@ -288,7 +294,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.checkWritable()
     const change = this.doc.collectGarbage(stable)
     if (change.removed.length === 0) return 0
-    const batch = this.batch()
+    const batch = this.batch(false)
     this.record(batch, change, 'gc')
     batch.meta.set(META_COLLECTED, encodeContext(this.doc.map.collectedDots()))
     await this.wait(batch)
@@ -310,7 +316,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   // ---- internals --------------------------------------------------------------------------
 
   private async local(key: string, result: WriteResult): Promise<WriteAck> {
-    const batch = this.batch()
+    const batch = this.batch(true)
     this.record(batch, result, 'local')
     batch.local.push(result.delta)
     batch.meta.set(META_CONTEXT, new Uint8Array(0))
@@ -332,9 +338,17 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     }
   }
 
-  private batch(): PendingBatch {
-    if (this.pending === undefined) {
-      const batch: PendingBatch = {
+  /**
+   * The batch being gathered. Local writes commit on the next turn of the event loop, durably.
+   * Remote merges and collection wait up to `remoteFlushMs` for company and commit without an
+   * fsync of their own (the next local write's fsync covers them): a crash can only lose data that
+   * peers still hold and anti-entropy brings back, never an acknowledged local write.
+   */
+  private batch(urgent: boolean): PendingBatch {
+    let batch = this.pending
+    if (batch === undefined) {
+      batch = {
+        urgent,
         put: new Map(),
         remove: [],
         changes: [],
@@ -343,9 +357,15 @@ export class Replica extends EventEmitter<ReplicaEvents> {
         meta: new Map(),
       }
       this.pending = batch
-      setImmediate(() => this.commit(batch))
+      const scheduled = batch
+      if (urgent) setImmediate(() => this.commit(scheduled))
+      else setTimeout(() => this.commit(scheduled), this.remoteFlushMs)
+    } else if (urgent && !batch.urgent) {
+      batch.urgent = true
+      const scheduled = batch
+      setImmediate(() => this.commit(scheduled))
     }
-    return this.pending
+    return batch
   }
 
   private record(batch: PendingBatch, change: Change, origin: ChangeOrigin): void {
@@ -369,7 +389,8 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   }
 
   private commit(batch: PendingBatch): void {
-    if (this.pending === batch) this.pending = undefined
+    if (this.pending !== batch) return // already committed by an earlier schedule
+    this.pending = undefined
     try {
       if (this.failure !== undefined) throw this.failure
       const meta: Array<[string, Uint8Array]> = []
@@ -377,7 +398,11 @@ export class Replica extends EventEmitter<ReplicaEvents> {
         // The context is encoded once per batch, at commit time, however many writes it holds.
         meta.push([name, name === META_CONTEXT ? encodeContext(this.doc.map.context()) : value])
       }
-      this.store.commit(this.namespace, { put: [...batch.put.values()], remove: batch.remove, meta })
+      this.store.commit(
+        this.namespace,
+        { put: [...batch.put.values()], remove: batch.remove, meta },
+        { durable: batch.urgent },
+      )
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error))
       if (this.failure === undefined) {
@@ -416,8 +441,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     if (delta.context.max(id) <= ours) return
     const next = nextIncarnation(id)
     this.doc.map.replica = next
-    const batch = this.batch()
-    batch.meta.set(META_REPLICA, textEncoder.encode(next))
+    this.batch(true).meta.set(META_REPLICA, textEncoder.encode(next))
     this.emit('incarnation', { previous: id, next })
   }
 

@@ -9,6 +9,7 @@ import {
   SCHEMA_VERSION,
 } from './constants.ts'
 import {
+  type CommitOptions,
   type NamespaceSnapshot,
   type Store,
   type StoreBatch,
@@ -229,7 +230,7 @@ export function openSqliteStore(init: SqliteStoreInit): SqliteStore {
         : ''
     throw new StoreError(code, `${path} ${what}: ${reason(err)}${hint}`, { cause: err })
   }
-  return createSqliteStore(db, path)
+  return createSqliteStore(db, path, synchronous)
 }
 
 function configure(db: DatabaseSync, path: string, synchronous: 'FULL' | 'NORMAL', busyMs: number): void {
@@ -351,7 +352,8 @@ function prepareStatements(db: DatabaseSync): Statements {
   return st
 }
 
-function createSqliteStore(db: DatabaseSync, path: string): SqliteStore {
+function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' | 'NORMAL'): SqliteStore {
+  let currentSynchronous = synchronous
   let st: Statements
   try {
     st = prepareStatements(db)
@@ -482,10 +484,16 @@ function createSqliteStore(db: DatabaseSync, path: string): SqliteStore {
       return { entries, meta }
     },
 
-    commit(namespace: string, batch: StoreBatch) {
+    commit(namespace: string, batch: StoreBatch, options?: CommitOptions) {
       usable()
       assertValidBatch(namespace, batch)
       if (isEmptyBatch(batch)) return
+      // WAL is append-only: a relaxed commit's frames are fsynced by the next FULL commit.
+      const level = options?.durable === false ? 'NORMAL' : synchronous
+      if (level !== currentSynchronous) {
+        db.exec(`PRAGMA synchronous = ${level}`)
+        currentSynchronous = level
+      }
       // Names interned in this transaction; cached only once it commits, as a rollback undoes them.
       const newReplicas = new Map<string, number>()
       let nsId = namespaceIds.get(namespace)

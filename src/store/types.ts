@@ -37,6 +37,11 @@ export interface StoreBatch {
   meta: Array<[name: string, value: Uint8Array]>
 }
 
+export interface CommitOptions {
+  /** Default true: survive power loss. False: survive a process crash only (cheaper: no fsync). */
+  durable?: boolean
+}
+
 export interface Store {
   /** 'sqlite' or 'memory': shown in status output. */
   readonly kind: string
@@ -55,8 +60,10 @@ export interface Store {
    * A malformed batch (bad counter, non-Uint8Array data, ...) throws a TypeError, changes nothing and
    * leaves the store usable. Any other failure is fatal: the store answers STORE_CLOSED from then on,
    * because a write that failed once must never be retried and acknowledged.
+   * With `{ durable: false }` the batch survives a process crash but may be lost to a power loss
+   * (the next durable commit makes it durable too): for data a peer can fetch again.
    */
-  commit(namespace: string, batch: StoreBatch): void
+  commit(namespace: string, batch: StoreBatch, options?: CommitOptions): void
   /**
    * Names the physical home of the data (a file's device and inode). When it differs from the one
    * recorded at creation, the data was copied or restored from a backup, and the Replica starts a
