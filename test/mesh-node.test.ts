@@ -2,7 +2,6 @@
  * The mesh transport layer on real TCP over 127.0.0.1 (mDNS off: no multicast on the host).
  * Every wait is a poll with a deadline; every node is stopped in afterEach.
  */
-import { spawnSync } from 'node:child_process'
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -396,42 +395,4 @@ describe('mesh node', () => {
   })
 })
 
-/**
- * mDNS needs multicast, which tests must not send on the host's interfaces. So this runs in a child
- * process inside a fresh user + network namespace (`unshare -rn`): only a private loopback exists there,
- * with multicast switched on. Skipped where unprivileged namespaces are not available.
- */
-const NETNS_SETUP = 'ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo'
-const canNetns = spawnSync('unshare', ['-rn', 'sh', '-c', NETNS_SETUP]).status === 0
-
-describe.skipIf(!canNetns)('mDNS (inside a private network namespace)', () => {
-  it('finds peers of the same mesh and ignores other meshes', () => {
-    const nodeModule = new URL('../src/mesh/node.ts', import.meta.url).pathname
-    const script = `
-      const { createMeshNode } = await import(${JSON.stringify(nodeModule)})
-      const mk = (meshName) => createMeshNode({ mdns: true, meshName, loopbackTesting: true, peerExchange: false })
-      const [a, b, c] = [await mk('home'), await mk('home'), await mk('office')]
-      const t = Date.now()
-      while (Date.now() - t < 10000 && !a.peers().some((p) => p.equals(b.peerId))) await new Promise((r) => setTimeout(r, 20))
-      const out = { ab: a.peers().some((p) => p.equals(b.peerId)), ms: Date.now() - t, cPeers: c.peers().length }
-      await Promise.all([a.stop(), b.stop(), c.stop()])
-      console.log(JSON.stringify(out))
-    `
-    const run = spawnSync(
-      'unshare',
-      [
-        '-rn',
-        'sh',
-        '-c',
-        `${NETNS_SETUP} && exec "$0" --input-type=module -e "$1"`,
-        process.execPath,
-        script,
-      ],
-      { encoding: 'utf8', timeout: 30_000 },
-    )
-    expect(run.status, run.stderr).toBe(0)
-    const out = JSON.parse(run.stdout.trim().split('\n').pop()!)
-    expect(out.ab).toBe(true)
-    expect(out.cPeers).toBe(0)
-  })
-})
+// mDNS is tested in test/mesh-mdns.test.ts: real peers as processes inside a namespace made with `ip netns`.
