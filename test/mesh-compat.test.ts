@@ -241,6 +241,19 @@ describe('wire compatibility with stock @chainsafe/libp2p-gossipsub@14 on libp2p
     expect(hearsay.mesh.counters.gossipReceived).toBe(1)
   })
 
+  it('a frame over our size limit costs only that link: we hang up and gossip works after a redial', async () => {
+    const { hearsay, old } = await pair()
+    // gossipsub 14 accepts 4 MiB frames by default; ours stop at about 1 MiB.
+    await old.pubsub.publish(topic, new Uint8Array(1_200_000).fill(1))
+    const connected = () => hearsay.mesh.node.peers().some((p) => p.toString() === old.peerId)
+    expect(await eventually(() => !connected(), 20_000), 'the silently dead gossip link is closed').toBe(true)
+    // The stock node comes back, and gossip flows again both ways.
+    await link(old, hearsay)
+    const before = old.received.length
+    await hearsay.peer.namespace('ns').put('after-oversized', te.encode('still here'), 'text/plain')
+    expect(await eventually(() => old.received.length > before, 10_000)).toBe(true)
+  })
+
   it('garbage the stock node publishes is rejected and scores it down', async () => {
     const { hearsay, old } = await pair()
     const before = hearsay.peer.namespace('ns').digest()

@@ -107,6 +107,13 @@ export const GOSSIP_DSCORE = 3
 export const GOSSIP_HEARTBEAT_MS = 1_000
 
 /**
+ * How often connected peers are checked for a gossip link gossipsub silently dropped (it forgets a
+ * peer whose frame it could not decode, e.g. one over our size limit, but leaves the connection
+ * open). Two misses in a row close the connection so the peer can reconnect cleanly.
+ */
+export const GOSSIP_LINK_CHECK_MS = 5_000
+
+/**
  * Largest message data we publish or accept. A gossip message is a batch of deltas coalesced up to a
  * size bound (design.md), so 1 MiB is generous; larger state moves by the sync protocol, not gossip.
  * gossipsub's own default is 4 MiB for the whole RPC frame (it-length-prefixed default).

@@ -56,6 +56,7 @@ import {
   GOSSIP_DOUT,
   GOSSIP_DSCORE,
   GOSSIP_HEARTBEAT_MS,
+  GOSSIP_LINK_CHECK_MS,
   INVALID_MESSAGE_DECAY,
   INVALID_MESSAGE_WEIGHT,
   LOOPBACK_CONNECTION_MONITOR_MIN_TIMEOUT_MS,
@@ -442,6 +443,39 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     }, 0)
   })
 
+  // gossipsub forgets a peer whose RPC frame it cannot decode (too large, malformed) but leaves the
+  // stream and connection open: no gossip flows either way until the connection closes. A peer that
+  // speaks gossipsub, is connected and is unknown to gossipsub twice in a row gets hung up on.
+  const gossipMissing = new Set<string>()
+  const linkCheck = setInterval(() => {
+    void (async () => {
+      const known = new Set(pubsub.getPeers().map((p) => p.toString()))
+      for (const peer of libp2p.getPeers()) {
+        const id = peer.toString()
+        if (known.has(id)) {
+          gossipMissing.delete(id)
+          continue
+        }
+        const protocols = await libp2p.peerStore
+          .get(peer)
+          .then((p) => p.protocols)
+          .catch(() => [] as string[])
+        if (!protocols.some((protocol) => protocol.startsWith('/meshsub/'))) continue
+        if (!gossipMissing.has(id)) {
+          gossipMissing.add(id)
+          continue
+        }
+        gossipMissing.delete(id)
+        onError(new Error('gossip link dropped while connected; closing the connection'), {
+          where: 'gossip link check',
+          peer,
+        })
+        await libp2p.hangUp(peer).catch(() => {})
+      }
+    })()
+  }, GOSSIP_LINK_CHECK_MS)
+  linkCheck.unref()
+
   const node: MeshNode = {
     peerId: libp2p.peerId,
     libp2p,
@@ -637,6 +671,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     },
 
     async stop() {
+      clearInterval(linkCheck)
       if (stopped) return
       stopped = true
       handlers.clear()
