@@ -25,8 +25,10 @@ afterEach(async () => {
 })
 
 /** A bare libp2p node on our topic that does what it likes, and an honest pair to watch. */
-async function setup(): Promise<{ victim: TestPeer; honest: TestPeer; attacker: MeshNode; key: PrivateKey }> {
-  const victim = await startTestPeer()
+async function setup(
+  victimOptions: Parameters<typeof startTestPeer>[0] = {},
+): Promise<{ victim: TestPeer; honest: TestPeer; attacker: MeshNode; key: PrivateKey }> {
+  const victim = await startTestPeer(victimOptions)
   const honest = await startTestPeer()
   peers.push(victim, honest)
   await honest.peer.dial(victim.address)
@@ -149,5 +151,26 @@ describe('a hostile peer cannot hurt the mesh', () => {
     expect(await eventually(() => victim.mesh.counters.gossipRejected > 10)).toBe(true)
     expect(victim.peer.namespace('ns').digest()).toBe(before)
     await expectHealthy(victim, honest, 'after-flood')
+  })
+
+  it('a flood of validly signed batches beyond the rate limit is dropped unchecked', async () => {
+    const { victim, honest, attacker, key } = await setup({ gossipRateLimit: 50 })
+    const attackerId = peerIdFromPrivateKey(key).toString()
+    const doc = new CrdtDocument({ replica: `${attackerId}~f` })
+    const sends: Promise<unknown>[] = []
+    for (let i = 0; i < 1000; i++) {
+      const batch = await signBatch(
+        key,
+        attackerId,
+        topic,
+        doc.put(`flood/${i}`, te.encode('x'), 'text/plain').delta,
+      )
+      sends.push(attacker.publish(topic, batch).catch(() => {}))
+    }
+    await Promise.all(sends)
+    expect(await eventually(() => victim.mesh.counters.gossipThrottled > 0)).toBe(true)
+    // At most the burst (5 x 50) plus what the rate refilled got through the validator.
+    expect(victim.mesh.counters.gossipReceived).toBeLessThan(1000)
+    await expectHealthy(victim, honest, 'after-valid-flood')
   })
 })
