@@ -32,6 +32,7 @@ import type {
 import { mdns } from '@libp2p/mdns'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
+import { generateKey as generatePnetKey, preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
@@ -138,6 +139,12 @@ export interface MeshNodeInit {
    * noise handshake proves who the remote is. Default: null (anyone).
    */
   allowPeers?: string[] | null
+  /**
+   * Private mesh by pre-shared key (libp2p pnet, a swarm key as made by `generateSwarmKey`): every
+   * connection is encrypted with it before anything else, so peers without it cannot even
+   * handshake. Default: none.
+   */
+  swarmKey?: Uint8Array
   /** Largest message data published or accepted. Default: 1 MiB. */
   maxMessageBytes?: number
   /** libp2p connection budget. Default: 64. */
@@ -329,6 +336,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     },
     transports: [tcp()],
     connectionEncrypters: [noise()],
+    ...(init.swarmKey !== undefined ? { connectionProtector: preSharedKey({ psk: init.swarmKey }) } : {}),
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
     peerDiscovery,
     connectionManager: {
@@ -749,4 +757,11 @@ function checkInternals(gs: GossipSub): GossipsubInternals {
   if (g.score?.params?.topics == null) throw new GossipsubInternalsChangedError('score.params.topics')
   if (!(g.streamsOutbound instanceof Map)) throw new GossipsubInternalsChangedError('streamsOutbound')
   return g as GossipsubInternals
+}
+
+/** A new pre-shared swarm key for a private mesh (the pnet key file format, as bytes to store). */
+export function generateSwarmKey(): Uint8Array {
+  const key = new Uint8Array(95)
+  generatePnetKey(key)
+  return key
 }

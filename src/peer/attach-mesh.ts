@@ -39,6 +39,10 @@ export interface MeshOptions {
   gcIntervalMs?: number
   /** Period of RTT pings to connected peers, ms. Default 15 s. */
   pingIntervalMs?: number
+  /** Private mesh: only these PeerIds may connect. Default: anyone. */
+  allowPeers?: string[]
+  /** Private mesh: a pre-shared swarm key (see `generateSwarmKey`). Default: none. */
+  swarmKey?: Uint8Array
   /** Gossip messages per second one neighbour may deliver (burst 5×). Default 2,000. */
   gossipRateLimit?: number
   /** Gossip mesh degree (D). Default 4. */
@@ -95,6 +99,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     mdns: hubMode || options.isHub ? false : (options.mdns ?? true),
     meshName,
     loopbackTesting: options.loopbackTesting,
+    allowPeers: options.allowPeers,
+    swarmKey: options.swarmKey,
     // A hub serves many clients and never goes looking for peers; a client talks to its hub only.
     peerExchange: hubMode || options.isHub ? false : undefined,
     connector: options.isHub ? { redial: false } : undefined,
