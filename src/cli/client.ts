@@ -1,0 +1,118 @@
+import { readLock } from '../daemon/lock.ts'
+import { dataDirFiles, type Env, resolveDataDir } from '../daemon/paths.ts'
+import { CliError, EXIT } from './exit-codes.ts'
+
+/**
+ * How client commands reach the local daemon: the API URL comes from `--api` / `HEARSAY_API`, or from
+ * the lock file the running daemon keeps in its data dir.
+ */
+
+export interface ClientOptions {
+  dataDir?: string
+  api?: string
+  env: Env
+}
+
+export function findDaemon(options: ClientOptions): string {
+  const explicit = options.env.HEARSAY_API || options.api
+  if (explicit) return explicit.replace(/\/+$/, '')
+  const dataDir = resolveDataDir({ flag: options.dataDir, env: options.env })
+  const lock = readLock(dataDirFiles(dataDir).lock)
+  switch (lock.state) {
+    case 'missing':
+      throw new CliError(
+        EXIT.NO_DAEMON,
+        `no daemon is running for data dir ${dataDir}; start one with \`hearsay up\``,
+      )
+    case 'unreadable':
+      throw new CliError(EXIT.NO_DAEMON, `the daemon for ${dataDir} is starting; try again in a moment`)
+    case 'stale':
+      throw new CliError(
+        EXIT.NO_DAEMON,
+        `the daemon for ${dataDir} (pid ${lock.info.pid}) is not running any more; start it with \`hearsay up\``,
+      )
+    case 'live':
+      if (lock.info.url === undefined) {
+        throw new CliError(
+          EXIT.NO_DAEMON,
+          `the daemon for ${dataDir} (pid ${lock.info.pid}) is starting; try again in a moment`,
+        )
+      }
+      return lock.info.url
+  }
+}
+
+export interface RequestOptions {
+  method?: string
+  body?: string | Uint8Array
+  headers?: Record<string, string>
+  signal?: AbortSignal
+  /** Statuses to hand back instead of throwing (e.g. 404 for `get`). */
+  accept?: number[]
+}
+
+export class DaemonClient {
+  readonly baseUrl: string
+
+  constructor(baseUrl: string) {
+    this.baseUrl = baseUrl
+  }
+
+  async request(path: string, options: RequestOptions = {}): Promise<Response> {
+    let response: Response
+    try {
+      response = await fetch(this.baseUrl + path, {
+        method: options.method ?? 'GET',
+        headers: options.headers,
+        body: options.body,
+        signal: options.signal,
+      })
+    } catch (error) {
+      if ((error as Error).name === 'AbortError') throw error
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause
+      throw new CliError(
+        EXIT.NO_DAEMON,
+        `cannot reach the daemon at ${this.baseUrl} (${cause?.code ?? cause?.message ?? (error as Error).message}); is \`hearsay up\` running?`,
+      )
+    }
+    if (response.ok || options.accept?.includes(response.status)) return response
+    throw await errorFrom(response)
+  }
+
+  async json<T = Record<string, unknown>>(
+    path: string,
+    options: RequestOptions = {},
+  ): Promise<{ status: number; body: T; headers: Headers }> {
+    const response = await this.request(path, options)
+    const text = await response.text()
+    return {
+      status: response.status,
+      headers: response.headers,
+      body: (text === '' ? {} : JSON.parse(text)) as T,
+    }
+  }
+}
+
+async function errorFrom(response: Response): Promise<CliError> {
+  let code = `HTTP_${response.status}`
+  let message = response.statusText
+  try {
+    const body = (await response.json()) as { error?: { code?: string; message?: string } }
+    if (body.error?.code !== undefined) code = body.error.code
+    if (body.error?.message !== undefined) message = body.error.message
+  } catch {
+    // Not our error shape (a proxy?): keep the HTTP status.
+  }
+  const exitCode =
+    response.status === 404 ? EXIT.NOT_FOUND : response.status >= 500 ? EXIT.FAILURE : EXIT.REJECTED
+  return new CliError(exitCode, message, code)
+}
+
+/** A key as a URL path: `/` stays readable (keys may contain it), everything else is escaped. */
+export function keyPath(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/')
+}
+
+export function nsPath(ns: string): string {
+  return `/v1/ns/${encodeURIComponent(ns)}`
+}

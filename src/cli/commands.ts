@@ -1,0 +1,592 @@
+import { readFile } from 'node:fs/promises'
+import { extname } from 'node:path'
+import { encodeValue } from '../daemon/values.ts'
+import { keyPath, nsPath } from './client.ts'
+import type { Command, CommandContext } from './command.ts'
+import { CliError, EXIT } from './exit-codes.ts'
+import { bytes, duration, preview, shortId, table } from './format.ts'
+import { watchCommand } from './watch.ts'
+
+/** The client commands: each one HTTP request (or a few) to the local daemon. */
+
+const TYPE_ALIASES: Record<string, string> = {
+  json: 'application/json',
+  text: 'text/plain; charset=utf-8',
+  bytes: 'application/octet-stream',
+  binary: 'application/octet-stream',
+}
+
+const ackOptions = {
+  ack: {
+    type: 'string',
+    value: '<n>',
+    description: 'wait until n other peers hold the write (exit 6 if they do not in time)',
+  },
+  timeout: { type: 'string', value: '<ms>', description: 'how long --ack may wait (default 5000)' },
+} as const
+
+function need(context: CommandContext, count: number, what: string): string[] {
+  if (context.positionals.length < count) throw new CliError(EXIT.USAGE, `missing ${what}`)
+  return context.positionals
+}
+
+function ackQuery(context: CommandContext): string {
+  const params = new URLSearchParams()
+  for (const name of ['ack', 'timeout'] as const) {
+    const value = context.values[name]
+    if (value === undefined) continue
+    if (!/^\d+$/.test(String(value))) throw new CliError(EXIT.USAGE, `--${name} must be a whole number`)
+    params.set(name, String(value))
+  }
+  const text = params.toString()
+  return text === '' ? '' : `?${text}`
+}
+
+/** Shows progress of an --ack wait on a terminal; the returned function clears it. */
+function ackProgress(context: CommandContext): () => void {
+  if (context.values.ack === undefined || context.io.stderr.isTTY !== true) return () => {}
+  context.io.stderr.write(`waiting for ${context.values.ack} peer(s) to hold the write…`)
+  return () => context.io.stderr.write('\r\x1b[K')
+}
+
+/** Exit code and message for a write answered 202 (durable here, fewer peers than asked). */
+function ackOutcome(
+  context: CommandContext,
+  status: number,
+  body: { ack?: { requested: number; replicated: number } },
+): number {
+  if (status !== 202) return EXIT.OK
+  if (!context.json) {
+    context.err(
+      `written here, but only ${body.ack?.replicated ?? 0} of ${body.ack?.requested ?? '?'} peer(s) held it before the timeout`,
+    )
+  }
+  return EXIT.ACK_TIMEOUT
+}
+
+function readStdin(context: CommandContext): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    context.io.stdin.on('data', (chunk: Buffer) => chunks.push(chunk))
+    context.io.stdin.on('end', () => resolve(Buffer.concat(chunks)))
+    context.io.stdin.on('error', reject)
+  })
+}
+
+export const putCommand: Command = {
+  name: 'put',
+  args: '<key> [value]',
+  summary: 'write a value (from the argument, --file, or stdin)',
+  details: `A value on the command line is stored as text unless --type says otherwise; --type json checks
+it is JSON. With no value (or "-") the value is read from stdin.
+
+  hearsay put greeting hello
+  hearsay put config '{"mode":"eco"}' --type json
+  hearsay put photo --file cat.jpg --type image/jpeg
+  echo 21.5 | hearsay put sensors/kitchen --type json --ack 1`,
+  namespaced: true,
+  client: true,
+  options: {
+    type: {
+      type: 'string',
+      short: 't',
+      value: '<type>',
+      description: 'content type, or json | text | bytes',
+    },
+    file: { type: 'string', short: 'f', value: '<path>', description: 'read the value from a file' },
+    'if-match': {
+      type: 'string',
+      value: '<etag>',
+      description: 'replace exactly the values a read with this ETag saw',
+    },
+    ...ackOptions,
+  },
+  async run(context) {
+    const [key, argument] = need(context, 1, 'key')
+    let value: Uint8Array
+    let defaultType: string
+    if (typeof context.values.file === 'string') {
+      if (argument !== undefined) throw new CliError(EXIT.USAGE, 'give a value or --file, not both')
+      value = await readFile(context.values.file).catch((error: Error) => {
+        throw new CliError(EXIT.USAGE, `cannot read ${context.values.file}: ${error.message}`)
+      })
+      const extension = extname(context.values.file).toLowerCase()
+      defaultType =
+        extension === '.json'
+          ? 'application/json'
+          : extension === '.txt' || extension === '.md'
+            ? TYPE_ALIASES.text
+            : TYPE_ALIASES.bytes
+    } else if (argument === undefined || argument === '-') {
+      if (argument === undefined && context.io.stdin.isTTY === true) {
+        throw new CliError(EXIT.USAGE, 'give a value, --file <path>, or pipe the value into stdin')
+      }
+      value = await readStdin(context)
+      defaultType = TYPE_ALIASES.bytes
+    } else {
+      value = new TextEncoder().encode(argument)
+      defaultType = TYPE_ALIASES.text
+    }
+    const requested = context.values.type as string | undefined
+    const contentType = requested === undefined ? defaultType : (TYPE_ALIASES[requested] ?? requested)
+    const headers: Record<string, string> = { 'content-type': contentType }
+    if (typeof context.values['if-match'] === 'string') headers['if-match'] = context.values['if-match']
+    const query = ackQuery(context)
+    const done = ackProgress(context)
+    const { status, body } = await context
+      .client()
+      .json<{ etag: string; ack?: { requested: number; replicated: number } }>(
+        `${nsPath(context.ns)}/kv/${keyPath(key)}${query}`,
+        { method: 'PUT', body: value, headers },
+      )
+      .finally(done)
+    if (context.json) context.printJson(body)
+    else context.out(`ok  ${key}  etag ${body.etag}`)
+    return ackOutcome(context, status, body)
+  },
+}
+
+interface SiblingJson {
+  contentType: string
+  encoding: string
+  value: unknown
+  replica: string
+  writtenAt: string
+}
+
+export const getCommand: Command = {
+  name: 'get',
+  args: '<key>',
+  summary: 'read a value (raw bytes to stdout), or every concurrent value with --siblings',
+  details: `  hearsay get greeting
+  hearsay get photo > cat.jpg
+  hearsay get config --json        # {"key","contentType","etag","siblings","encoding","value"}
+  hearsay get config --siblings    # concurrent writes, one block each`,
+  namespaced: true,
+  client: true,
+  options: {
+    siblings: { type: 'boolean', short: 's', description: 'show every concurrent value (siblings)' },
+  },
+  async run(context) {
+    const [key] = need(context, 1, 'key')
+    const path = `${nsPath(context.ns)}/kv/${keyPath(key)}`
+    if (context.values.siblings === true) {
+      const { body } = await context
+        .client()
+        .json<{ etag: string; winner: number; siblings: SiblingJson[] }>(`${path}?siblings=1`)
+      if (context.json) {
+        context.printJson(body)
+        return EXIT.OK
+      }
+      const count = body.siblings.length
+      body.siblings.forEach((sibling, i) => {
+        const mark = i === body.winner ? ' (read resolves to this one)' : ''
+        context.out(
+          `[${i + 1}/${count}] ${sibling.contentType}  by ${shortId(sibling.replica)}  at ${sibling.writtenAt}${mark}`,
+        )
+        context.out(
+          sibling.encoding === 'base64'
+            ? preview(sibling)
+            : sibling.encoding === 'json'
+              ? JSON.stringify(sibling.value)
+              : String(sibling.value),
+        )
+      })
+      context.out(`etag ${body.etag}${count > 1 ? '  (put with --if-match this etag to resolve them)' : ''}`)
+      return EXIT.OK
+    }
+    const response = await context.client().request(path)
+    const value = new Uint8Array(await response.arrayBuffer())
+    const contentType = response.headers.get('content-type') ?? 'application/octet-stream'
+    const etag = (response.headers.get('etag') ?? '').replace(/^"|"$/g, '')
+    const siblings = Number(response.headers.get('x-hearsay-siblings') ?? '1')
+    if (context.json) {
+      context.printJson({ namespace: context.ns, key, etag, siblings, ...encodeValue(value, contentType) })
+      return EXIT.OK
+    }
+    const encoded = encodeValue(value, contentType)
+    if (context.io.stdout.isTTY === true && encoded.encoding === 'base64') {
+      context.err(
+        `${value.length} bytes of ${contentType}; redirect to a file to save them (hearsay get ${key} > file)`,
+      )
+    } else {
+      context.io.stdout.write(value)
+      if (context.io.stdout.isTTY === true && value.at(-1) !== 10) context.io.stdout.write('\n')
+    }
+    if (siblings > 1) context.err(`note: ${siblings} concurrent values; see them with --siblings`)
+    return EXIT.OK
+  },
+}
+
+export const delCommand: Command = {
+  name: 'del',
+  args: '<key>',
+  summary: 'delete a key',
+  namespaced: true,
+  client: true,
+  options: {
+    'if-match': {
+      type: 'string',
+      value: '<etag>',
+      description: 'delete exactly the values a read with this ETag saw',
+    },
+    ...ackOptions,
+  },
+  async run(context) {
+    const [key] = need(context, 1, 'key')
+    const headers: Record<string, string> = {}
+    if (typeof context.values['if-match'] === 'string') headers['if-match'] = context.values['if-match']
+    const done = ackProgress(context)
+    const { status, body } = await context
+      .client()
+      .json<{ ack?: { requested: number; replicated: number } }>(
+        `${nsPath(context.ns)}/kv/${keyPath(key)}${ackQuery(context)}`,
+        {
+          method: 'DELETE',
+          headers,
+        },
+      )
+      .finally(done)
+    if (context.json) context.printJson(body)
+    else context.out(`deleted  ${key}`)
+    return ackOutcome(context, status, body)
+  },
+}
+
+interface ListItem {
+  key: string
+  contentType: string
+  encoding?: string
+  value?: unknown
+  siblings: number
+}
+
+export const lsCommand: Command = {
+  name: 'ls',
+  args: '[prefix]',
+  summary: 'list keys (and a preview of their values)',
+  details: `One page (--limit, default 100) unless --all, which follows the pages to the end and shows
+progress on a terminal. --json prints one JSON object per key (NDJSON).`,
+  namespaced: true,
+  client: true,
+  options: {
+    limit: { type: 'string', short: 'l', value: '<n>', description: 'keys per page, 1-1000 (default 100)' },
+    all: { type: 'boolean', short: 'a', description: 'list every key, page after page' },
+    cursor: {
+      type: 'string',
+      value: '<key>',
+      description: 'start after this key (the cursor of a previous page)',
+    },
+    'keys-only': { type: 'boolean', short: 'k', description: 'print keys only' },
+  },
+  async run(context) {
+    const prefix = context.positionals[0] ?? ''
+    const limit = context.values.limit === undefined ? '100' : String(context.values.limit)
+    if (!/^\d+$/.test(limit)) throw new CliError(EXIT.USAGE, '--limit must be a whole number')
+    const keysOnly = context.values['keys-only'] === true
+    let cursor = context.values.cursor as string | undefined
+    let total = 0
+    const progress = context.values.all === true && context.io.stderr.isTTY === true
+    for (;;) {
+      const params = new URLSearchParams({ prefix, limit })
+      if (cursor !== undefined) params.set('cursor', cursor)
+      if (keysOnly) params.set('values', '0')
+      const { body } = await context
+        .client()
+        .json<{ items: ListItem[]; cursor?: string }>(`${nsPath(context.ns)}/kv?${params}`)
+      if (progress) context.io.stderr.write('\r\x1b[K')
+      for (const item of body.items) {
+        if (context.json) context.printJson(item)
+        else if (keysOnly) context.out(item.key)
+        else
+          context.out(
+            `${item.key}\t${preview(item)}${item.siblings > 1 ? `  (${item.siblings} siblings)` : ''}`,
+          )
+      }
+      total += body.items.length
+      cursor = body.cursor
+      if (cursor === undefined) break
+      if (context.values.all !== true) {
+        if (!context.json) context.err(`… more keys: use --all, or --cursor '${cursor}' for the next page`)
+        break
+      }
+      if (progress) context.io.stderr.write(`listed ${total} keys…`)
+    }
+    if (total === 0 && !context.json)
+      context.err(prefix === '' ? 'no keys' : `no keys start with "${prefix}"`)
+    return EXIT.OK
+  },
+}
+
+/** `incr key -3`: node:util parseArgs reads "-3" as an option, so main.ts escapes negative numbers. */
+export const incrCommand: Command = {
+  name: 'incr',
+  args: '<key> [by]',
+  summary: 'add to a counter (default 1; negative to subtract) and print its value',
+  details: `Counters are PN-counters: increments made on different peers at the same time all count.
+
+  hearsay incr visits
+  hearsay incr stock -3`,
+  namespaced: true,
+  client: true,
+  options: { ...ackOptions },
+  async run(context) {
+    const [key, by = '1'] = need(context, 1, 'key')
+    if (!/^-?\d+$/.test(by) || !Number.isSafeInteger(Number(by)))
+      throw new CliError(EXIT.USAGE, `"${by}" is not a whole number`)
+    const done = ackProgress(context)
+    const { status, body } = await context
+      .client()
+      .json<{ value: number; ack?: { requested: number; replicated: number } }>(
+        `${nsPath(context.ns)}/counter/${keyPath(key)}${ackQuery(context)}`,
+        {
+          method: 'POST',
+          body: JSON.stringify({ by: Number(by) }),
+          headers: { 'content-type': 'application/json' },
+        },
+      )
+      .finally(done)
+    if (context.json) context.printJson(body)
+    else context.out(String(body.value))
+    return ackOutcome(context, status, body)
+  },
+}
+
+export const counterCommand: Command = {
+  name: 'counter',
+  args: '<key>',
+  summary: 'print a counter (or reset it with --reset)',
+  namespaced: true,
+  client: true,
+  options: {
+    reset: { type: 'boolean', description: 'reset to 0 (increments concurrent with the reset survive it)' },
+  },
+  async run(context) {
+    const [key] = need(context, 1, 'key')
+    const path = `${nsPath(context.ns)}/counter/${keyPath(key)}`
+    const { body } = await context
+      .client()
+      .json<{ value: number }>(path, context.values.reset === true ? { method: 'DELETE' } : {})
+    if (context.json) context.printJson(body)
+    else context.out(String(body.value))
+    return EXIT.OK
+  },
+}
+
+function setCommand(name: 'sadd' | 'srem', field: 'add' | 'remove', summary: string): Command {
+  return {
+    name,
+    args: '<key> <member...>',
+    summary,
+    details: 'Sets are add-wins: an add concurrent with a remove of the same member keeps it.',
+    namespaced: true,
+    client: true,
+    options: { ...ackOptions },
+    async run(context) {
+      const [key, ...members] = need(context, 2, 'key and at least one member')
+      const done = ackProgress(context)
+      const { status, body } = await context
+        .client()
+        .json<{ members: string[]; ack?: { requested: number; replicated: number } }>(
+          `${nsPath(context.ns)}/set/${keyPath(key)}${ackQuery(context)}`,
+          {
+            method: 'POST',
+            body: JSON.stringify({ [field]: members }),
+            headers: { 'content-type': 'application/json' },
+          },
+        )
+        .finally(done)
+      if (context.json) context.printJson(body)
+      else for (const member of body.members) context.out(member)
+      return ackOutcome(context, status, body)
+    },
+  }
+}
+
+export const saddCommand = setCommand('sadd', 'add', 'add members to a set and print the set')
+export const sremCommand = setCommand('srem', 'remove', 'remove members from a set and print the set')
+
+export const smembersCommand: Command = {
+  name: 'smembers',
+  args: '<key>',
+  summary: 'print the members of a set, one per line',
+  namespaced: true,
+  client: true,
+  async run(context) {
+    const [key] = need(context, 1, 'key')
+    const { body } = await context
+      .client()
+      .json<{ members: string[] }>(`${nsPath(context.ns)}/set/${keyPath(key)}`)
+    if (context.json) context.printJson(body)
+    else for (const member of body.members) context.out(member)
+    return EXIT.OK
+  },
+}
+
+interface PeerJson {
+  peerId: string
+  addresses: string[]
+  connected: boolean
+  rttMs?: number
+  lastSeenAt?: string
+}
+
+export const peersCommand: Command = {
+  name: 'peers',
+  args: '',
+  summary: 'list connected and known peers with round-trip time and last seen',
+  client: true,
+  async run(context) {
+    const { body } = await context.client().json<{ meshAttached: boolean; peers: PeerJson[] }>('/v1/peers')
+    if (context.json) {
+      context.printJson(body)
+      return EXIT.OK
+    }
+    if (!body.meshAttached) context.err('this peer runs without a mesh: it has no peers')
+    else if (body.peers.length === 0)
+      context.err('no peers yet (mDNS finds peers on the LAN; or: hearsay connect <multiaddr>)')
+    const rows = [['PEER', 'STATE', 'RTT', 'LAST SEEN', 'ADDRESS']]
+    for (const peer of body.peers) {
+      rows.push([
+        peer.peerId,
+        peer.connected ? 'connected' : 'known',
+        peer.rttMs === undefined ? '-' : `${peer.rttMs.toFixed(1)} ms`,
+        peer.lastSeenAt === undefined ? '-' : `${duration(Date.now() - Date.parse(peer.lastSeenAt))} ago`,
+        peer.addresses[0] ?? '-',
+      ])
+    }
+    if (body.peers.length > 0) for (const line of table(rows)) context.out(line)
+    return EXIT.OK
+  },
+}
+
+export const connectCommand: Command = {
+  name: 'connect',
+  args: '<multiaddr>',
+  summary: 'dial a peer, e.g. /ip4/192.168.1.7/tcp/7601/p2p/12D3KooW…',
+  client: true,
+  async run(context) {
+    const [address] = need(context, 1, 'multiaddr')
+    const tty = context.io.stderr.isTTY === true && !context.json
+    if (tty) context.io.stderr.write(`dialing ${address}…`)
+    const { body } = await context
+      .client()
+      .json<{ peerId: string; dialMs: number }>('/v1/peers', {
+        method: 'POST',
+        body: JSON.stringify({ address }),
+        headers: { 'content-type': 'application/json' },
+      })
+      .finally(() => tty && context.io.stderr.write('\r\x1b[K'))
+    if (context.json) context.printJson(body)
+    else context.out(`connected to ${body.peerId} in ${body.dialMs} ms`)
+    return EXIT.OK
+  },
+}
+
+export const joinCommand: Command = {
+  name: 'join',
+  args: '<namespace>',
+  summary: 'join a namespace: start replicating it (writing to a namespace joins it too)',
+  client: true,
+  async run(context) {
+    const [ns] = need(context, 1, 'namespace')
+    const { status, body } = await context.client().json(nsPath(ns), { method: 'PUT' })
+    if (context.json) context.printJson(body)
+    else context.out(status === 201 ? `joined ${ns}` : `already in ${ns}`)
+    return EXIT.OK
+  },
+}
+
+interface StatusJson {
+  peerId: string
+  version: string
+  pid: number
+  uptimeMs: number
+  api: { url: string }
+  dataDir: string
+  mesh: {
+    name: string
+    attached: boolean
+    addresses: string[]
+    mdns: boolean
+    bootstrap: string[]
+    private?: { swarmKey: boolean; allowPeers: number }
+  }
+  peers: { connected: number; known: number }
+  namespaces: Array<{
+    name: string
+    entries: number
+    tombstones: number
+    versionVector: Record<string, number>
+    digest: string
+  }>
+  store: { kind: string; sizeBytes: number; path?: string }
+  process: { rssBytes: number }
+  watchClients: number
+}
+
+export const statusCommand: Command = {
+  name: 'status',
+  args: '',
+  summary: 'show the peer: id, API, mesh, peers, namespaces, store, uptime',
+  client: true,
+  async run(context) {
+    const { body } = await context.client().json<StatusJson>('/v1/status')
+    if (context.json) {
+      context.printJson(body)
+      return EXIT.OK
+    }
+    const closed = [
+      ...(body.mesh.private?.swarmKey ? ['swarm key'] : []),
+      ...(body.mesh.private?.allowPeers ? [`${body.mesh.private.allowPeers} allowed peers`] : []),
+    ]
+    const mesh = body.mesh.attached
+      ? `${body.mesh.name} (mDNS ${body.mesh.mdns ? 'on' : 'off'}, ${body.mesh.bootstrap.length} bootstrap${
+          closed.length > 0 ? `, private: ${closed.join(', ')}` : ''
+        })`
+      : 'not attached: this peer runs alone and does not replicate'
+    const lines = [
+      ['peer id', body.peerId],
+      ['version', `hearsay ${body.version}, pid ${body.pid}, up ${duration(body.uptimeMs)}`],
+      ['API', body.api.url],
+      ['mesh', mesh],
+      ...body.mesh.addresses.map((address, i) => [i === 0 ? 'addresses' : '', address]),
+      ['peers', `${body.peers.connected} connected, ${body.peers.known} known`],
+      [
+        'store',
+        `${body.store.kind}, ${bytes(body.store.sizeBytes)}${body.store.path === undefined ? '' : ` at ${body.store.path}`}`,
+      ],
+      ['memory', `${bytes(body.process.rssBytes)} RSS`],
+      ['data dir', body.dataDir],
+      ['watchers', String(body.watchClients)],
+    ]
+    for (const line of table(lines)) context.out(line)
+    context.out('')
+    const rows = [['NAMESPACE', 'ENTRIES', 'TOMBSTONES', 'WRITERS', 'DIGEST']]
+    for (const ns of body.namespaces) {
+      rows.push([
+        ns.name,
+        String(ns.entries),
+        String(ns.tombstones),
+        String(Object.keys(ns.versionVector).length),
+        ns.digest.slice(0, 16),
+      ])
+    }
+    for (const line of table(rows)) context.out(line)
+    return EXIT.OK
+  },
+}
+
+export const hubCommand: Command = {
+  name: 'hub',
+  args: '',
+  summary: 'run as a hub for client peers (not yet available)',
+  async run() {
+    throw new CliError(
+      EXIT.UNAVAILABLE,
+      'hub mode is not yet available in this version; peers replicate as a mesh (hearsay up)',
+    )
+  },
+}
+
+export { watchCommand }

@@ -1,0 +1,278 @@
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from 'node:fs'
+import { dirname, join } from 'node:path'
+import { SWARM_KEY_FILE } from '../daemon/constants.ts'
+import { DaemonStartError } from '../daemon/errors.ts'
+import { resolveDataDir } from '../daemon/paths.ts'
+import { type DaemonConfig, SETTINGS, type Setting, type Settings } from '../daemon/settings.ts'
+import type { Command, CommandContext, OptionSpec } from './command.ts'
+import { CliError, EXIT } from './exit-codes.ts'
+
+/** `hearsay init` and `hearsay up`: the commands that run in the daemon's own data dir. */
+
+/** One option per setting of the config table (src/daemon/config.ts), so flags never drift from it. */
+export const SETTING_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(
+  SETTINGS.map((setting) => {
+    const spec: OptionSpec =
+      setting.kind === 'boolean'
+        ? { type: 'boolean', description: setting.description }
+        : {
+            type: 'string',
+            multiple: setting.kind === 'list',
+            value: placeholder(setting),
+            description: `${setting.description}${setting.kind === 'list' ? ' Repeatable.' : ''}`,
+          }
+    if (setting.key === 'apiPort') spec.short = 'p'
+    return [setting.flag, spec]
+  }),
+)
+
+function placeholder(setting: Setting): string {
+  switch (setting.kind) {
+    case 'list':
+      return setting.key === 'namespaces'
+        ? '<name>'
+        : setting.key === 'allowPeers'
+          ? '<peer id>'
+          : '<multiaddr>'
+    case 'enum':
+      return `<${setting.values!.join('|')}>`
+    case 'port':
+      return '<port>'
+    case 'string':
+      return setting.key === 'swarmKeyFile' ? '<path>' : '<value>'
+    case 'milliseconds':
+      return '<ms>'
+    default:
+      return '<value>'
+  }
+}
+
+function flagsOf(context: CommandContext): Partial<Record<keyof Settings, string | string[] | boolean>> {
+  const flags: Partial<Record<keyof Settings, string | string[] | boolean>> = {}
+  for (const setting of SETTINGS) {
+    const value = context.values[setting.flag]
+    if (value !== undefined) flags[setting.key] = value
+  }
+  return flags
+}
+
+async function loadFor(
+  context: CommandContext,
+): Promise<{ config: DaemonConfig; file: { path: string; found: boolean } }> {
+  const dataDir = resolveDataDir({
+    flag: context.values['data-dir'] as string | undefined,
+    env: context.io.env,
+  })
+  // Loaded on demand: the config loader pulls in the peer and multiaddr parsing, which client commands never need.
+  const { loadConfig } = await import('../daemon/config.ts')
+  try {
+    return loadConfig({ dataDir, flags: flagsOf(context), env: context.io.env })
+  } catch (error) {
+    if (error instanceof DaemonStartError) throw new CliError(EXIT.START_FAILED, error.message, error.code)
+    throw error
+  }
+}
+
+export const initCommand: Command = {
+  name: 'init',
+  args: '',
+  summary: 'create the data dir, the identity key and config.json (settings from the flags)',
+  details: `Safe to run again: the identity is kept, and flags given now are merged into config.json.
+
+  hearsay init --api-port 7700 --mesh home --no-mdns --bootstrap /ip4/10.0.0.2/tcp/7601/p2p/12D3KooW…
+  hearsay init --new-swarm-key     # a private mesh: copy <data dir>/swarm.key to every peer`,
+  options: {
+    ...SETTING_OPTIONS,
+    'new-swarm-key': {
+      type: 'boolean',
+      description:
+        'create <data dir>/swarm.key, the pre-shared key of a private mesh (copy it to every peer)',
+    },
+  },
+  async run(context) {
+    const { config, file } = await loadFor(context)
+    const { configFileFor, settingsFromFlags } = await import('../daemon/config.ts')
+    const { loadOrCreateIdentity } = await import('../mesh/identity.ts')
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+    const identity = await loadOrCreateIdentity({ dataDir: config.dataDir }).catch((error: Error) => {
+      throw new CliError(EXIT.START_FAILED, error.message)
+    })
+    const existing = file.found ? JSON.parse(readFileSync(file.path, 'utf8')) : {}
+    const merged = { ...existing, ...configFileFor(settingsFromFlags(flagsOf(context))) }
+    const wrote = !file.found || JSON.stringify(merged) !== JSON.stringify(existing)
+    if (wrote) writeAtomic(file.path, `${JSON.stringify(merged, null, 2)}\n`)
+    let swarmKeyFile: string | undefined
+    if (context.values['new-swarm-key'] === true) {
+      const { generateSwarmKey } = await import('../mesh/node.ts')
+      swarmKeyFile = join(config.dataDir, SWARM_KEY_FILE)
+      if (existsSync(swarmKeyFile)) {
+        throw new CliError(EXIT.START_FAILED, `${swarmKeyFile} exists; move it aside first to make a new one`)
+      }
+      writeAtomic(swarmKeyFile, generateSwarmKey())
+    }
+    const result = {
+      dataDir: config.dataDir,
+      peerId: identity.peerId.toString(),
+      identityCreated: identity.created,
+      configFile: file.path,
+      configWritten: wrote,
+      ...(swarmKeyFile === undefined ? {} : { swarmKeyFile }),
+    }
+    if (context.json) {
+      context.printJson(result)
+      return EXIT.OK
+    }
+    context.out(`data dir   ${result.dataDir}`)
+    context.out(`peer id    ${result.peerId}${identity.created ? '  (new identity)' : ''}`)
+    context.out(`config     ${result.configFile}${wrote ? '  (written)' : '  (unchanged)'}`)
+    if (swarmKeyFile !== undefined)
+      context.out(`swarm key  ${swarmKeyFile}  (copy it to every peer of this mesh)`)
+    context.out('')
+    context.out(`start the peer with: ${hint(context)} up`)
+    return EXIT.OK
+  },
+}
+
+/** Temp file, fsync, rename, fsync the directory: a crash leaves the old file or the new one, never half. */
+function writeAtomic(path: string, data: string | Uint8Array): void {
+  const temp = `${path}.tmp-${process.pid}`
+  const fd = openSync(temp, 'w', 0o600)
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(temp, path)
+  const dir = openSync(dirname(path), 'r')
+  try {
+    fsyncSync(dir)
+  } finally {
+    closeSync(dir)
+  }
+}
+
+/**
+ * How to call the CLI in hints: started by an npm script (`npm start`) it runs from a checkout where
+ * `hearsay` is not on PATH, and `npx hearsay` would look for an unrelated package on the registry.
+ */
+function hint(context: CommandContext): string {
+  return context.io.env.npm_lifecycle_event !== undefined ? 'npm run -s hearsay --' : 'hearsay'
+}
+
+export const upCommand: Command = {
+  name: 'up',
+  args: '',
+  summary: 'run the daemon in the foreground (Ctrl-C stops it gracefully)',
+  details: `Settings come from <data dir>/config.json, then these flags, then HEARSAY_* environment
+variables (strongest); see docs/configuration.md. Prints the API URL, the peer id and the addresses
+once ready (--json: one JSON line {"event":"ready",...}). Logs go to stderr.
+
+Exit codes: 0 stopped cleanly, 1 the store failed, 7 could not start (data dir locked by another
+daemon, port in use, bad config, unreadable store).`,
+  options: SETTING_OPTIONS,
+  async run(context) {
+    const { config } = await loadFor(context)
+    quietExperimentalWarnings()
+    const tty = context.io.stderr.isTTY === true && !context.json
+    if (tty) context.io.stderr.write('starting hearsay…\n')
+    const { startDaemon } = await import('../daemon/daemon.ts')
+    let daemon: Awaited<ReturnType<typeof startDaemon>>
+    try {
+      daemon = await startDaemon(config)
+    } catch (error) {
+      if (error instanceof DaemonStartError) throw new CliError(EXIT.START_FAILED, error.message, error.code)
+      throw error
+    }
+
+    let signals = 0
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++
+      if (signals > 1) {
+        context.err(`${signal} again: exiting without waiting (acknowledged writes are already durable)`)
+        process.exit(130)
+      }
+      void daemon.stop(signal)
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    process.on('SIGHUP', onSignal)
+    process.on('uncaughtException', (error) => {
+      daemon.logger.fatal({ err: error }, 'uncaught exception')
+      process.exitCode = EXIT.FAILURE
+      void daemon.stop('uncaught exception').finally(() => process.exit(EXIT.FAILURE))
+    })
+
+    const addresses = daemon.addresses()
+    const meshAttached = daemon.peer.attachedMesh !== undefined
+    if (context.json) {
+      context.printJson({
+        event: 'ready',
+        url: daemon.url,
+        peerId: daemon.peerId,
+        addresses,
+        meshAttached,
+        dataDir: config.dataDir,
+        pid: process.pid,
+      })
+    } else {
+      printBanner(context, daemon.url, daemon.peerId, addresses, meshAttached, config)
+    }
+    const outcome = await daemon.done
+    return outcome.failed ? EXIT.FAILURE : EXIT.OK
+  },
+}
+
+function printBanner(
+  context: CommandContext,
+  url: string,
+  peerId: string,
+  addresses: string[],
+  meshAttached: boolean,
+  config: DaemonConfig,
+): void {
+  const cli = hint(context)
+  const mesh = meshAttached
+    ? `${config.mesh} (mDNS ${config.mdns ? 'on' : 'off'}, ${config.bootstrap.length} bootstrap peer(s))`
+    : 'not attached: this peer runs alone'
+  const lines = [
+    'hearsay is up',
+    `  API        ${url}`,
+    `  peer id    ${peerId}`,
+    ...(addresses.length === 0
+      ? ['  addresses  (none)']
+      : addresses.map((a, i) => `  ${i === 0 ? 'addresses' : '         '}  ${a}`)),
+    `  mesh       ${mesh}`,
+    `  data dir   ${config.dataDir}`,
+    '',
+    'Try, in another terminal:',
+    `  ${cli} put greeting hello`,
+    `  ${cli} get greeting`,
+    `  ${cli} watch`,
+    `  curl -s ${url}/v1/status`,
+    'Stop with Ctrl-C.',
+  ]
+  for (const line of lines) context.out(line)
+}
+
+/**
+ * node:sqlite prints an ExperimentalWarning on load: true, expected (docs/storage.md), and noise on
+ * a daemon's console. Other warnings still print.
+ */
+function quietExperimentalWarnings(): void {
+  const listeners = process.listeners('warning')
+  process.removeAllListeners('warning')
+  process.on('warning', (warning) => {
+    if (warning.name === 'ExperimentalWarning' && /SQLite|Type Stripping/i.test(warning.message)) return
+    for (const listener of listeners) listener(warning)
+  })
+}

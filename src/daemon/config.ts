@@ -1,0 +1,224 @@
+import { readFileSync } from 'node:fs'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { HearsayPeer } from '../peer/peer.ts'
+import { DaemonStartError } from './errors.ts'
+import { dataDirFiles, type Env } from './paths.ts'
+import { type DaemonConfig, SETTINGS, type Setting, type SettingSource, type Settings } from './settings.ts'
+
+export type { DaemonConfig, Setting, SettingSource, Settings }
+export { SETTINGS }
+
+/**
+ * Daemon configuration from three sources, weakest first: `config.json` in the data dir, command-line
+ * flags, `HEARSAY_*` environment variables, following the table in settings.ts.
+ */
+
+const BY_KEY = new Map(SETTINGS.map((setting) => [setting.key, setting]))
+
+export function defaultSettings(): Settings {
+  const out: Record<string, unknown> = {}
+  for (const setting of SETTINGS) {
+    out[setting.key] = Array.isArray(setting.default) ? [...setting.default] : setting.default
+  }
+  return out as unknown as Settings
+}
+
+export interface LoadedConfig {
+  config: DaemonConfig
+  sources: Record<keyof Settings, SettingSource>
+  /** Path of the config file, and whether it existed. */
+  file: { path: string; found: boolean }
+}
+
+/**
+ * Resolves the configuration of the daemon in `dataDir`. `flags` holds flag values as parsed by
+ * `node:util` parseArgs (strings, string arrays, booleans), keyed by setting key.
+ */
+export function loadConfig(init: {
+  dataDir: string
+  flags?: Partial<Record<keyof Settings, string | string[] | boolean>>
+  env?: Env
+}): LoadedConfig {
+  const env = init.env ?? process.env
+  const settings = defaultSettings() as unknown as Record<string, unknown>
+  const sources = {} as Record<keyof Settings, SettingSource>
+  for (const setting of SETTINGS) sources[setting.key] = 'default'
+
+  const path = dataDirFiles(init.dataDir).config
+  const file = readConfigFile(path)
+  if (file !== undefined) {
+    for (const [key, value] of Object.entries(file)) {
+      const setting = BY_KEY.get(key as keyof Settings)
+      if (setting === undefined) {
+        throw new DaemonStartError(
+          'CONFIG_INVALID',
+          `${path}: unknown setting "${key}" (known: ${SETTINGS.map((s) => s.key).join(', ')})`,
+        )
+      }
+      settings[key] = fromJson(setting, value, `${path}: "${key}"`)
+      sources[setting.key] = 'file'
+    }
+  }
+  for (const setting of SETTINGS) {
+    const value = init.flags?.[setting.key]
+    if (value === undefined) continue
+    settings[setting.key] = fromText(setting, value, `--${setting.flag}`)
+    sources[setting.key] = 'flag'
+  }
+  for (const setting of SETTINGS) {
+    const value = env[setting.env]
+    // An empty variable counts as unset, as in most shells' and compose files' conventions.
+    if (value === undefined || value === '') continue
+    settings[setting.key] = fromText(setting, value, setting.env)
+    sources[setting.key] = 'env'
+  }
+  const config = { ...(settings as unknown as Settings), dataDir: init.dataDir }
+  checkConfig(config)
+  return { config, sources, file: { path, found: file !== undefined } }
+}
+
+function readConfigFile(path: string): Record<string, unknown> | undefined {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new DaemonStartError('DATA_DIR', `cannot read ${path}: ${(error as Error).message}`, {
+      cause: error,
+    })
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    throw new DaemonStartError('CONFIG_INVALID', `${path} is not valid JSON: ${(error as Error).message}`)
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new DaemonStartError('CONFIG_INVALID', `${path} must hold a JSON object`)
+  }
+  return parsed as Record<string, unknown>
+}
+
+function fromJson(setting: Setting, value: unknown, where: string): unknown {
+  switch (setting.kind) {
+    case 'boolean':
+      if (typeof value !== 'boolean') throw invalid(where, 'must be true or false')
+      return value
+    case 'list':
+      if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) {
+        throw invalid(where, 'must be an array of strings')
+      }
+      return [...value]
+    case 'port':
+    case 'milliseconds':
+      if (typeof value !== 'number') throw invalid(where, 'must be a number')
+      return checkInteger(setting, value, where)
+    default:
+      if (typeof value !== 'string') throw invalid(where, 'must be a string')
+      return fromText(setting, value, where)
+  }
+}
+
+/** Parses a flag or environment value (text, or what parseArgs made of it). */
+function fromText(setting: Setting, value: string | string[] | boolean, where: string): unknown {
+  switch (setting.kind) {
+    case 'boolean': {
+      if (typeof value === 'boolean') return value
+      const text = String(value).trim().toLowerCase()
+      if (['1', 'true', 'yes', 'on'].includes(text)) return true
+      if (['0', 'false', 'no', 'off'].includes(text)) return false
+      throw invalid(where, `must be true or false, got "${value}"`)
+    }
+    case 'list': {
+      const items = Array.isArray(value) ? value : [String(value)]
+      return items
+        .flatMap((item) => item.split(','))
+        .map((item) => item.trim())
+        .filter((item) => item !== '')
+    }
+    case 'port':
+    case 'milliseconds': {
+      const text = String(value).trim()
+      if (!/^\d+$/.test(text)) throw invalid(where, `must be a whole number, got "${value}"`)
+      return checkInteger(setting, Number(text), where)
+    }
+    case 'enum': {
+      const text = String(value).trim()
+      const match = setting.values!.find((candidate) => candidate.toLowerCase() === text.toLowerCase())
+      if (match === undefined)
+        throw invalid(where, `must be one of ${setting.values!.join(', ')}, got "${value}"`)
+      return match
+    }
+    default:
+      return String(value).trim()
+  }
+}
+
+function checkInteger(setting: Setting, value: number, where: string): number {
+  const max = setting.kind === 'port' ? 65_535 : 3_600_000
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw invalid(where, `must be a whole number from 0 to ${max}, got ${value}`)
+  }
+  return value
+}
+
+function checkConfig(config: DaemonConfig): void {
+  if (config.apiHost === '') throw invalid('apiHost', 'must not be empty')
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(config.mesh)) {
+    throw invalid('mesh', `"${config.mesh}" must be 1-64 letters, digits, '.', '_' or '-'`)
+  }
+  for (const name of config.namespaces) {
+    if (!HearsayPeer.isValidNamespace(name)) {
+      throw invalid('namespaces', `"${name}" must be 1-64 letters, digits, '.', '_' or '-'`)
+    }
+  }
+  for (const [key, list] of [
+    ['listen', config.listen],
+    ['bootstrap', config.bootstrap],
+  ] as const) {
+    for (const address of list) {
+      try {
+        multiaddr(address)
+      } catch (error) {
+        throw invalid(key, `"${address}" is not a multiaddr: ${(error as Error).message}`)
+      }
+    }
+  }
+  for (const id of config.allowPeers) {
+    try {
+      peerIdFromString(id)
+    } catch {
+      throw invalid('allowPeers', `"${id}" is not a peer id`)
+    }
+  }
+  if (config.sseHeartbeatMs < 100) throw invalid('sseHeartbeatMs', 'must be at least 100')
+}
+
+function invalid(where: string, message: string): DaemonStartError {
+  return new DaemonStartError('CONFIG_INVALID', `${where} ${message}`)
+}
+
+/** The config file for `hearsay init`: only what differs from the defaults, so defaults can evolve. */
+export function configFileFor(settings: Partial<Settings>): Record<string, unknown> {
+  const defaults = defaultSettings() as unknown as Record<string, unknown>
+  const out: Record<string, unknown> = {}
+  for (const setting of SETTINGS) {
+    const value = settings[setting.key]
+    if (value === undefined) continue
+    if (JSON.stringify(value) !== JSON.stringify(defaults[setting.key])) out[setting.key] = value
+  }
+  return out
+}
+
+/** Parses flag values into settings (for `hearsay init`, which writes them to the file). */
+export function settingsFromFlags(
+  flags: Partial<Record<keyof Settings, string | string[] | boolean>>,
+): Partial<Settings> {
+  const out: Record<string, unknown> = {}
+  for (const setting of SETTINGS) {
+    const value = flags[setting.key]
+    if (value !== undefined) out[setting.key] = fromText(setting, value, `--${setting.flag}`)
+  }
+  return out as Partial<Settings>
+}

@@ -1,0 +1,255 @@
+import { mkdirSync, readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { loadOrCreateIdentity } from '../mesh/identity.ts'
+import { attachMesh } from '../peer/attach-mesh.ts'
+import { HearsayPeer } from '../peer/peer.ts'
+import { createMemoryStore } from '../store/memory.ts'
+import { openSqliteStore } from '../store/sqlite.ts'
+import { type Store, StoreError } from '../store/types.ts'
+import { type App, createApp, type DaemonInfo } from './app.ts'
+import type { DaemonConfig } from './config.ts'
+import { DaemonStartError } from './errors.ts'
+import { acquireLock, type DataDirLock } from './lock.ts'
+import { createLogger, type Logger } from './logger.ts'
+import { DaemonMetrics } from './metrics.ts'
+import { dataDirFiles } from './paths.ts'
+import { ReadCache } from './read-cache.ts'
+import { type HttpServer, listenHttp } from './server.ts'
+import { WatchHub } from './watch.ts'
+
+/**
+ * One daemon = one peer: lock the data dir, load the identity, open the store and the peer, serve the
+ * API, join the mesh. `stop()` undoes it in reverse: stop answering, end watch streams, let in-flight
+ * requests finish, flush and close the store, leave the mesh, release the lock.
+ */
+
+export interface RunningDaemon {
+  readonly url: string
+  readonly peerId: string
+  readonly config: DaemonConfig
+  readonly peer: HearsayPeer
+  readonly logger: Logger
+  /** p2p addresses (empty without a mesh). */
+  addresses(): string[]
+  /** Stops once; later calls return the same promise. */
+  stop(reason?: string): Promise<void>
+  /** Settles when the daemon has stopped; `failed` when the store failure stopped it. */
+  readonly done: Promise<{ failed: boolean }>
+}
+
+export function packageVersion(): string {
+  try {
+    return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+export async function startDaemon(
+  config: DaemonConfig,
+  options: { logger?: Logger } = {},
+): Promise<RunningDaemon> {
+  const logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat })
+  const files = dataDirFiles(config.dataDir)
+  const startedAt = new Date().toISOString()
+  try {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  } catch (error) {
+    throw new DaemonStartError(
+      'DATA_DIR',
+      `cannot create data dir ${config.dataDir}: ${(error as Error).message}`,
+      { cause: error },
+    )
+  }
+
+  const undo: Array<() => void | Promise<void>> = []
+  const unwind = async () => {
+    for (const step of undo.reverse()) {
+      try {
+        await step()
+      } catch (error) {
+        logger.warn({ err: error }, 'cleanup after a failed start')
+      }
+    }
+  }
+
+  try {
+    const lock: DataDirLock = acquireLock(files.lock)
+    undo.push(() => lock.release())
+    const swarmKey = readSwarmKey(config, files.swarmKey)
+
+    const identity = await loadOrCreateIdentity({ dataDir: config.dataDir }).catch((error: Error) => {
+      throw new DaemonStartError('IDENTITY_FAILED', error.message, { cause: error })
+    })
+    const peerId = identity.peerId.toString()
+    if (identity.created) logger.info({ peerId, keyFile: identity.path }, 'created a new identity')
+    lock.update({ peerId })
+
+    const store = openStore(config, files.database)
+    undo.push(() => store.close())
+    let peer: HearsayPeer
+    try {
+      peer = new HearsayPeer({ store, peerId, namespaces: config.namespaces })
+    } catch (error) {
+      throw storeStartError(error, files.database)
+    }
+    undo.push(() => peer.stop())
+
+    const metrics = new DaemonMetrics(peer)
+    const hub = new WatchHub(peer, metrics, config.sseHeartbeatMs)
+    undo.push(() => hub.close())
+    let url = ''
+    const version = packageVersion()
+    const info = (): DaemonInfo => ({
+      version,
+      url,
+      dataDir: config.dataDir,
+      meshName: config.mesh,
+      mdns: config.mdns,
+      bootstrap: config.bootstrap,
+      privateMesh: { swarmKey: swarmKey !== undefined, allowPeers: config.allowPeers.length },
+      storePath: config.storage === 'sqlite' ? files.database : undefined,
+      startedAt,
+    })
+    const reads = new ReadCache(peer)
+    const app: App = createApp({
+      peer,
+      metrics,
+      hub,
+      reads,
+      logger,
+      info,
+      requireIfMatch: config.requireIfMatch,
+    })
+    if (config.apiHost !== '127.0.0.1' && config.apiHost !== '::1' && config.apiHost !== 'localhost') {
+      logger.warn({ apiHost: config.apiHost }, 'the API has no authentication and listens beyond loopback')
+    }
+    // The API binds before the mesh starts, so a taken port fails fast and cheaply.
+    const server: HttpServer = await listenHttp(app, { host: config.apiHost, port: config.apiPort, logger })
+    url = server.url
+    undo.push(() => server.close(0))
+
+    const mesh = await attachMesh(peer, {
+      privateKey: identity.privateKey,
+      meshName: config.mesh,
+      listen: config.listen,
+      bootstrap: config.bootstrap,
+      mdns: config.mdns,
+      loopbackTesting: config.loopbackTesting,
+      swarmKey,
+      allowPeers: config.allowPeers.length > 0 ? config.allowPeers : undefined,
+      log: logger.child({ component: 'mesh' }),
+    }).catch((error: Error) => {
+      throw meshStartError(error)
+    })
+    if (mesh !== undefined && peer.attachedMesh !== mesh) peer.attach(mesh)
+    if (mesh === undefined)
+      logger.warn('running without a mesh: this peer does not replicate (attachMesh returned none)')
+
+    lock.update({ url })
+    undo.length = 0
+
+    let stopping: Promise<void> | undefined
+    let failed = false
+    let markDone: (outcome: { failed: boolean }) => void = () => {}
+    const done = new Promise<{ failed: boolean }>((resolve) => {
+      markDone = resolve
+    })
+    const daemon: RunningDaemon = {
+      done,
+      url,
+      peerId,
+      config,
+      peer,
+      logger,
+      addresses: () => peer.attachedMesh?.addresses() ?? [],
+      stop(reason = 'stop requested') {
+        stopping ??= (async () => {
+          logger.info({ reason }, 'stopping')
+          const began = performance.now()
+          app.close()
+          hub.close()
+          await server.close(config.shutdownTimeoutMs)
+          const httpMs = Math.round(performance.now() - began)
+          try {
+            // Flushes every namespace, leaves the mesh, closes the store.
+            await peer.stop()
+          } finally {
+            lock.release()
+            markDone({ failed })
+          }
+          logger.info({ httpMs, totalMs: Math.round(performance.now() - began) }, 'stopped')
+        })()
+        return stopping
+      },
+    }
+    peer.on('failed', (error) => {
+      // A failed commit leaves the store unusable (never retry-and-continue); a restart replays the WAL.
+      logger.fatal({ err: error }, 'the store failed; stopping so a supervisor can restart the daemon')
+      failed = true
+      void daemon.stop('store failed').catch(() => {})
+    })
+    logger.info(
+      { url, peerId, dataDir: config.dataDir, addresses: daemon.addresses(), namespaces: peer.namespaces() },
+      'ready',
+    )
+    return daemon
+  } catch (error) {
+    await unwind()
+    throw error
+  }
+}
+
+/** The private mesh key: the configured file (which must exist), else `swarm.key` in the data dir if present. */
+function readSwarmKey(config: DaemonConfig, inDataDir: string): Uint8Array | undefined {
+  const path = config.swarmKeyFile === '' ? inDataDir : resolve(config.swarmKeyFile)
+  try {
+    return readFileSync(path)
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT'
+    if (missing && config.swarmKeyFile === '') return undefined
+    throw new DaemonStartError(
+      missing ? 'CONFIG_INVALID' : 'DATA_DIR',
+      `swarm key ${path}: ${missing ? 'no such file' : (error as Error).message}`,
+      { cause: error },
+    )
+  }
+}
+
+/** libp2p reports a taken p2p port inside a long multi-line message; say it in one line. */
+function meshStartError(error: Error): DaemonStartError {
+  const taken = [...error.message.matchAll(/(\/ip[46]\/\S+?): Error: listen EADDRINUSE/g)].map(
+    (match) => match[1],
+  )
+  const message =
+    taken.length > 0
+      ? `p2p address ${taken.join(', ')} is in use (another hearsay daemon?); choose another with --listen or HEARSAY_LISTEN`
+      : `networking failed to start: ${error.message.split('\n')[0]}`
+  return new DaemonStartError('MESH_FAILED', message, { cause: error })
+}
+
+function openStore(config: DaemonConfig, path: string): Store {
+  if (config.storage === 'memory') return createMemoryStore()
+  try {
+    return openSqliteStore({ path, synchronous: config.synchronous })
+  } catch (error) {
+    throw storeStartError(error, path)
+  }
+}
+
+function storeStartError(error: unknown, path: string): Error {
+  if (!(error instanceof StoreError)) return error as Error
+  const hints: Partial<Record<StoreError['code'], string>> = {
+    STORE_CORRUPT: 'move the file aside to start empty (peers will sync the data back), or restore a backup',
+    STORE_NEWER_VERSION: 'it was written by a newer hearsay; upgrade hearsay to open it',
+    STORE_PERMISSION: 'check the owner and mode of the data dir and the file',
+  }
+  const hint = hints[error.code]
+  return new DaemonStartError(
+    'STORE_FAILED',
+    `store ${path}: ${error.message}${hint === undefined ? '' : ` (${hint})`}`,
+    {
+      cause: error,
+    },
+  )
+}

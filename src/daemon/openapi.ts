@@ -1,0 +1,596 @@
+import {
+  DEFAULT_ACK_TIMEOUT_MS,
+  DEFAULT_LIST_LIMIT,
+  MAX_ACK_PEERS,
+  MAX_ACK_TIMEOUT_MS,
+  MAX_JSON_BODY_BYTES,
+  MAX_LIST_LIMIT,
+  MAX_VALUE_BYTES,
+} from './constants.ts'
+import type { ApiErrorCode } from './errors.ts'
+
+/**
+ * The OpenAPI 3.1 description of the HTTP API, served at /v1/openapi.json and written to
+ * docs/openapi.json by `hearsay openapi > docs/openapi.json` (a test keeps the two equal).
+ */
+
+type Schema = Record<string, unknown>
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` })
+const jsonContent = (schema: Schema) => ({ 'application/json': { schema } })
+
+function error(description: string, codes: ApiErrorCode[]) {
+  return { description: `${description} (codes: ${codes.join(', ')})`, content: jsonContent(ref('Error')) }
+}
+
+const nsParam = {
+  name: 'ns',
+  in: 'path',
+  required: true,
+  description: 'Namespace: 1-64 of [A-Za-z0-9._-], starting with a letter or digit.',
+  schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+}
+const keyParam = {
+  name: 'key',
+  in: 'path',
+  required: true,
+  description:
+    'Key: UTF-8, 1-1023 bytes, no NUL. May contain "/" (it takes the rest of the path); %-escape "?", "#" and "%".',
+  schema: { type: 'string' },
+}
+const ackParams = [
+  {
+    name: 'ack',
+    in: 'query',
+    description: `Wait until this many other peers hold the write (0-${MAX_ACK_PEERS}); 202 when the timeout comes first.`,
+    schema: { type: 'integer', minimum: 0, maximum: MAX_ACK_PEERS },
+  },
+  {
+    name: 'timeout',
+    in: 'query',
+    description: `How long an ack wait may take, ms (default ${DEFAULT_ACK_TIMEOUT_MS}).`,
+    schema: { type: 'integer', minimum: 1, maximum: MAX_ACK_TIMEOUT_MS },
+  },
+]
+const ifMatchHeader = {
+  name: 'If-Match',
+  in: 'header',
+  description:
+    'The ETag of a read: the write supersedes exactly the siblings that read saw (concurrent writes it did not see stay). "*" or absent: supersedes every current sibling.',
+  schema: { type: 'string' },
+}
+
+const writeResponses = (ok: Schema) => ({
+  '200': {
+    description: 'Durable on this peer (and, with ack, held by the requested number of peers)',
+    content: jsonContent(ok),
+  },
+  '202': {
+    description: 'Durable on this peer; fewer peers than `ack` held it before the timeout',
+    content: jsonContent(ok),
+  },
+})
+
+const commonErrors = {
+  '400': error('Bad input', [
+    'INVALID_KEY',
+    'INVALID_NAMESPACE',
+    'INVALID_PARAMETER',
+    'INVALID_JSON',
+    'INVALID_BODY',
+  ]),
+  '503': error('Store failed or shutting down', ['STORE_FAILED', 'SHUTTING_DOWN']),
+}
+
+export function openApiDocument(): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'hearsay daemon API',
+      version: '1',
+      description:
+        'The local HTTP API of one hearsay peer. Reads and writes are local and durable before they are acknowledged; the mesh replicates them to other peers. Every error is JSON: {"error":{"code","message"}} with a stable code.',
+    },
+    servers: [{ url: 'http://127.0.0.1:7600' }],
+    paths: {
+      '/healthz': {
+        get: {
+          summary: 'Liveness',
+          operationId: 'health',
+          responses: { '200': { description: 'Serving', content: jsonContent({ type: 'object' }) } },
+        },
+      },
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics (text exposition format)',
+          operationId: 'metrics',
+          responses: {
+            '200': { description: 'Metrics', content: { 'text/plain': { schema: { type: 'string' } } } },
+          },
+        },
+      },
+      '/v1/openapi.json': {
+        get: {
+          summary: 'This document',
+          operationId: 'openapi',
+          responses: { '200': { description: 'OpenAPI 3.1', content: jsonContent({ type: 'object' }) } },
+        },
+      },
+      '/v1/status': {
+        get: {
+          summary: 'Peer id, addresses, namespaces with versions, uptime, store, process',
+          operationId: 'status',
+          responses: { '200': { description: 'Status', content: jsonContent(ref('Status')) } },
+        },
+      },
+      '/v1/peers': {
+        get: {
+          summary: 'Connected and known peers with RTT and last seen',
+          operationId: 'listPeers',
+          responses: { '200': { description: 'Peers', content: jsonContent(ref('Peers')) } },
+        },
+        post: {
+          summary: 'Dial a peer by multiaddr',
+          operationId: 'dialPeer',
+          requestBody: {
+            required: true,
+            content: jsonContent({
+              type: 'object',
+              required: ['address'],
+              properties: { address: { type: 'string' } },
+            }),
+          },
+          responses: {
+            '200': {
+              description: 'Connected',
+              content: jsonContent({
+                type: 'object',
+                properties: {
+                  peerId: { type: 'string' },
+                  address: { type: 'string' },
+                  dialMs: { type: 'integer' },
+                },
+              }),
+            },
+            '400': error('Bad address', ['INVALID_ADDRESS', 'INVALID_BODY', 'INVALID_JSON']),
+            '415': error('Not JSON', ['UNSUPPORTED_MEDIA_TYPE']),
+            '502': error('Dial failed', ['DIAL_FAILED']),
+            '503': error('No mesh', ['MESH_UNAVAILABLE']),
+          },
+        },
+      },
+      '/v1/ns': {
+        get: {
+          summary: 'Joined namespaces',
+          operationId: 'listNamespaces',
+          responses: {
+            '200': {
+              description: 'Namespaces',
+              content: jsonContent({
+                type: 'object',
+                properties: { namespaces: { type: 'array', items: ref('Namespace') } },
+              }),
+            },
+          },
+        },
+      },
+      '/v1/ns/{ns}': {
+        parameters: [nsParam],
+        get: {
+          summary: 'One namespace: replica id, version vector, digest, entries',
+          operationId: 'getNamespace',
+          responses: {
+            '200': { description: 'Namespace', content: jsonContent(ref('Namespace')) },
+            '404': error('Not joined', ['NAMESPACE_NOT_FOUND']),
+          },
+        },
+        put: {
+          summary: 'Join a namespace (start replicating it)',
+          operationId: 'joinNamespace',
+          responses: {
+            '200': { description: 'Already joined', content: jsonContent(ref('Namespace')) },
+            '201': { description: 'Joined', content: jsonContent(ref('Namespace')) },
+            '400': error('Bad name', ['INVALID_NAMESPACE']),
+          },
+        },
+      },
+      '/v1/ns/{ns}/kv': {
+        parameters: [nsParam],
+        get: {
+          summary: 'List keys in key order, a page at a time',
+          operationId: 'listKeys',
+          parameters: [
+            { name: 'prefix', in: 'query', schema: { type: 'string' } },
+            {
+              name: 'limit',
+              in: 'query',
+              schema: { type: 'integer', minimum: 1, maximum: MAX_LIST_LIMIT, default: DEFAULT_LIST_LIMIT },
+            },
+            {
+              name: 'cursor',
+              in: 'query',
+              description: 'The `cursor` of the previous page.',
+              schema: { type: 'string' },
+            },
+            {
+              name: 'values',
+              in: 'query',
+              description: 'Include values (default 1).',
+              schema: { type: 'string', enum: ['0', '1'] },
+            },
+          ],
+          responses: {
+            '200': { description: 'A page', content: jsonContent(ref('ListPage')) },
+            '400': error('Bad parameter', ['INVALID_PARAMETER']),
+            '404': error('Not joined', ['NAMESPACE_NOT_FOUND']),
+          },
+        },
+      },
+      '/v1/ns/{ns}/kv/{key}': {
+        parameters: [nsParam, keyParam],
+        get: {
+          summary: 'Read a key: the resolved value with its Content-Type, or every sibling with ?siblings=1',
+          operationId: 'getKey',
+          parameters: [
+            { name: 'siblings', in: 'query', schema: { type: 'string', enum: ['0', '1'] } },
+            { name: 'If-None-Match', in: 'header', schema: { type: 'string' } },
+          ],
+          responses: {
+            '200': {
+              description:
+                'The value as stored (Content-Type kept; ETag = causal token; X-Hearsay-Siblings = number of concurrent values), or with ?siblings=1 a JSON document of all siblings',
+              headers: {
+                ETag: { schema: { type: 'string' } },
+                'X-Hearsay-Siblings': { schema: { type: 'integer' } },
+              },
+              content: { '*/*': { schema: {} }, 'application/json': { schema: ref('Siblings') } },
+            },
+            '304': { description: 'If-None-Match matched' },
+            '400': error('Bad key', ['INVALID_KEY', 'INVALID_NAMESPACE']),
+            '404': error('No such key or namespace', ['KEY_NOT_FOUND', 'NAMESPACE_NOT_FOUND']),
+          },
+        },
+        put: {
+          summary: 'Write a value (any bytes; Content-Type kept). Joins the namespace.',
+          operationId: 'putKey',
+          parameters: [ifMatchHeader, ...ackParams],
+          requestBody: {
+            required: true,
+            description: `Up to ${MAX_VALUE_BYTES} bytes. A JSON Content-Type must carry valid JSON. No Content-Type: application/octet-stream.`,
+            content: { '*/*': { schema: {} } },
+          },
+          responses: {
+            ...writeResponses(ref('WriteResult')),
+            '400': error('Bad input', [
+              'INVALID_KEY',
+              'INVALID_NAMESPACE',
+              'INVALID_JSON',
+              'INVALID_IF_MATCH',
+              'INVALID_PARAMETER',
+            ]),
+            '413': error('Value too large', ['VALUE_TOO_LARGE']),
+            '415': error('Bad Content-Type', ['INVALID_CONTENT_TYPE']),
+            '428': error('If-Match required by configuration', ['PRECONDITION_REQUIRED']),
+            '503': commonErrors['503'],
+          },
+        },
+        delete: {
+          summary: 'Delete a key (a tombstone that replicates)',
+          operationId: 'deleteKey',
+          parameters: [ifMatchHeader, ...ackParams],
+          responses: {
+            ...writeResponses(ref('WriteResult')),
+            '400': error('Bad input', ['INVALID_KEY', 'INVALID_IF_MATCH', 'INVALID_PARAMETER']),
+            '404': error('No such key or namespace', ['KEY_NOT_FOUND', 'NAMESPACE_NOT_FOUND']),
+            '428': error('If-Match required by configuration', ['PRECONDITION_REQUIRED']),
+            '503': commonErrors['503'],
+          },
+        },
+      },
+      '/v1/ns/{ns}/counter/{key}': {
+        parameters: [nsParam, keyParam],
+        get: {
+          summary: 'Read a counter (0 if never incremented)',
+          operationId: 'getCounter',
+          responses: {
+            '200': { description: 'Value', content: jsonContent(ref('Counter')) },
+            '404': error('Not joined', ['NAMESPACE_NOT_FOUND']),
+          },
+        },
+        post: {
+          summary: 'Add to a counter (PN-counter: concurrent increments all count). Joins the namespace.',
+          operationId: 'incrementCounter',
+          parameters: ackParams,
+          requestBody: {
+            description: `{"by": n}, a safe integer, negative to subtract; empty body = by 1. Up to ${MAX_JSON_BODY_BYTES} bytes.`,
+            content: jsonContent({ type: 'object', properties: { by: { type: 'integer', default: 1 } } }),
+          },
+          responses: {
+            ...writeResponses(ref('Counter')),
+            '400': error('Bad input', ['INVALID_NUMBER', 'INVALID_JSON', 'INVALID_BODY', 'INVALID_KEY']),
+            '413': error('Body too large', ['PAYLOAD_TOO_LARGE']),
+            '415': error('Not JSON', ['UNSUPPORTED_MEDIA_TYPE']),
+          },
+        },
+        delete: {
+          summary: 'Reset a counter to 0 (increments concurrent with the reset survive it)',
+          operationId: 'resetCounter',
+          parameters: ackParams,
+          responses: {
+            ...writeResponses(ref('Counter')),
+            '404': error('Not joined', ['NAMESPACE_NOT_FOUND']),
+          },
+        },
+      },
+      '/v1/ns/{ns}/set/{key}': {
+        parameters: [nsParam, keyParam],
+        get: {
+          summary: 'Members of an add-wins set, sorted',
+          operationId: 'getSet',
+          responses: {
+            '200': { description: 'Members', content: jsonContent(ref('Set')) },
+            '404': error('Not joined', ['NAMESPACE_NOT_FOUND']),
+          },
+        },
+        post: {
+          summary: 'Add and/or remove members (add wins over a concurrent remove). Joins the namespace.',
+          operationId: 'updateSet',
+          parameters: ackParams,
+          requestBody: {
+            required: true,
+            content: jsonContent({
+              type: 'object',
+              properties: {
+                add: { oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] },
+                remove: { oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] },
+              },
+            }),
+          },
+          responses: {
+            ...writeResponses(ref('Set')),
+            '400': error('Bad input', ['INVALID_BODY', 'INVALID_JSON', 'INVALID_KEY']),
+            '413': error('Body too large', ['PAYLOAD_TOO_LARGE']),
+            '415': error('Not JSON', ['UNSUPPORTED_MEDIA_TYPE']),
+          },
+        },
+      },
+      '/v1/ns/{ns}/watch': {
+        parameters: [nsParam],
+        get: {
+          summary: 'Server-Sent Events of changes, resumable. Joins the namespace.',
+          description:
+            'Events: `change` (data: WatchEvent; the last event of each commit has an `id`, a resume token), `ready` (after the replay; its id is the token of now), `reset` (the token is older than this peer can replay: re-read everything), `overflow` (the client read too slowly; resume), `shutdown`. Comments (`: ping`) keep idle streams open.',
+          operationId: 'watch',
+          parameters: [
+            { name: 'prefix', in: 'query', schema: { type: 'string' } },
+            {
+              name: 'since',
+              in: 'query',
+              description:
+                'A token from an event id: replay what changed after it first. "now" or absent: live changes only.',
+              schema: { type: 'string' },
+            },
+            {
+              name: 'Last-Event-ID',
+              in: 'header',
+              description:
+                'Same as since, and preferred over it (an EventSource sends it when it reconnects).',
+              schema: { type: 'string' },
+            },
+          ],
+          responses: {
+            '200': {
+              description: 'An event stream',
+              content: { 'text/event-stream': { schema: ref('WatchEvent') } },
+            },
+            '400': error('Bad input', ['INVALID_SINCE', 'INVALID_NAMESPACE']),
+          },
+        },
+      },
+    },
+    components: {
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error'],
+          properties: {
+            error: {
+              type: 'object',
+              required: ['code', 'message'],
+              properties: { code: { type: 'string' }, message: { type: 'string' } },
+            },
+          },
+        },
+        Value: {
+          type: 'object',
+          description: 'A value inside JSON: parsed JSON, UTF-8 text, or base64 bytes, as `encoding` says.',
+          properties: {
+            contentType: { type: 'string' },
+            encoding: { type: 'string', enum: ['json', 'utf8', 'base64'] },
+            value: {},
+          },
+        },
+        WriteResult: {
+          type: 'object',
+          properties: {
+            namespace: { type: 'string' },
+            key: { type: 'string' },
+            etag: { type: 'string', description: 'Causal token after the write (send as If-Match)' },
+            replica: { type: 'string' },
+            counter: { type: 'integer' },
+            writtenAt: { type: 'string', format: 'date-time' },
+            deleted: { type: 'boolean' },
+            ack: ref('Ack'),
+          },
+        },
+        Ack: {
+          type: 'object',
+          properties: {
+            requested: { type: 'integer' },
+            replicated: { type: 'integer' },
+            reached: { type: 'boolean' },
+            timeoutMs: { type: 'integer' },
+          },
+        },
+        Siblings: {
+          type: 'object',
+          properties: {
+            namespace: { type: 'string' },
+            key: { type: 'string' },
+            etag: { type: 'string' },
+            winner: { type: 'integer', description: 'Index of the sibling a plain read returns' },
+            siblings: {
+              type: 'array',
+              items: {
+                allOf: [
+                  ref('Value'),
+                  {
+                    type: 'object',
+                    properties: {
+                      replica: { type: 'string' },
+                      counter: { type: 'integer' },
+                      wall: { type: 'integer' },
+                      writtenAt: { type: 'string' },
+                    },
+                  },
+                ],
+              },
+            },
+          },
+        },
+        ListPage: {
+          type: 'object',
+          properties: {
+            namespace: { type: 'string' },
+            prefix: { type: 'string' },
+            items: {
+              type: 'array',
+              items: {
+                allOf: [
+                  ref('Value'),
+                  {
+                    type: 'object',
+                    properties: {
+                      key: { type: 'string' },
+                      etag: { type: 'string' },
+                      siblings: { type: 'integer' },
+                      writtenAt: { type: 'string' },
+                    },
+                  },
+                ],
+              },
+            },
+            cursor: { type: 'string', description: 'Absent on the last page' },
+          },
+        },
+        Counter: {
+          type: 'object',
+          properties: {
+            namespace: { type: 'string' },
+            key: { type: 'string' },
+            value: { type: 'integer' },
+            ack: ref('Ack'),
+          },
+        },
+        Set: {
+          type: 'object',
+          properties: {
+            namespace: { type: 'string' },
+            key: { type: 'string' },
+            members: { type: 'array', items: { type: 'string' } },
+            added: { type: 'array', items: { type: 'string' } },
+            removed: { type: 'array', items: { type: 'string' } },
+            ack: ref('Ack'),
+          },
+        },
+        Namespace: {
+          type: 'object',
+          properties: {
+            name: { type: 'string' },
+            replicaId: { type: 'string' },
+            digest: { type: 'string' },
+            versionVector: { type: 'object', additionalProperties: { type: 'integer' } },
+            entries: { type: 'integer' },
+            tombstones: { type: 'integer' },
+          },
+        },
+        Peer: {
+          type: 'object',
+          properties: {
+            peerId: { type: 'string' },
+            addresses: { type: 'array', items: { type: 'string' } },
+            connected: { type: 'boolean' },
+            rttMs: { type: 'number' },
+            lastSeen: { type: 'integer' },
+            lastSeenAt: { type: 'string' },
+          },
+        },
+        Peers: {
+          type: 'object',
+          properties: { meshAttached: { type: 'boolean' }, peers: { type: 'array', items: ref('Peer') } },
+        },
+        Status: {
+          type: 'object',
+          properties: {
+            peerId: { type: 'string' },
+            version: { type: 'string' },
+            pid: { type: 'integer' },
+            startedAt: { type: 'string' },
+            uptimeMs: { type: 'integer' },
+            api: { type: 'object', properties: { url: { type: 'string' } } },
+            dataDir: { type: 'string' },
+            mesh: {
+              type: 'object',
+              properties: {
+                name: { type: 'string' },
+                attached: { type: 'boolean' },
+                addresses: { type: 'array', items: { type: 'string' } },
+                mdns: { type: 'boolean' },
+                bootstrap: { type: 'array', items: { type: 'string' } },
+                private: {
+                  type: 'object',
+                  properties: { swarmKey: { type: 'boolean' }, allowPeers: { type: 'integer' } },
+                },
+              },
+            },
+            peers: {
+              type: 'object',
+              properties: { connected: { type: 'integer' }, known: { type: 'integer' } },
+            },
+            namespaces: { type: 'array', items: ref('Namespace') },
+            store: {
+              type: 'object',
+              properties: {
+                kind: { type: 'string' },
+                sizeBytes: { type: 'integer' },
+                path: { type: 'string' },
+              },
+            },
+            process: {
+              type: 'object',
+              properties: { rssBytes: { type: 'integer' }, heapUsedBytes: { type: 'integer' } },
+            },
+            watchClients: { type: 'integer' },
+          },
+        },
+        WatchEvent: {
+          type: 'object',
+          description: 'The `data` of a `change` event: the state of the key when the event was produced.',
+          properties: {
+            namespace: { type: 'string' },
+            type: { type: 'string', enum: ['register', 'counter', 'set'] },
+            key: { type: 'string' },
+            element: { type: 'string', description: 'Set events' },
+            op: { type: 'string', enum: ['put', 'delete', 'update', 'add', 'remove'] },
+            origin: { type: 'string', enum: ['local', 'remote', 'replay'] },
+            contentType: { type: 'string' },
+            encoding: { type: 'string', enum: ['json', 'utf8', 'base64'] },
+            value: { description: 'Register: the resolved value; counter: the total' },
+            etag: { type: 'string' },
+            siblings: { type: 'integer' },
+          },
+        },
+      },
+    },
+  }
+}

@@ -1,0 +1,92 @@
+import type { Replica } from '../replica/replica.ts'
+import type { AppInit } from './app.ts'
+import { MAX_JSON_BODY_BYTES } from './constants.ts'
+import { ApiError } from './errors.ts'
+import { type ApiRequest, type ApiResponse, header } from './http.ts'
+import { isJsonType } from './values.ts'
+
+/** What a route is and gets, and the small helpers every route file shares. */
+
+/** What a route handler gets. */
+export interface RouteContext {
+  request: ApiRequest
+  /** Decoded path parameters. */
+  params: { ns?: string; key?: string }
+  query: URLSearchParams
+  app: AppInit
+  /** A joined namespace, or 404 NAMESPACE_NOT_FOUND (reads must not create namespaces by typo). */
+  existing(): Replica
+  /** A namespace, joined now if it was not (writes and watches join). */
+  join(): Replica
+}
+
+export type Handler = (context: RouteContext) => ApiResponse | Promise<ApiResponse>
+
+export interface Route {
+  /** Template for metrics and logs, e.g. `/v1/ns/:ns/kv/:key`. */
+  template: string
+  methods: Partial<Record<'GET' | 'PUT' | 'POST' | 'DELETE', Handler>>
+}
+
+export const JSON_TYPE = 'application/json; charset=utf-8'
+
+export function json(status: number, value: unknown, headers: Record<string, string> = {}): ApiResponse {
+  return { status, headers: { 'content-type': JSON_TYPE, ...headers }, body: JSON.stringify(value) }
+}
+
+export function errorResponse(error: ApiError): ApiResponse {
+  return json(error.status, { error: { code: error.code, message: error.message } }, error.headers)
+}
+
+/** A JSON object body (empty body → `{}`), refusing other media types, bad JSON and non-objects. */
+export async function readJsonObject(request: ApiRequest): Promise<Record<string, unknown>> {
+  const bytes = await request.body(MAX_JSON_BODY_BYTES, 'PAYLOAD_TOO_LARGE')
+  if (bytes.length === 0) return {}
+  const type = header(request, 'content-type')
+  if (!isJsonType(type)) {
+    throw new ApiError(
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      `send application/json (got ${type ?? 'no Content-Type'})`,
+    )
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8'))
+  } catch (error) {
+    throw new ApiError(400, 'INVALID_JSON', `body is not valid JSON: ${(error as Error).message}`)
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ApiError(400, 'INVALID_BODY', 'body must be a JSON object')
+  }
+  return value as Record<string, unknown>
+}
+
+/** An integer query parameter within bounds, or its default. */
+export function intParam(
+  query: URLSearchParams,
+  name: string,
+  min: number,
+  max: number,
+  fallback: number,
+): number {
+  const raw = query.get(name)
+  if (raw === null || raw === '') return fallback
+  if (!/^-?\d+$/.test(raw))
+    throw new ApiError(400, 'INVALID_PARAMETER', `${name} must be a whole number, got "${raw}"`)
+  const value = Number(raw)
+  if (value < min || value > max) {
+    throw new ApiError(400, 'INVALID_PARAMETER', `${name} must be from ${min} to ${max}, got ${value}`)
+  }
+  return value
+}
+
+/** A boolean query flag: present as `1`, `true`, `yes` or empty (`?siblings`). */
+export function flagParam(query: URLSearchParams, name: string): boolean {
+  const raw = query.get(name)
+  if (raw === null) return false
+  const text = raw.toLowerCase()
+  if (text === '' || text === '1' || text === 'true' || text === 'yes') return true
+  if (text === '0' || text === 'false' || text === 'no') return false
+  throw new ApiError(400, 'INVALID_PARAMETER', `${name} must be 1 or 0, got "${raw}"`)
+}

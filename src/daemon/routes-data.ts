@@ -1,0 +1,427 @@
+import { DEFAULT_LIMITS } from '../codec/limits.ts'
+import { KEY_SEPARATOR } from '../crdt/document.ts'
+import { HearsayPeer } from '../peer/peer.ts'
+import type { Replica, WriteAck } from '../replica/replica.ts'
+import {
+  DEFAULT_ACK_TIMEOUT_MS,
+  DEFAULT_LIST_LIMIT,
+  MAX_ACK_PEERS,
+  MAX_ACK_TIMEOUT_MS,
+  MAX_LIST_LIMIT,
+  MAX_SET_ELEMENTS_PER_REQUEST,
+  MAX_VALUE_BYTES,
+} from './constants.ts'
+import { ApiError } from './errors.ts'
+import { type ApiResponse, header } from './http.ts'
+import { flagParam, intParam, json, type Route, type RouteContext, readJsonObject } from './route.ts'
+import { describeSibling, encodeValue, isJsonType } from './values.ts'
+import { decodeSince } from './watch.ts'
+
+/** Namespaces, keys, counters, sets and watch: the data half of the API. */
+
+/** The Replica's default key limit (the codec's, minus the one-byte type prefix). */
+const MAX_KEY_BYTES = DEFAULT_LIMITS.maxKeyBytes - 1
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+// ---- namespaces -------------------------------------------------------------------------------
+
+export const namespaceRoutes = {
+  list(context: RouteContext): ApiResponse {
+    return json(200, { namespaces: context.app.peer.status().namespaces })
+  },
+  get(context: RouteContext): ApiResponse {
+    const replica = context.existing()
+    return json(200, namespaceStatus(context, replica))
+  },
+  join(context: RouteContext): ApiResponse {
+    const existed = context.app.peer.hasNamespace(context.params.ns!)
+    const replica = context.join()
+    return json(existed ? 200 : 201, namespaceStatus(context, replica))
+  },
+}
+
+function namespaceStatus(context: RouteContext, replica: Replica) {
+  return context.app.peer.status().namespaces.find((ns) => ns.name === replica.namespace)
+}
+
+// ---- keys -------------------------------------------------------------------------------------
+
+export const listRoute: Route = {
+  template: '/v1/ns/:ns/kv',
+  methods: {
+    GET(context) {
+      const replica = context.existing()
+      const prefix = context.query.get('prefix') ?? ''
+      const limit = intParam(context.query, 'limit', 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT)
+      const cursor = context.query.get('cursor') ?? undefined
+      const values = context.query.has('values') ? flagParam(context.query, 'values') : true
+      const page = replica.list(prefix, { cursor: cursor === '' ? undefined : cursor, limit })
+      const items = page.items.map(({ key, read }) => ({
+        key,
+        etag: read.etag,
+        siblings: read.siblings.length,
+        writtenAt: new Date(read.winner.wall).toISOString(),
+        ...(values
+          ? encodeValue(read.winner.value, read.winner.contentType)
+          : { contentType: read.winner.contentType }),
+      }))
+      return json(200, {
+        namespace: replica.namespace,
+        prefix,
+        items,
+        ...(page.cursor === undefined ? {} : { cursor: page.cursor }),
+      })
+    },
+  },
+}
+
+export const kvRoutes: Route = {
+  template: '/v1/ns/:ns/kv/:key',
+  methods: {
+    GET(context) {
+      const replica = context.existing()
+      const key = context.params.key!
+      if (context.request.url.includes('?') && flagParam(context.query, 'siblings')) {
+        const read = replica.get(key)
+        if (read === undefined) throw keyNotFound(replica, key)
+        const winner = read.siblings.indexOf(read.winner)
+        return json(
+          200,
+          {
+            namespace: replica.namespace,
+            key,
+            etag: read.etag,
+            winner,
+            siblings: read.siblings.map(describeSibling),
+          },
+          { etag: `"${read.etag}"` },
+        )
+      }
+      const read = context.app.reads.read(replica, key)
+      if (read === undefined) throw keyNotFound(replica, key)
+      const headers: Record<string, string> = {
+        'content-type': read.contentType,
+        etag: read.etag,
+        'x-hearsay-siblings': String(read.siblings),
+      }
+      if (header(context.request, 'if-none-match') === read.etag) return { status: 304, headers }
+      return { status: 200, headers, body: read.value }
+    },
+    async PUT(context) {
+      const key = context.params.key!
+      checkNamespaceName(context)
+      checkKey(key)
+      const ack = ackOption(context)
+      const contentType = header(context.request, 'content-type')?.trim() || 'application/octet-stream'
+      const value = await context.request.body(MAX_VALUE_BYTES, 'VALUE_TOO_LARGE')
+      if (isJsonType(contentType)) checkJson(value)
+      const ifMatch = ifMatchToken(context)
+      const replica = context.join()
+      if (ifMatch === undefined && context.app.requireIfMatch && replica.get(key) !== undefined)
+        throw preconditionRequired(key)
+      const result = await replica.put(key, value, contentType, {
+        ifMatch: ifMatch === '*' ? undefined : ifMatch,
+      })
+      context.app.metrics.write(replica.namespace, 'put')
+      return acknowledged(context, ack, result, writeBody(result))
+    },
+    async DELETE(context) {
+      const key = context.params.key!
+      const replica = context.existing()
+      const ack = ackOption(context)
+      const ifMatch = ifMatchToken(context)
+      if (ifMatch === undefined && context.app.requireIfMatch && replica.get(key) !== undefined)
+        throw preconditionRequired(key)
+      const result = await replica.delete(key, { ifMatch: ifMatch === '*' ? undefined : ifMatch })
+      if (result === undefined) throw keyNotFound(replica, key)
+      context.app.metrics.write(replica.namespace, 'delete')
+      return acknowledged(context, ack, result, { ...writeBody(result), deleted: true })
+    },
+  },
+}
+
+function writeBody(result: WriteAck) {
+  return {
+    namespace: result.namespace,
+    key: result.key,
+    etag: result.token,
+    replica: result.replica,
+    counter: result.counter,
+    writtenAt: new Date(result.wall).toISOString(),
+  }
+}
+
+// ---- counters ---------------------------------------------------------------------------------
+
+export const counterRoutes: Route = {
+  template: '/v1/ns/:ns/counter/:key',
+  methods: {
+    GET(context) {
+      const replica = context.existing()
+      const key = context.params.key!
+      return json(200, { namespace: replica.namespace, key, value: replica.counter(key) })
+    },
+    async POST(context) {
+      const key = context.params.key!
+      checkNamespaceName(context)
+      checkKey(key)
+      const ack = ackOption(context)
+      const body = await readJsonObject(context.request)
+      const by = body.by ?? 1
+      if (typeof by !== 'number' || !Number.isSafeInteger(by)) {
+        throw new ApiError(
+          400,
+          'INVALID_NUMBER',
+          `"by" must be a safe integer (negative to subtract), got ${JSON.stringify(by)}`,
+        )
+      }
+      const replica = context.join()
+      const result = await replica.increment(key, by)
+      context.app.metrics.write(replica.namespace, 'increment')
+      return acknowledged(context, ack, result, {
+        namespace: replica.namespace,
+        key,
+        value: result.value,
+        replica: result.replica,
+        counter: result.counter,
+      })
+    },
+    async DELETE(context) {
+      const key = context.params.key!
+      const replica = context.existing()
+      const ack = ackOption(context)
+      const result = await replica.resetCounter(key)
+      if (result === undefined)
+        return json(200, { namespace: replica.namespace, key, value: replica.counter(key), reset: false })
+      context.app.metrics.write(replica.namespace, 'reset')
+      return acknowledged(context, ack, result, {
+        namespace: replica.namespace,
+        key,
+        value: replica.counter(key),
+        reset: true,
+      })
+    },
+  },
+}
+
+// ---- sets -------------------------------------------------------------------------------------
+
+export const setRoutes: Route = {
+  template: '/v1/ns/:ns/set/:key',
+  methods: {
+    GET(context) {
+      const replica = context.existing()
+      const key = context.params.key!
+      return json(200, { namespace: replica.namespace, key, members: replica.setMembers(key) })
+    },
+    async POST(context) {
+      const key = context.params.key!
+      checkNamespaceName(context)
+      checkKey(key)
+      const ack = ackOption(context)
+      const body = await readJsonObject(context.request)
+      const add = elements(body, 'add', key)
+      const remove = elements(body, 'remove', key)
+      if (add.length + remove.length === 0) {
+        throw new ApiError(
+          400,
+          'INVALID_BODY',
+          'send {"add": [...]} and/or {"remove": [...]} with at least one element',
+        )
+      }
+      if (add.length + remove.length > MAX_SET_ELEMENTS_PER_REQUEST) {
+        throw new ApiError(
+          400,
+          'INVALID_BODY',
+          `at most ${MAX_SET_ELEMENTS_PER_REQUEST} elements per request`,
+        )
+      }
+      const replica = context.join()
+      // Every element was checked above, so these all apply (in one commit) or none is attempted.
+      const removals = remove.map((element) => replica.setRemove(key, element))
+      const additions = add.map((element) => replica.setAdd(key, element))
+      const removed = await Promise.all(removals)
+      const added = await Promise.all(additions)
+      const writes = [...added, ...removed.filter((write): write is WriteAck => write !== undefined)]
+      for (const _ of added) context.app.metrics.write(replica.namespace, 'set_add')
+      for (let i = added.length; i < writes.length; i++)
+        context.app.metrics.write(replica.namespace, 'set_remove')
+      const result = {
+        namespace: replica.namespace,
+        key,
+        members: replica.setMembers(key),
+        added: add,
+        removed: remove.filter((_, i) => removed[i] !== undefined),
+      }
+      // ?ack waits for the request's last (highest) dot.
+      const last = writes.reduce<WriteAck | undefined>(
+        (a, b) => (a === undefined || b.counter > a.counter ? b : a),
+        undefined,
+      )
+      return last === undefined ? json(200, result) : acknowledged(context, ack, last, result)
+    },
+  },
+}
+
+function elements(body: Record<string, unknown>, field: 'add' | 'remove', key: string): string[] {
+  const raw = body[field]
+  if (raw === undefined) return []
+  const list = Array.isArray(raw) ? raw : [raw]
+  for (const element of list) {
+    if (typeof element !== 'string')
+      throw new ApiError(400, 'INVALID_BODY', `"${field}" must be a string or an array of strings`)
+    if (element.includes(KEY_SEPARATOR) || !element.isWellFormed()) {
+      throw new ApiError(400, 'INVALID_KEY', 'a set element must be well-formed text without NUL')
+    }
+    const bytes = Buffer.byteLength(key) + 1 + Buffer.byteLength(element)
+    if (bytes > MAX_KEY_BYTES) {
+      throw new ApiError(
+        400,
+        'INVALID_KEY',
+        `set key and element are ${bytes} bytes, the limit is ${MAX_KEY_BYTES}`,
+      )
+    }
+  }
+  return list as string[]
+}
+
+// ---- watch ------------------------------------------------------------------------------------
+
+export const watchRoute: Route = {
+  template: '/v1/ns/:ns/watch',
+  methods: {
+    async GET(context) {
+      checkNamespaceName(context)
+      const prefix = context.query.get('prefix') ?? ''
+      // An EventSource reconnects to the same URL adding Last-Event-ID, which is newer than the URL's since.
+      const raw = header(context.request, 'last-event-id') ?? context.query.get('since') ?? ''
+      const since = raw === '' || raw === 'now' ? undefined : decodeSince(raw)
+      // Watching is interest in a namespace: it joins, so changes from other peers start to flow.
+      const replica = context.join()
+      const stream = await context.app.hub.open(replica, prefix, since)
+      return {
+        status: 200,
+        headers: {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache, no-transform',
+          'x-accel-buffering': 'no',
+        },
+        body: stream,
+      }
+    },
+  },
+}
+
+// ---- shared checks ----------------------------------------------------------------------------
+
+function checkNamespaceName(context: RouteContext): void {
+  const ns = context.params.ns!
+  if (!HearsayPeer.isValidNamespace(ns)) {
+    throw new ApiError(
+      400,
+      'INVALID_NAMESPACE',
+      `namespace "${ns}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    )
+  }
+}
+
+/** The Replica's key rules, checked before a write joins a namespace (so a bad key creates nothing). */
+function checkKey(key: string): void {
+  if (key.length === 0) throw new ApiError(400, 'INVALID_KEY', 'key must not be empty')
+  if (key.includes(KEY_SEPARATOR)) throw new ApiError(400, 'INVALID_KEY', 'key must not contain NUL')
+  if (!key.isWellFormed()) throw new ApiError(400, 'INVALID_KEY', 'key must be well-formed Unicode')
+  const bytes = Buffer.byteLength(key)
+  if (bytes > MAX_KEY_BYTES)
+    throw new ApiError(400, 'INVALID_KEY', `key is ${bytes} bytes, the limit is ${MAX_KEY_BYTES}`)
+}
+
+function checkJson(value: Uint8Array): void {
+  try {
+    JSON.parse(strictUtf8.decode(value))
+  } catch (error) {
+    throw new ApiError(
+      400,
+      'INVALID_JSON',
+      `Content-Type says JSON but the body is not valid JSON: ${(error as Error).message}`,
+    )
+  }
+}
+
+/** The If-Match token, `*`, or undefined when absent; quotes and a weak prefix are accepted. */
+function ifMatchToken(context: RouteContext): string | undefined {
+  const raw = header(context.request, 'if-match')
+  if (raw === undefined) return undefined
+  let token = raw.trim()
+  if (token === '*') return '*'
+  if (token.startsWith('W/')) token = token.slice(2)
+  if (token.length >= 2 && token.startsWith('"') && token.endsWith('"')) token = token.slice(1, -1)
+  if (token === '')
+    throw new ApiError(
+      400,
+      'INVALID_IF_MATCH',
+      'If-Match is empty; send the ETag of a read, or leave the header out',
+    )
+  if (!/^[A-Za-z0-9_-]+$/.test(token)) {
+    throw new ApiError(400, 'INVALID_IF_MATCH', 'If-Match must be one ETag exactly as a read returned it')
+  }
+  return token
+}
+
+function preconditionRequired(key: string): ApiError {
+  return new ApiError(
+    428,
+    'PRECONDITION_REQUIRED',
+    `key "${key}" exists and this daemon requires If-Match with the ETag of a read to change it`,
+  )
+}
+
+function keyNotFound(replica: Replica, key: string): ApiError {
+  return new ApiError(404, 'KEY_NOT_FOUND', `no key "${key}" in namespace ${replica.namespace}`)
+}
+
+interface AckOption {
+  peers: number
+  timeoutMs: number
+}
+
+/** `?ack=N&timeout=ms`, checked before the write so a bad parameter writes nothing. */
+function ackOption(context: RouteContext): AckOption | undefined {
+  if (!context.request.url.includes('ack=')) return undefined
+  const peers = intParam(context.query, 'ack', 0, MAX_ACK_PEERS, 0)
+  const timeoutMs = intParam(context.query, 'timeout', 1, MAX_ACK_TIMEOUT_MS, DEFAULT_ACK_TIMEOUT_MS)
+  return peers === 0 ? undefined : { peers, timeoutMs }
+}
+
+/**
+ * The answer to a durable write: 200 at once, or with `?ack=N` once N other peers hold it; 202 with
+ * how many did when the timeout (or the client) ends the wait first. The write stands either way.
+ */
+async function acknowledged(
+  context: RouteContext,
+  ack: AckOption | undefined,
+  write: WriteAck,
+  body: Record<string, unknown>,
+): Promise<ApiResponse> {
+  const headers = { etag: `"${write.token}"` }
+  if (ack === undefined) return json(200, body, headers)
+  const signal = AbortSignal.any([AbortSignal.timeout(ack.timeoutMs), context.request.signal])
+  let replicated = 0
+  try {
+    replicated = await context.app.peer.replicatedTo(
+      write.namespace,
+      write.replica,
+      write.counter,
+      ack.peers,
+      signal,
+    )
+  } catch {
+    replicated = 0
+  }
+  const reached = replicated >= ack.peers
+  context.app.metrics.ackWait(reached)
+  return json(
+    reached ? 200 : 202,
+    { ...body, ack: { requested: ack.peers, replicated, reached, timeoutMs: ack.timeoutMs } },
+    { ...headers, 'x-hearsay-replicated': String(replicated) },
+  )
+}

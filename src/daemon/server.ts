@@ -1,0 +1,216 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import type { App } from './app.ts'
+import { KEEP_ALIVE_TIMEOUT_MS } from './constants.ts'
+import { DaemonStartError } from './errors.ts'
+import { type ApiRequest, type ApiResponse, tooLarge } from './http.ts'
+
+/** Binds the HTTP app to a node:http server: the only place that touches sockets. */
+
+export interface HttpServer {
+  readonly url: string
+  readonly port: number
+  /**
+   * Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes what is left
+   * (watch streams included).
+   */
+  close(graceMs: number): Promise<void>
+}
+
+export async function listenHttp(
+  app: App,
+  options: { host: string; port: number; logger: Logger },
+): Promise<HttpServer> {
+  let closing = false
+  const server = createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
+    const request = new NodeRequest(req, res)
+    app.handle(request).then(
+      (response) => {
+        // Once closing, a connection ends with the answer in flight rather than idling until its timeout.
+        if (closing) res.shouldKeepAlive = false
+        send(req, res, request, response, options.logger)
+      },
+      (error) => {
+        // handle() answers every error itself; reaching this is a bug, but the client still gets a reply.
+        options.logger.error({ err: error }, 'unhandled request failure')
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' })
+        res.end('{"error":{"code":"INTERNAL","message":"internal error"}}')
+      },
+    )
+  })
+  server.on('clientError', (error, socket) => {
+    // Malformed HTTP: answer 400 if the socket still takes it, as node's default handler would.
+    if (socket.writable && !(error as NodeJS.ErrnoException).code?.startsWith('ECONN')) {
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+    } else {
+      socket.destroy()
+    }
+  })
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      server.off('listening', onListening)
+      const where = `${options.host}:${options.port}`
+      if (error.code === 'EADDRINUSE') {
+        reject(
+          new DaemonStartError(
+            'PORT_IN_USE',
+            `API port ${where} is in use (another hearsay daemon? try \`hearsay status\`); ` +
+              'choose another with --api-port or HEARSAY_API_PORT, or 0 for any free port',
+            { cause: error },
+          ),
+        )
+      } else {
+        reject(
+          new DaemonStartError('LISTEN_FAILED', `cannot listen on ${where}: ${error.message}`, {
+            cause: error,
+          }),
+        )
+      }
+    }
+    const onListening = () => {
+      server.off('error', onError)
+      resolve()
+    }
+    server.once('error', onError)
+    server.once('listening', onListening)
+    server.listen(options.port, options.host)
+  })
+
+  const port = (server.address() as AddressInfo).port
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    close: (graceMs) => {
+      closing = true
+      return closeServer(server, graceMs)
+    },
+  }
+}
+
+function closeServer(server: Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs)
+    timer.unref()
+    server.close(() => {
+      clearTimeout(timer)
+      resolve()
+    })
+    server.closeIdleConnections()
+  })
+}
+
+class NodeRequest implements ApiRequest {
+  readonly method: string
+  readonly url: string
+  readonly headers: IncomingMessage['headers']
+  bodyRead = false
+  private readonly req: IncomingMessage
+  private readonly res: ServerResponse
+  private controller: AbortController | undefined
+
+  constructor(req: IncomingMessage, res: ServerResponse) {
+    this.req = req
+    this.res = res
+    this.method = req.method ?? 'GET'
+    this.url = req.url ?? '/'
+    this.headers = req.headers
+  }
+
+  /** Created on first use: most requests never wait on anything. */
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      const controller = new AbortController()
+      this.controller = controller
+      this.res.once('close', () => {
+        if (!this.res.writableFinished) controller.abort(new Error('client went away'))
+      })
+    }
+    return this.controller.signal
+  }
+
+  body(limit: number, code: 'PAYLOAD_TOO_LARGE' | 'VALUE_TOO_LARGE'): Promise<Uint8Array> {
+    this.bodyRead = true
+    const declared = Number(this.req.headers['content-length'])
+    if (declared > limit) return Promise.reject(tooLarge(declared, limit, code))
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      let failed = false
+      this.req.on('data', (chunk: Buffer) => {
+        if (failed) return
+        size += chunk.length
+        if (size > limit) {
+          failed = true
+          reject(tooLarge(size, limit, code))
+          return
+        }
+        chunks.push(chunk)
+      })
+      this.req.once('end', () => {
+        if (!failed) resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size))
+      })
+      this.req.once('error', (error) => {
+        failed = true
+        reject(error)
+      })
+    })
+  }
+}
+
+function send(
+  req: IncomingMessage,
+  res: ServerResponse,
+  request: NodeRequest,
+  response: ApiResponse,
+  logger: Logger,
+): void {
+  if (res.destroyed) return
+  const body = response.body
+  if (body === undefined || typeof body === 'string' || body instanceof Uint8Array) {
+    const headers: Record<string, string | number> = response.headers
+    if (response.status !== 304) {
+      headers['content-length'] =
+        body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length
+    }
+    res.writeHead(response.status, headers)
+    res.end(body)
+  } else {
+    res.writeHead(response.status, response.headers)
+    res.flushHeaders()
+    void pipeStream(res, body, logger)
+  }
+  // A body nobody read (an error before the handler got to it) is drained so keep-alive still works.
+  if (!request.bodyRead && !req.complete) req.resume()
+}
+
+async function pipeStream(res: ServerResponse, body: AsyncIterable<string>, logger: Logger): Promise<void> {
+  const iterator = body[Symbol.asyncIterator]()
+  const stop = () => void iterator.return?.()
+  res.once('close', stop)
+  try {
+    for (;;) {
+      const { value, done } = await iterator.next()
+      if (done || res.destroyed) break
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const resume = () => {
+            res.off('drain', resume)
+            res.off('close', resume)
+            resolve()
+          }
+          res.on('drain', resume)
+          res.on('close', resume)
+        })
+      }
+    }
+  } catch (error) {
+    logger.warn({ err: error }, 'stream failed')
+  } finally {
+    res.off('close', stop)
+    await iterator.return?.()
+    if (!res.destroyed) res.end()
+  }
+}

@@ -1,0 +1,198 @@
+import {
+  DEFAULT_API_HOST,
+  DEFAULT_API_PORT,
+  DEFAULT_LISTEN,
+  DEFAULT_MESH,
+  DEFAULT_NAMESPACES,
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  DEFAULT_SSE_HEARTBEAT_MS,
+} from './constants.ts'
+
+/**
+ * Every daemon setting, named once with its flag, environment variable, type, default and
+ * description. The config loader (config.ts), `hearsay up --help` and docs/configuration.md follow
+ * this table. (A module of its own with no heavy imports, so the CLI's help stays fast.)
+ */
+
+export interface Settings {
+  apiHost: string
+  apiPort: number
+  listen: string[]
+  bootstrap: string[]
+  mdns: boolean
+  mesh: string
+  namespaces: string[]
+  swarmKeyFile: string
+  allowPeers: string[]
+  storage: 'sqlite' | 'memory'
+  synchronous: 'FULL' | 'NORMAL'
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  logFormat: 'auto' | 'json' | 'pretty'
+  requireIfMatch: boolean
+  loopbackTesting: boolean
+  shutdownTimeoutMs: number
+  sseHeartbeatMs: number
+}
+
+export interface DaemonConfig extends Settings {
+  dataDir: string
+}
+
+export type SettingSource = 'default' | 'file' | 'flag' | 'env'
+
+type Kind = 'string' | 'port' | 'boolean' | 'list' | 'enum' | 'milliseconds'
+
+export interface Setting {
+  key: keyof Settings
+  flag: string
+  env: string
+  kind: Kind
+  values?: readonly string[]
+  default: Settings[keyof Settings]
+  description: string
+}
+
+export const SETTINGS: readonly Setting[] = [
+  {
+    key: 'apiHost',
+    flag: 'api-host',
+    env: 'HEARSAY_API_HOST',
+    kind: 'string',
+    default: DEFAULT_API_HOST,
+    description: 'Address the HTTP API binds to. It has no authentication: keep it on loopback.',
+  },
+  {
+    key: 'apiPort',
+    flag: 'api-port',
+    env: 'HEARSAY_API_PORT',
+    kind: 'port',
+    default: DEFAULT_API_PORT,
+    description: 'HTTP API port; 0 picks a free port (printed at start and written to the lock file).',
+  },
+  {
+    key: 'listen',
+    flag: 'listen',
+    env: 'HEARSAY_LISTEN',
+    kind: 'list',
+    default: DEFAULT_LISTEN,
+    description: 'libp2p multiaddrs to listen on for other peers.',
+  },
+  {
+    key: 'bootstrap',
+    flag: 'bootstrap',
+    env: 'HEARSAY_BOOTSTRAP',
+    kind: 'list',
+    default: [],
+    description: 'Multiaddrs of peers to dial at start and stay connected to (with /p2p/<peer id>).',
+  },
+  {
+    key: 'mdns',
+    flag: 'mdns',
+    env: 'HEARSAY_MDNS',
+    kind: 'boolean',
+    default: true,
+    description: 'Find peers on the local network with multicast DNS.',
+  },
+  {
+    key: 'mesh',
+    flag: 'mesh',
+    env: 'HEARSAY_MESH',
+    kind: 'string',
+    default: DEFAULT_MESH,
+    description: 'Name of the mesh: peers replicate only with peers of the same mesh.',
+  },
+  {
+    key: 'namespaces',
+    flag: 'namespace',
+    env: 'HEARSAY_NAMESPACES',
+    kind: 'list',
+    default: DEFAULT_NAMESPACES,
+    description: 'Namespaces to join at start (writing to another namespace joins it too).',
+  },
+  {
+    key: 'swarmKeyFile',
+    flag: 'swarm-key',
+    env: 'HEARSAY_SWARM_KEY_FILE',
+    kind: 'string',
+    default: '',
+    description:
+      'Private mesh: a pre-shared key file (libp2p pnet); only peers with the same key connect. Default: <data dir>/swarm.key if it exists.',
+  },
+  {
+    key: 'allowPeers',
+    flag: 'allow-peer',
+    env: 'HEARSAY_ALLOW_PEERS',
+    kind: 'list',
+    default: [],
+    description: 'Private mesh: only these peer ids may connect (default: anyone).',
+  },
+  {
+    key: 'storage',
+    flag: 'storage',
+    env: 'HEARSAY_STORAGE',
+    kind: 'enum',
+    values: ['sqlite', 'memory'],
+    default: 'sqlite',
+    description: 'sqlite keeps data in <data dir>/hearsay.db; memory keeps nothing across restarts.',
+  },
+  {
+    key: 'synchronous',
+    flag: 'synchronous',
+    env: 'HEARSAY_SYNCHRONOUS',
+    kind: 'enum',
+    values: ['FULL', 'NORMAL'],
+    default: 'FULL',
+    description:
+      'SQLite durability: FULL survives power loss, NORMAL only a process crash (docs/storage.md).',
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    env: 'HEARSAY_LOG_LEVEL',
+    kind: 'enum',
+    values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    default: 'info',
+    description: 'Least severe log level written (debug logs every request).',
+  },
+  {
+    key: 'logFormat',
+    flag: 'log-format',
+    env: 'HEARSAY_LOG_FORMAT',
+    kind: 'enum',
+    values: ['auto', 'json', 'pretty'],
+    default: 'auto',
+    description: 'Log lines as JSON, or short text lines; auto is text on a terminal and JSON otherwise.',
+  },
+  {
+    key: 'requireIfMatch',
+    flag: 'require-if-match',
+    env: 'HEARSAY_REQUIRE_IF_MATCH',
+    kind: 'boolean',
+    default: false,
+    description: 'Refuse (428) a PUT or DELETE of an existing key that does not send If-Match.',
+  },
+  {
+    key: 'loopbackTesting',
+    flag: 'loopback-testing',
+    env: 'HEARSAY_LOOPBACK_TESTING',
+    kind: 'boolean',
+    default: false,
+    description: 'Relax per-IP connection limits for many peers on 127.0.0.1 (tests and the demo only).',
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    flag: 'shutdown-timeout',
+    env: 'HEARSAY_SHUTDOWN_TIMEOUT_MS',
+    kind: 'milliseconds',
+    default: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+    description: 'Grace for in-flight requests on SIGINT/SIGTERM before connections are closed, ms.',
+  },
+  {
+    key: 'sseHeartbeatMs',
+    flag: 'sse-heartbeat',
+    env: 'HEARSAY_SSE_HEARTBEAT_MS',
+    kind: 'milliseconds',
+    default: DEFAULT_SSE_HEARTBEAT_MS,
+    description: 'Interval of keep-alive comments on idle watch streams, ms.',
+  },
+]

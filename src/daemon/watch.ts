@@ -1,0 +1,338 @@
+import { decodeContext, encodeContext } from '../codec/delta.ts'
+import type { CausalContext } from '../crdt/context.ts'
+import { parseInternalKey } from '../crdt/document.ts'
+import type { HearsayPeer } from '../peer/peer.ts'
+import { type ChangeEvent, type Replica, replicaBase } from '../replica/replica.ts'
+import { MAX_WATCH_QUEUE, SINCE_TOKEN_PREFIX } from './constants.ts'
+import { ApiError } from './errors.ts'
+import type { DaemonMetrics } from './metrics.ts'
+import { encodeValue } from './values.ts'
+
+/**
+ * Watch streams (Server-Sent Events) and resume tokens.
+ *
+ * A resume token is the namespace's causal context at a commit, encoded (`c1.` + base64url). Given
+ * one back as `since` (or as the `Last-Event-ID` an EventSource sends when it reconnects), the stream
+ * first replays every key that changed after that point (`Replica.deltasSince(context)`: what a peer
+ * at that context lacks), then follows live changes. So a client resumes across its own reconnects
+ * and across daemon restarts, and loses nothing: delivery is at least once, and the latest event for
+ * a key carries its latest state.
+ *
+ * Tokens are taken only at commit points (inside the replica's change event, before anything else can
+ * run), never from in-memory state that a pending batch could still change, and only the last event
+ * of a commit carries one; resuming from it replays nothing that was not seen, skips nothing that was.
+ */
+
+export type WatchOrigin = 'local' | 'remote' | 'replay'
+
+export interface WatchEventData {
+  namespace: string
+  type: 'register' | 'counter' | 'set'
+  key: string
+  element?: string
+  /** register: put | delete; counter: update; set: add | remove. */
+  op: 'put' | 'delete' | 'update' | 'add' | 'remove'
+  origin: WatchOrigin
+  [field: string]: unknown
+}
+
+interface Watcher {
+  namespace: string
+  prefix: string
+  stream: WatchStream
+}
+
+interface Burst {
+  namespace: string
+  context: CausalContext
+  token: string | undefined
+  watchers: Watcher[]
+  events: WatchEventData[]
+}
+
+export class WatchHub {
+  private readonly watchers = new Map<string, Set<Watcher>>()
+  /** Context of each namespace at its latest commit that changed anything. */
+  private readonly committed = new Map<string, CausalContext>()
+  private readonly bursts = new Map<string, Burst>()
+  private readonly heartbeat: NodeJS.Timeout
+  private closed = false
+  private readonly peer: HearsayPeer
+  private readonly metrics: DaemonMetrics
+
+  constructor(peer: HearsayPeer, metrics: DaemonMetrics, heartbeatMs: number) {
+    this.peer = peer
+    this.metrics = metrics
+    for (const name of peer.namespaces()) this.track(peer.namespace(name))
+    peer.on('change', this.onChange)
+    this.heartbeat = setInterval(() => {
+      for (const set of this.watchers.values()) for (const watcher of set) watcher.stream.push(': ping\n\n')
+    }, heartbeatMs)
+    this.heartbeat.unref()
+  }
+
+  /** Records a namespace's committed context; call when it is opened, before anything writes to it. */
+  track(replica: Replica): void {
+    if (!this.committed.has(replica.namespace)) this.committed.set(replica.namespace, replica.context())
+  }
+
+  get clientCount(): number {
+    let count = 0
+    for (const set of this.watchers.values()) count += set.size
+    return count
+  }
+
+  /**
+   * Opens a stream: replay of what changed since `since` (if given), a `ready` event carrying the
+   * current token, then live changes.
+   */
+  async open(
+    replica: Replica,
+    prefix: string,
+    since: CausalContext | undefined,
+  ): Promise<AsyncIterable<string>> {
+    if (this.closed) throw new ApiError(503, 'SHUTTING_DOWN', 'the daemon is shutting down')
+    this.track(replica)
+    // Let writes already applied in memory reach the disk, so the replay is of committed state.
+    await replica.flush()
+    const namespace = replica.namespace
+    const stream = new WatchStream(() => this.remove(watcher))
+    const watcher: Watcher = { namespace, prefix, stream }
+    let set = this.watchers.get(namespace)
+    if (set === undefined) {
+      set = new Set()
+      this.watchers.set(namespace, set)
+    }
+    set.add(watcher)
+    this.metrics.watchOpened()
+
+    // From here to the end of this function nothing awaits: the replay and the token describe one
+    // instant, and every later commit reaches the stream live.
+    const committed = this.committed.get(namespace) ?? replica.context()
+    let replayed = 0
+    let reset = false
+    if (since !== undefined) {
+      const delta = replica.deltasSince(since)
+      // deltasSince falls back to a full snapshot when the token predates collected tombstones:
+      // deletions from before then cannot be replayed, so tell the client to start over.
+      reset = !delta.context.intersection(since).isEmpty()
+      if (reset)
+        stream.push(sseBlock('reset', { namespace, reason: 'the token is older than this peer can replay' }))
+      const seen = new Set<string>()
+      for (const entry of delta.entries) {
+        if (!committed.has(entry.replica, entry.counter) || seen.has(entry.key)) continue
+        seen.add(entry.key)
+        const parsed = parseInternalKey(entry.key)
+        if (!parsed.key.startsWith(prefix)) continue
+        const data = describeChange(replica, parsed, 'replay')
+        if (data === undefined) continue
+        stream.push(sseBlock('change', data))
+        replayed++
+      }
+    }
+    stream.push(sseBlock('ready', { namespace, prefix, replayed, reset }, encodeSince(committed)))
+    return stream
+  }
+
+  /** Ends every stream with a `shutdown` event. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.heartbeat)
+    this.peer.off('change', this.onChange)
+    for (const set of this.watchers.values()) {
+      for (const watcher of [...set])
+        watcher.stream.end(sseBlock('shutdown', { reason: 'the daemon is stopping' }))
+    }
+  }
+
+  private remove(watcher: Watcher): void {
+    const set = this.watchers.get(watcher.namespace)
+    if (set?.delete(watcher)) this.metrics.watchClosed()
+  }
+
+  private readonly onChange = (event: ChangeEvent): void => {
+    if (event.origin === 'gc') return
+    this.metrics.change(event.namespace, event.origin)
+    let burst = this.bursts.get(event.namespace)
+    const replica = this.peer.namespace(event.namespace)
+    if (burst === undefined) {
+      // The first change of a commit: the context now is exactly what that commit made durable.
+      const context = replica.context()
+      this.committed.set(event.namespace, context)
+      burst = {
+        namespace: event.namespace,
+        context,
+        token: undefined,
+        watchers: [...(this.watchers.get(event.namespace) ?? [])],
+        events: [],
+      }
+      this.bursts.set(event.namespace, burst)
+      const current = burst
+      queueMicrotask(() => this.flush(current))
+    }
+    const remoteRegister = event.origin === 'remote' && event.type === 'register'
+    if (burst.watchers.length === 0 && !remoteRegister) return
+    const data = describeChange(replica, event, event.origin)
+    if (data === undefined) return
+    if (remoteRegister && data.op === 'put' && typeof data.wall === 'number') {
+      if (replicaBase(String(data.replica)) !== this.peer.peerId)
+        this.metrics.convergenceLag((Date.now() - data.wall) / 1000)
+    }
+    if (burst.watchers.length > 0) burst.events.push(data)
+  }
+
+  private flush(burst: Burst): void {
+    this.bursts.delete(burst.namespace)
+    if (burst.events.length === 0) return
+    for (const watcher of burst.watchers) {
+      let last = -1
+      for (let i = 0; i < burst.events.length; i++)
+        if (burst.events[i].key.startsWith(watcher.prefix)) last = i
+      if (last < 0) continue
+      burst.token ??= encodeSince(burst.context)
+      let text = ''
+      for (let i = 0; i <= last; i++) {
+        const data = burst.events[i]
+        if (data.key.startsWith(watcher.prefix))
+          text += sseBlock('change', data, i === last ? burst.token : undefined)
+      }
+      watcher.stream.push(text)
+    }
+  }
+}
+
+/** The state of a changed key now, as a watch event; undefined if it cannot be read. */
+function describeChange(
+  replica: Replica,
+  change: { type: 'register' | 'counter' | 'set'; key: string; element?: string },
+  origin: WatchOrigin,
+): WatchEventData | undefined {
+  const base = { namespace: replica.namespace, type: change.type, key: change.key, origin }
+  try {
+    if (change.type === 'register') {
+      const read = replica.get(change.key)
+      if (read === undefined) return { ...base, op: 'delete' }
+      return {
+        ...base,
+        op: 'put',
+        ...encodeValue(read.winner.value, read.winner.contentType),
+        etag: read.etag,
+        siblings: read.siblings.length,
+        replica: read.winner.replica,
+        wall: read.winner.wall,
+      }
+    }
+    if (change.type === 'counter') return { ...base, op: 'update', value: replica.counter(change.key) }
+    const element = change.element ?? ''
+    return { ...base, element, op: replica.setHas(change.key, element) ? 'add' : 'remove' }
+  } catch {
+    return undefined
+  }
+}
+
+export function sseBlock(event: string, data: unknown, id?: string): string {
+  // JSON.stringify escapes newlines, so the data is always one `data:` line.
+  return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+}
+
+export function encodeSince(context: CausalContext): string {
+  return SINCE_TOKEN_PREFIX + Buffer.from(encodeContext(context)).toString('base64url')
+}
+
+export function decodeSince(token: string): CausalContext {
+  if (
+    !token.startsWith(SINCE_TOKEN_PREFIX) ||
+    !/^[A-Za-z0-9_-]*$/.test(token.slice(SINCE_TOKEN_PREFIX.length))
+  ) {
+    throw new ApiError(
+      400,
+      'INVALID_SINCE',
+      `since must be "now" or a token from a watch event id (${SINCE_TOKEN_PREFIX}...)`,
+    )
+  }
+  try {
+    return decodeContext(Buffer.from(token.slice(SINCE_TOKEN_PREFIX.length), 'base64url'))
+  } catch (error) {
+    throw new ApiError(400, 'INVALID_SINCE', `since token does not decode: ${(error as Error).message}`)
+  }
+}
+
+/**
+ * The body of one watch response: a queue of text chunks the HTTP adapter drains (honouring socket
+ * backpressure). A client that falls MAX_WATCH_QUEUE events behind is cut off with an `overflow`
+ * event; it resumes from its last id and loses nothing.
+ */
+export class WatchStream implements AsyncIterableIterator<string> {
+  private queue: string[] = []
+  private waiting: ((result: IteratorResult<string>) => void) | undefined
+  private ended = false
+  private cleaned = false
+  private readonly onClose: () => void
+
+  constructor(onClose: () => void) {
+    this.onClose = onClose
+  }
+
+  push(chunk: string): void {
+    if (this.ended) return
+    if (this.waiting !== undefined) {
+      const resolve = this.waiting
+      this.waiting = undefined
+      resolve({ value: chunk, done: false })
+      return
+    }
+    this.queue.push(chunk)
+    if (this.queue.length > MAX_WATCH_QUEUE) {
+      this.queue = []
+      this.end(sseBlock('overflow', { reason: 'the client read too slowly; resume with the last event id' }))
+    }
+  }
+
+  /** Ends the stream after what is queued (and `last`, if given). */
+  end(last?: string): void {
+    if (this.ended) return
+    if (last !== undefined) this.push(last)
+    this.ended = true
+    this.cleanup()
+    if (this.waiting !== undefined && this.queue.length === 0) {
+      const resolve = this.waiting
+      this.waiting = undefined
+      resolve({ value: undefined, done: true })
+    }
+  }
+
+  next(): Promise<IteratorResult<string>> {
+    if (this.queue.length > 0) {
+      const value = this.queue.length === 1 ? this.queue[0] : this.queue.join('')
+      this.queue = []
+      return Promise.resolve({ value, done: false })
+    }
+    if (this.ended) return Promise.resolve({ value: undefined, done: true })
+    return new Promise((resolve) => {
+      this.waiting = resolve
+    })
+  }
+
+  return(): Promise<IteratorResult<string>> {
+    this.ended = true
+    this.queue = []
+    this.cleanup()
+    if (this.waiting !== undefined) {
+      const resolve = this.waiting
+      this.waiting = undefined
+      resolve({ value: undefined, done: true })
+    }
+    return Promise.resolve({ value: undefined, done: true })
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<string> {
+    return this
+  }
+
+  private cleanup(): void {
+    if (this.cleaned) return
+    this.cleaned = true
+    this.onClose()
+  }
+}

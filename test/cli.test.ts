@@ -1,0 +1,301 @@
+/**
+ * The `hearsay` command, run as a real process (src/cli/main.ts, the same entry `npm run build`
+ * compiles to dist/cli/main.js) against a real daemon found through its data dir.
+ */
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  type DaemonProcess,
+  removeHomes,
+  runCli,
+  startDaemon,
+  stopAllDaemons,
+  tempHome,
+} from './helpers/daemon.ts'
+
+let daemon: DaemonProcess
+const cli = (args: string[], options: { input?: string | Uint8Array; env?: Record<string, string> } = {}) =>
+  runCli(args, { home: daemon.home, ...options })
+
+beforeAll(async () => {
+  daemon = await startDaemon()
+})
+
+afterAll(async () => {
+  await stopAllDaemons()
+  removeHomes()
+})
+
+// Tests use distinct keys on the shared daemon, so they run concurrently (each CLI call is a process).
+describe.concurrent('data commands', () => {
+  it('put, get, ls, del round-trip, with exit codes', async () => {
+    expect((await cli(['put', 'greeting', 'hello'])).code).toBe(0)
+    const get = await cli(['get', 'greeting'])
+    expect([get.code, get.stdout]).toEqual([0, 'hello'])
+    const json = await cli(['get', 'greeting', '--json'])
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      key: 'greeting',
+      value: 'hello',
+      encoding: 'utf8',
+      contentType: 'text/plain; charset=utf-8',
+    })
+    const ls = await cli(['ls'])
+    expect(ls.stdout).toContain('greeting\t"hello"')
+    expect((await cli(['del', 'greeting'])).code).toBe(0)
+    const missing = await cli(['get', 'greeting'])
+    expect(missing.code).toBe(4)
+    expect(missing.stderr).toContain('KEY_NOT_FOUND')
+    expect((await cli(['del', 'greeting'])).code).toBe(4)
+  })
+
+  it('puts JSON (checked), stdin and files; gets bytes back unchanged', async () => {
+    const typed = await cli(['put', 'cfg', '{"mode":"eco"}', '--type', 'json'])
+    expect(typed.code).toBe(0)
+    expect(JSON.parse((await cli(['get', 'cfg'])).stdout)).toEqual({ mode: 'eco' })
+    const bad = await cli(['put', 'cfg', '{nope', '-t', 'json'])
+    expect(bad.code).toBe(5)
+    expect(bad.stderr).toContain('INVALID_JSON')
+
+    const piped = await cli(['put', 'piped', '-n', 'files'], { input: 'from stdin' })
+    expect(piped.code).toBe(0)
+    expect((await cli(['get', 'piped', '--ns', 'files'])).stdout).toBe('from stdin')
+
+    const path = join(daemon.home, 'blob.bin')
+    const bytes = Buffer.from([0, 159, 146, 150, 255, 10])
+    writeFileSync(path, bytes)
+    expect((await cli(['put', 'blob', '--file', path])).code).toBe(0)
+    const raw = await runCliBytes(['get', 'blob'])
+    expect(raw.equals(bytes)).toBe(true)
+    const described = JSON.parse((await cli(['get', 'blob', '--json'])).stdout)
+    expect(described).toMatchObject({
+      contentType: 'application/octet-stream',
+      encoding: 'base64',
+      value: bytes.toString('base64'),
+    })
+  })
+
+  it('shows siblings and resolves them with --if-match', async () => {
+    const first = JSON.parse((await cli(['put', 'doc', 'v0', '--json'])).stdout)
+    await cli(['put', 'doc', 'A', '--if-match', first.etag])
+    await cli(['put', 'doc', 'B', '--if-match', first.etag])
+    const siblings = await cli(['get', 'doc', '--siblings'])
+    expect(siblings.stdout).toContain('[1/2]')
+    expect(siblings.stdout).toContain('[2/2]')
+    const plain = await cli(['get', 'doc'])
+    expect(plain.stderr).toContain('2 concurrent values')
+    const etag = JSON.parse((await cli(['get', 'doc', '--siblings', '--json'])).stdout).etag
+    await cli(['put', 'doc', 'AB', '--if-match', etag])
+    const resolved = await cli(['get', 'doc'])
+    expect([resolved.stdout, resolved.stderr]).toEqual(['AB', ''])
+  })
+
+  it('lists page by page, or everything with --all', async () => {
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) => cli(['put', `list/${String(i).padStart(2, '0')}`, String(i)])),
+    )
+    const page = await cli(['ls', 'list/', '--limit', '5'])
+    expect(page.stdout.trim().split('\n')).toHaveLength(5)
+    expect(page.stderr).toContain('--cursor')
+    const all = await cli(['ls', 'list/', '--limit', '5', '--all', '--keys-only'])
+    expect(all.stdout.trim().split('\n')).toEqual(
+      Array.from({ length: 12 }, (_, i) => `list/${String(i).padStart(2, '0')}`),
+    )
+    const ndjson = await cli(['ls', 'list/0', '--json'])
+    expect(
+      ndjson.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).key),
+    ).toHaveLength(10)
+  })
+
+  it('counts with incr (negative too) and counter, and resets', async () => {
+    expect((await cli(['incr', 'visits'])).stdout.trim()).toBe('1')
+    expect((await cli(['incr', 'visits', '5'])).stdout.trim()).toBe('6')
+    expect((await cli(['incr', 'visits', '-2'])).stdout.trim()).toBe('4')
+    expect((await cli(['counter', 'visits'])).stdout.trim()).toBe('4')
+    expect((await cli(['counter', 'visits', '--reset'])).stdout.trim()).toBe('0')
+    const bad = await cli(['incr', 'visits', 'lots'])
+    expect(bad.code).toBe(2)
+  })
+
+  it('adds, removes and lists set members', async () => {
+    expect((await cli(['sadd', 'team', 'ann', 'bob', 'cy'])).stdout.trim().split('\n')).toEqual([
+      'ann',
+      'bob',
+      'cy',
+    ])
+    expect((await cli(['srem', 'team', 'bob'])).stdout.trim().split('\n')).toEqual(['ann', 'cy'])
+    expect(JSON.parse((await cli(['smembers', 'team', '--json'])).stdout).members).toEqual(['ann', 'cy'])
+  })
+
+  it('watch prints changes, stops after --count, and resumes with --since', async () => {
+    const watching = cli(['watch', 'feed/', '--count', '2', '--json'])
+    // The watch is open once its ready event is out; writes after that are live changes.
+    await waitForWatchers(1)
+    await cli(['put', 'feed/1', 'one'])
+    await cli(['put', 'feed/2', 'two'])
+    const result = await watching
+    expect(result.code).toBe(0)
+    const events = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    expect(events.map((e) => e.event)).toEqual(['ready', 'change', 'change'])
+    expect(events[1].data).toMatchObject({ key: 'feed/1', value: 'one', op: 'put' })
+    const token = events[1].id
+
+    const replay = await cli(['watch', 'feed/', '--since', token, '--count', '1'])
+    expect(replay.code).toBe(0)
+    expect(replay.stdout).toContain('put   feed/2 = "two"  (replay)')
+  })
+
+  it('ack that cannot be met exits 6, having written the value', async () => {
+    const result = await cli(['put', 'acked', 'x', '--ack', '2', '--timeout', '100'])
+    expect(result.code).toBe(6)
+    expect(result.stderr).toContain('only 0 of 2')
+    expect((await cli(['get', 'acked'])).stdout).toBe('x')
+  })
+})
+
+async function runCliBytes(args: string[]): Promise<Buffer> {
+  const { spawn } = await import('node:child_process')
+  const { CLI, cleanEnv } = await import('./helpers/daemon.ts')
+  const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv({ HEARSAY_HOME: daemon.home }) })
+  const chunks: Buffer[] = []
+  child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
+  await new Promise((resolve) => child.once('close', resolve))
+  return Buffer.concat(chunks)
+}
+
+async function waitForWatchers(count: number): Promise<void> {
+  const { until, api } = await import('./helpers/daemon.ts')
+  await until(
+    async () => ((await api(daemon.url, '/v1/status')).json.watchClients >= count ? true : undefined),
+    {
+      message: 'watch stream open',
+    },
+  )
+}
+
+describe.concurrent('peer commands', () => {
+  it('status shows the peer id, the API and the namespaces', async () => {
+    const status = await cli(['status'])
+    expect(status.code).toBe(0)
+    expect(status.stdout).toContain(daemon.peerId)
+    expect(status.stdout).toContain(daemon.url)
+    expect(status.stdout).toMatch(/NAMESPACE\s+ENTRIES/)
+    expect(JSON.parse((await cli(['status', '--json'])).stdout).peerId).toBe(daemon.peerId)
+  })
+
+  it('peers lists (none yet); connect refuses a bad address; join joins', async () => {
+    const peers = await cli(['peers', '--json'])
+    expect(JSON.parse(peers.stdout).peers).toEqual([])
+    const bad = await cli(['connect', 'nonsense'])
+    expect(bad.code).toBe(5)
+    expect(bad.stderr).toContain('INVALID_ADDRESS')
+    expect((await cli(['join', 'extra'])).stdout.trim()).toBe('joined extra')
+    expect((await cli(['join', 'extra'])).stdout.trim()).toBe('already in extra')
+  })
+
+  it('hub says it is not yet available (exit 8)', async () => {
+    const hub = await cli(['hub'])
+    expect(hub.code).toBe(8)
+    expect(hub.stderr).toContain('not yet available')
+  })
+})
+
+describe.concurrent('without a daemon, and usage', () => {
+  it('client commands exit 3 with a hint when no daemon runs for the data dir', async () => {
+    const home = tempHome()
+    const result = await runCli(['get', 'x'], { home })
+    expect(result.code).toBe(3)
+    expect(result.stderr).toContain('hearsay up')
+    const json = await runCli(['status', '--json'], { home })
+    expect(JSON.parse(json.stderr)).toMatchObject({ error: { code: 'NO_DAEMON' } })
+  })
+
+  it('a stale lock (crashed daemon) and a dead API URL exit 3 too', async () => {
+    const home = tempHome()
+    writeFileSync(
+      join(home, 'daemon.lock'),
+      JSON.stringify({ pid: 999_999_999, url: 'http://127.0.0.1:9', startedAt: '' }),
+    )
+    expect((await runCli(['status'], { home })).stderr).toContain('not running any more')
+    const dead = await runCli(['status', '--api', 'http://127.0.0.1:9'], { home })
+    expect(dead.code).toBe(3)
+    expect(dead.stderr).toContain('cannot reach the daemon')
+  })
+
+  it('unknown commands, unknown options and missing arguments exit 2', async () => {
+    expect((await runCli(['frobnicate'])).code).toBe(2)
+    const option = await runCli(['get', 'x', '--bogus'])
+    expect(option.code).toBe(2)
+    expect(option.stderr).toContain('--bogus')
+    expect((await cli(['get'])).code).toBe(2)
+    expect((await runCli([])).code).toBe(2)
+  })
+
+  it('--help for the program and for every command', async () => {
+    const [main, up, put, version] = await Promise.all([
+      runCli(['--help']),
+      runCli(['up', '--help']),
+      runCli(['help', 'put']),
+      runCli(['--version']),
+    ])
+    expect(main.code).toBe(0)
+    for (const name of [
+      'init',
+      'up',
+      'put',
+      'get',
+      'del',
+      'ls',
+      'watch',
+      'incr',
+      'sadd',
+      'srem',
+      'smembers',
+      'peers',
+      'connect',
+      'status',
+      'hub',
+    ]) {
+      expect(main.stdout).toContain(`  ${name} `)
+    }
+    expect(main.stdout).toContain('Exit codes')
+    expect(up.stdout).toContain('--api-port')
+    expect(up.stdout).toContain('--[no-]mdns')
+    expect(put.stdout).toContain('--if-match')
+    expect(version.stdout.trim()).toBe(JSON.parse(readFileSync('package.json', 'utf8')).version)
+  })
+
+  it('init creates the data dir, a 0600 identity and config.json from flags', async () => {
+    const home = join(tempHome(), 'nested', 'home')
+    const result = await runCli(['init', '--api-port', '7711', '--no-mdns', '--mesh', 'lab', '--json'], {
+      home,
+    })
+    expect(result.code).toBe(0)
+    const out = JSON.parse(result.stdout)
+    expect(out).toMatchObject({ dataDir: home, identityCreated: true, configWritten: true })
+    expect(statSync(join(home, 'peer.key')).mode & 0o777).toBe(0o600)
+    expect(JSON.parse(readFileSync(join(home, 'config.json'), 'utf8'))).toEqual({
+      apiPort: 7711,
+      mdns: false,
+      mesh: 'lab',
+    })
+    const again = JSON.parse((await runCli(['init', '--json'], { home })).stdout)
+    expect(again).toMatchObject({ peerId: out.peerId, identityCreated: false, configWritten: false })
+    const keyed = JSON.parse((await runCli(['init', '--new-swarm-key', '--json'], { home })).stdout)
+    expect(keyed.swarmKeyFile).toBe(join(home, 'swarm.key'))
+    expect(statSync(keyed.swarmKeyFile).mode & 0o777).toBe(0o600)
+    expect(readFileSync(keyed.swarmKeyFile, 'utf8')).toMatch(
+      /^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}$/,
+    )
+    expect((await runCli(['init', '--new-swarm-key'], { home })).code).toBe(7)
+    const bad = await runCli(['init', '--api-port', 'x'], { home })
+    expect(bad.code).toBe(7)
+    expect(existsSync(join(home, 'config.json'))).toBe(true)
+  })
+})

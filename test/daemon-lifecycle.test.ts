@@ -1,0 +1,193 @@
+/**
+ * The daemon as a process: one per data dir (lock file), a taken port, config precedence, identity,
+ * and that nothing acknowledged is lost on SIGTERM or SIGKILL.
+ */
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import {
+  api,
+  removeHomes,
+  runDaemonExpectingFailure,
+  startDaemon,
+  stopAllDaemons,
+  tempHome,
+  until,
+} from './helpers/daemon.ts'
+
+afterEach(async () => {
+  await stopAllDaemons()
+  removeHomes()
+})
+
+describe('one daemon per data dir', () => {
+  it('a second daemon on the same data dir exits 7 naming the first, which keeps serving', async () => {
+    const first = await startDaemon()
+    const lock = JSON.parse(readFileSync(join(first.home, 'daemon.lock'), 'utf8'))
+    expect(lock).toMatchObject({ pid: first.pid, url: first.url, peerId: first.peerId })
+
+    const second = await runDaemonExpectingFailure({ home: first.home })
+    expect(second.code).toBe(7)
+    expect(second.stderr).toContain('LOCKED')
+    expect(second.stderr).toContain(`pid ${first.pid}`)
+    expect((await api(first.url, '/healthz')).status).toBe(200)
+  })
+
+  it('a port in use exits 7 with PORT_IN_USE', async () => {
+    const blocker: Server = createServer()
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+    const port = (blocker.address() as { port: number }).port
+    try {
+      const result = await runDaemonExpectingFailure({ args: ['--api-port', String(port)] })
+      expect(result.code).toBe(7)
+      expect(result.stderr).toContain('PORT_IN_USE')
+      expect(result.stderr).toContain(String(port))
+    } finally {
+      blocker.close()
+    }
+  })
+
+  it('a p2p port in use exits 7 with MESH_FAILED in one line (needs the mesh)', async () => {
+    const first = await startDaemon()
+    const taken = first.addresses[0].replace(/\/p2p\/.*$/, '')
+    const result = await runDaemonExpectingFailure({ args: ['--listen', taken] })
+    expect(result.code).toBe(7)
+    expect(result.stderr).toContain(`MESH_FAILED: p2p address ${taken} is in use`)
+  })
+
+  it('a bad config.json exits 7 with CONFIG_INVALID and the file named', async () => {
+    const home = tempHome()
+    writeFileSync(join(home, 'config.json'), '{"apiPort": "seven"}')
+    const result = await runDaemonExpectingFailure({ home })
+    expect(result.code).toBe(7)
+    expect(result.stderr).toContain('CONFIG_INVALID')
+    expect(result.stderr).toContain('config.json')
+    writeFileSync(join(home, 'config.json'), '{"apiPortt": 1}')
+    expect((await runDaemonExpectingFailure({ home })).stderr).toContain('unknown setting "apiPortt"')
+    writeFileSync(join(home, 'config.json'), '{}')
+    const noKey = await runDaemonExpectingFailure({ home, args: ['--swarm-key', join(home, 'missing.key')] })
+    expect([noKey.code, noKey.stderr.includes('CONFIG_INVALID')]).toEqual([7, true])
+  })
+})
+
+describe('configuration', () => {
+  it('takes config.json, then flags, then HEARSAY_* variables, strongest last', async () => {
+    const home = tempHome()
+    writeFileSync(
+      join(home, 'config.json'),
+      JSON.stringify({ mesh: 'from-file', namespaces: ['from-file'], synchronous: 'NORMAL' }),
+    )
+    const daemon = await startDaemon({
+      home,
+      args: ['--mesh', 'from-flag', '--namespace', 'from-flag'],
+      env: { HEARSAY_MESH: 'from-env' },
+    })
+    const status = (await api(daemon.url, '/v1/status')).json
+    expect(status.mesh.name).toBe('from-env')
+    expect(status.namespaces.map((ns: { name: string }) => ns.name)).toEqual(['from-flag'])
+  })
+
+  it('creates the identity key with mode 0600 and keeps the peer id across restarts', async () => {
+    const daemon = await startDaemon()
+    const key = statSync(join(daemon.home, 'peer.key'))
+    expect(key.mode & 0o777).toBe(0o600)
+    await daemon.stop()
+    const again = await startDaemon({ home: daemon.home })
+    expect(again.peerId).toBe(daemon.peerId)
+  })
+
+  it('--require-if-match refuses blind overwrites of existing keys with 428', async () => {
+    const daemon = await startDaemon({ args: ['--require-if-match'] })
+    const created = await api(daemon.url, '/v1/ns/default/kv/k', { method: 'PUT', body: 'v1' })
+    expect(created.status).toBe(200)
+    const blind = await api(daemon.url, '/v1/ns/default/kv/k', { method: 'PUT', body: 'v2' })
+    expect([blind.status, blind.json.error.code]).toEqual([428, 'PRECONDITION_REQUIRED'])
+    const informed = await api(daemon.url, '/v1/ns/default/kv/k', {
+      method: 'PUT',
+      headers: { 'if-match': `"${created.json.etag}"` },
+      body: 'v2',
+    })
+    expect(informed.status).toBe(200)
+  })
+})
+
+/** Many writes in flight at once; resolves with the keys whose write was acknowledged. */
+async function writeUntilStopped(url: string, prefix: string, signal: AbortSignal): Promise<string[]> {
+  const acked: string[] = []
+  let next = 0
+  const worker = async () => {
+    while (!signal.aborted) {
+      const key = `${prefix}/${next++}`
+      try {
+        const res = await fetch(`${url}/v1/ns/default/kv/${key}`, { method: 'PUT', body: key, signal })
+        if (res.status === 200) acked.push(key)
+        else return
+      } catch {
+        return
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: 16 }, worker))
+  return acked
+}
+
+describe('durability', () => {
+  it('SIGTERM stops cleanly (exit 0, lock removed); a restart has every acknowledged write', async () => {
+    const daemon = await startDaemon()
+    const controller = new AbortController()
+    const writing = writeUntilStopped(daemon.url, 'term', controller.signal)
+    await until(async () =>
+      (await api(daemon.url, '/v1/ns/default/kv?prefix=term/&values=0&limit=200')).json.items.length >= 100
+        ? true
+        : undefined,
+    )
+    const exit = await daemon.stop('SIGTERM')
+    controller.abort()
+    const acked = await writing
+    expect(exit.code).toBe(0)
+    expect(existsSync(join(daemon.home, 'daemon.lock'))).toBe(false)
+    expect(daemon.stderr()).not.toContain('"level":50')
+
+    const again = await startDaemon({ home: daemon.home })
+    const missing = await missingKeys(again.url, acked)
+    expect(acked.length).toBeGreaterThan(100)
+    expect(missing).toEqual([])
+  })
+
+  it('SIGKILL mid-write loses nothing acknowledged; the stale lock is taken over', async () => {
+    const daemon = await startDaemon()
+    const controller = new AbortController()
+    const writing = writeUntilStopped(daemon.url, 'kill', controller.signal)
+    await until(async () =>
+      (await api(daemon.url, '/v1/ns/default/kv?prefix=kill/&values=0&limit=300')).json.items.length >= 200
+        ? true
+        : undefined,
+    )
+    const exit = await daemon.stop('SIGKILL')
+    controller.abort()
+    const acked = await writing
+    expect(exit.signal).toBe('SIGKILL')
+    expect(existsSync(join(daemon.home, 'daemon.lock'))).toBe(true)
+
+    const again = await startDaemon({ home: daemon.home })
+    expect(acked.length).toBeGreaterThan(200)
+    expect(await missingKeys(again.url, acked)).toEqual([])
+  })
+})
+
+async function missingKeys(url: string, keys: string[]): Promise<string[]> {
+  const present = new Set<string>()
+  let cursor: string | undefined
+  do {
+    const query = new URLSearchParams({
+      values: '0',
+      limit: '1000',
+      ...(cursor === undefined ? {} : { cursor }),
+    })
+    const page = (await api(url, `/v1/ns/default/kv?${query}`)).json
+    for (const item of page.items) present.add(item.key)
+    cursor = page.cursor
+  } while (cursor !== undefined)
+  return keys.filter((key) => !present.has(key))
+}

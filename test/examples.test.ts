@@ -1,0 +1,78 @@
+/**
+ * `npm run demo` and every example run to completion, bounded, as a user would run them.
+ * NEEDS THE MESH: each one starts three peers and waits for them to converge; with a stub
+ * attachMesh that returns no mesh they exit 1 saying the peers run without a mesh.
+ */
+import { spawn } from 'node:child_process'
+import { afterAll, describe, expect, it } from 'vitest'
+import { cleanEnv } from './helpers/daemon.ts'
+
+const running = new Set<ReturnType<typeof spawn>>()
+afterAll(() => {
+  for (const child of running) child.kill('SIGKILL')
+})
+
+function runExample(
+  file: string,
+  args: string[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [new URL(`../examples/${file}`, import.meta.url).pathname, ...args], {
+    env: cleanEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  running.add(child)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk
+  })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk
+  })
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`${file} did not finish within 45 s\nstdout:\n${stdout}\nstderr:\n${stderr}`))
+    }, 45_000)
+    child.once('close', (code) => {
+      clearTimeout(timer)
+      running.delete(child)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+describe.concurrent('demo and examples (needs the mesh)', () => {
+  it('npm run demo: a write, a delete, siblings and their resolution converge on three peers', async () => {
+    const result = await runExample('demo.ts')
+    expect(result.stderr).toBe('')
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain('alpha sees 2 siblings')
+    expect(result.stdout).toContain('✓ all three peers converged')
+  })
+
+  it('shared counter: concurrent increments on three peers add up everywhere', async () => {
+    const result = await runExample('shared-counter.ts')
+    expect([result.code, result.stderr]).toEqual([0, ''])
+    expect(result.stdout.match(/✓ \w+ +counts 70/g)).toHaveLength(3)
+  })
+
+  it('sensor telemetry: every peer reads the latest reading of every device', async () => {
+    const result = await runExample('sensor-telemetry.ts')
+    expect([result.code, result.stderr]).toEqual([0, ''])
+    expect(result.stdout.match(/✓ dashboard on/g)).toHaveLength(3)
+  })
+
+  it('presence and chat: every user sees every message and every arrival and departure', async () => {
+    const result = await runExample('presence-chat.ts')
+    expect([result.code, result.stderr]).toEqual([0, ''])
+    expect(result.stdout).toContain('✓ chat: every user received all three messages')
+    expect(result.stdout).toContain('✓ presence: carol left; online now: alice, bob')
+  })
+
+  it('local mesh script: three connected peers (--check)', async () => {
+    const result = await runExample('local-mesh.ts', ['--check'])
+    expect([result.code, result.stderr]).toEqual([0, ''])
+    expect(result.stdout).toContain('✓ every peer is connected to the mesh')
+  })
+})
