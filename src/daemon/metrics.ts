@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
-import type { HearsayPeer } from '../peer/peer.ts'
+import type { HearsayPeer, MeshCounters as PeerMeshCounters } from '../peer/peer.ts'
 
 /**
  * Prometheus metrics of one daemon, on a registry of its own (not prom-client's global one, so tests
@@ -8,11 +8,8 @@ import type { HearsayPeer } from '../peer/peer.ts'
  * at scrape time, so an unscraped daemon pays nothing for them.
  */
 
-/**
- * Running totals a mesh keeps (`HearsayMesh.counters` in src/peer/attach-mesh.ts). Read duck-typed:
- * `MeshAttachment` does not promise them, and a peer without a mesh reports zeros.
- */
-type MeshCounters = Partial<Record<string, number>>
+/** Running totals a mesh keeps; a peer without a mesh reports zeros. */
+type MeshCounters = Partial<PeerMeshCounters>
 
 export type WriteOp = 'put' | 'delete' | 'increment' | 'reset' | 'set_add' | 'set_remove'
 
@@ -116,10 +113,14 @@ export class DaemonMetrics {
         this.set(peer.attachedMesh === undefined ? 0 : 1)
       },
     })
-    const counters = (): MeshCounters =>
-      (peer.attachedMesh as { counters?: MeshCounters } | undefined)?.counters ?? {}
+    const counters = (): MeshCounters => peer.attachedMesh?.counters ?? {}
     /** A counter whose value the mesh keeps: set at scrape time from its running totals. */
-    const meshCounter = (name: string, help: string, label: string, values: Record<string, string>) =>
+    const meshCounter = (
+      name: string,
+      help: string,
+      label: string,
+      values: Record<string, keyof PeerMeshCounters>,
+    ) =>
       new Counter({
         name,
         help,
@@ -141,6 +142,7 @@ export class DaemonMetrics {
       received: 'gossipReceived',
       rejected: 'gossipRejected',
       ignored: 'gossipIgnored',
+      throttled: 'gossipThrottled',
     })
     meshCounter(
       'hearsay_merged_entries_total',

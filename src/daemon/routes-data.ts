@@ -1,7 +1,5 @@
-import { DEFAULT_LIMITS } from '../codec/limits.ts'
-import { KEY_SEPARATOR } from '../crdt/document.ts'
 import { HearsayPeer } from '../peer/peer.ts'
-import type { Replica, WriteAck } from '../replica/replica.ts'
+import { keyProblem, type Replica, setElementProblem, type WriteAck } from '../replica/replica.ts'
 import {
   DEFAULT_ACK_TIMEOUT_MS,
   DEFAULT_LIST_LIMIT,
@@ -19,8 +17,6 @@ import { decodeSince } from './watch.ts'
 
 /** Namespaces, keys, counters, sets and watch: the data half of the API. */
 
-/** The Replica's default key limit (the codec's, minus the one-byte type prefix). */
-const MAX_KEY_BYTES = DEFAULT_LIMITS.maxKeyBytes - 1
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 // ---- namespaces -------------------------------------------------------------------------------
@@ -270,17 +266,8 @@ function elements(body: Record<string, unknown>, field: 'add' | 'remove', key: s
   for (const element of list) {
     if (typeof element !== 'string')
       throw new ApiError(400, 'INVALID_BODY', `"${field}" must be a string or an array of strings`)
-    if (element.includes(KEY_SEPARATOR) || !element.isWellFormed()) {
-      throw new ApiError(400, 'INVALID_KEY', 'a set element must be well-formed text without NUL')
-    }
-    const bytes = Buffer.byteLength(key) + 1 + Buffer.byteLength(element)
-    if (bytes > MAX_KEY_BYTES) {
-      throw new ApiError(
-        400,
-        'INVALID_KEY',
-        `set key and element are ${bytes} bytes, the limit is ${MAX_KEY_BYTES}`,
-      )
-    }
+    const problem = setElementProblem(key, element)
+    if (problem !== undefined) throw new ApiError(400, 'INVALID_KEY', problem)
   }
   return list as string[]
 }
@@ -327,12 +314,8 @@ function checkNamespaceName(context: RouteContext): void {
 
 /** The Replica's key rules, checked before a write joins a namespace (so a bad key creates nothing). */
 function checkKey(key: string): void {
-  if (key.length === 0) throw new ApiError(400, 'INVALID_KEY', 'key must not be empty')
-  if (key.includes(KEY_SEPARATOR)) throw new ApiError(400, 'INVALID_KEY', 'key must not contain NUL')
-  if (!key.isWellFormed()) throw new ApiError(400, 'INVALID_KEY', 'key must be well-formed Unicode')
-  const bytes = Buffer.byteLength(key)
-  if (bytes > MAX_KEY_BYTES)
-    throw new ApiError(400, 'INVALID_KEY', `key is ${bytes} bytes, the limit is ${MAX_KEY_BYTES}`)
+  const problem = keyProblem(key)
+  if (problem !== undefined) throw new ApiError(400, 'INVALID_KEY', problem)
 }
 
 function checkJson(value: Uint8Array): void {

@@ -8,7 +8,7 @@ import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
 import { type SessionEvent, SyncService } from '../sync/service.ts'
 import { type CheckedBatch, checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
 import { Membership } from './membership.ts'
-import type { HearsayPeer, MeshAttachment, PeerInfo } from './peer.ts'
+import type { HearsayPeer, MeshAttachment, MeshCounters, PeerInfo } from './peer.ts'
 import { RateLimiter } from './rate-limit.ts'
 
 /** How a peer joins the network. Every field has a default suitable for one laptop on a LAN. */
@@ -56,24 +56,7 @@ export interface MeshLog {
   warn(fields: object, message: string): void
 }
 
-/** Running totals for metrics. */
-export interface MeshCounters {
-  gossipPublished: number
-  gossipBytesSent: number
-  gossipReceived: number
-  gossipBytesReceived: number
-  gossipRejected: number
-  gossipIgnored: number
-  /** Messages dropped because their neighbour sent more than the rate limit allows. */
-  gossipThrottled: number
-  entriesMerged: number
-  syncSessions: number
-  syncFailures: number
-  syncBytesSent: number
-  syncBytesReceived: number
-  syncEntriesReceived: number
-  tombstonesCollected: number
-}
+export type { MeshCounters }
 
 export interface HearsayMesh extends MeshAttachment {
   readonly node: MeshNode

@@ -35,9 +35,30 @@ export interface PeerStatus {
   store: { kind: string; sizeBytes: number }
 }
 
+/** Running totals for metrics. */
+export interface MeshCounters {
+  gossipPublished: number
+  gossipBytesSent: number
+  gossipReceived: number
+  gossipBytesReceived: number
+  gossipRejected: number
+  gossipIgnored: number
+  /** Messages dropped because their neighbour sent more than the rate limit allows. */
+  gossipThrottled: number
+  entriesMerged: number
+  syncSessions: number
+  syncFailures: number
+  syncBytesSent: number
+  syncBytesReceived: number
+  syncEntriesReceived: number
+  tombstonesCollected: number
+}
+
 /** What the networking side offers a peer; absent when the peer runs alone (tests, offline tools). */
 export interface MeshAttachment {
   readonly peerId: string
+  /** Running totals for metrics. */
+  readonly counters?: MeshCounters
   addresses(): string[]
   peers(): PeerInfo[]
   dial(address: string, signal?: AbortSignal): Promise<string>

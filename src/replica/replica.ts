@@ -122,7 +122,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.namespace = init.namespace
     this.store = init.store
     this.doc = doc
-    this.maxKeyBytes = init.maxKeyBytes ?? DEFAULT_LIMITS.maxKeyBytes - 1
+    this.maxKeyBytes = init.maxKeyBytes ?? MAX_KEY_BYTES
     this.maxValueBytes = init.maxValueBytes ?? DEFAULT_LIMITS.maxValueBytes
     this.remoteFlushMs = init.remoteFlushMs ?? 5
   }
@@ -459,28 +459,14 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   }
 
   private checkKey(key: string): void {
-    if (typeof key !== 'string' || key.length === 0)
-      throw new ReplicaError('INVALID_KEY', 'key must be a non-empty string')
-    if (key.includes(KEY_SEPARATOR)) throw new ReplicaError('INVALID_KEY', 'key must not contain NUL')
-    if (!key.isWellFormed()) throw new ReplicaError('INVALID_KEY', 'key must be well-formed Unicode')
-    const bytes = Buffer.byteLength(key, 'utf8')
-    if (bytes > this.maxKeyBytes) {
-      throw new ReplicaError('INVALID_KEY', `key is ${bytes} bytes, the limit is ${this.maxKeyBytes}`)
-    }
+    const problem = keyProblem(key, this.maxKeyBytes)
+    if (problem !== undefined) throw new ReplicaError('INVALID_KEY', problem)
   }
 
   private checkSetElement(key: string, element: string): void {
     this.checkKey(key)
-    if (typeof element !== 'string' || element.includes(KEY_SEPARATOR) || !element.isWellFormed()) {
-      throw new ReplicaError('INVALID_KEY', 'set element must be a well-formed string without NUL')
-    }
-    const bytes = Buffer.byteLength(key, 'utf8') + 1 + Buffer.byteLength(element, 'utf8')
-    if (bytes > this.maxKeyBytes) {
-      throw new ReplicaError(
-        'INVALID_KEY',
-        `set key and element are ${bytes} bytes, the limit is ${this.maxKeyBytes}`,
-      )
-    }
+    const problem = setElementProblem(key, element, this.maxKeyBytes)
+    if (problem !== undefined) throw new ReplicaError('INVALID_KEY', problem)
   }
 
   private checkValue(value: Uint8Array): void {
@@ -522,6 +508,33 @@ function chooseReplicaId(
     meta.push([META_HOME, textEncoder.encode(home)])
   }
   return { replicaId, meta }
+}
+
+/** Largest key by default, UTF-8 bytes: the codec's key limit minus the one-byte type prefix. */
+export const MAX_KEY_BYTES = DEFAULT_LIMITS.maxKeyBytes - 1
+
+/** Why a key is refused, or undefined when it is fine (shared with the HTTP layer's checks). */
+export function keyProblem(key: string, maxKeyBytes = MAX_KEY_BYTES): string | undefined {
+  if (typeof key !== 'string' || key.length === 0) return 'key must be a non-empty string'
+  if (key.includes(KEY_SEPARATOR)) return 'key must not contain NUL'
+  if (!key.isWellFormed()) return 'key must be well-formed Unicode'
+  const bytes = Buffer.byteLength(key, 'utf8')
+  if (bytes > maxKeyBytes) return `key is ${bytes} bytes, the limit is ${maxKeyBytes}`
+  return undefined
+}
+
+/** Why a set element is refused (the key is checked separately), or undefined. */
+export function setElementProblem(
+  key: string,
+  element: string,
+  maxKeyBytes = MAX_KEY_BYTES,
+): string | undefined {
+  if (typeof element !== 'string' || element.includes(KEY_SEPARATOR) || !element.isWellFormed()) {
+    return 'set element must be a well-formed string without NUL'
+  }
+  const bytes = Buffer.byteLength(key, 'utf8') + 1 + Buffer.byteLength(element, 'utf8')
+  if (bytes > maxKeyBytes) return `set key and element are ${bytes} bytes, the limit is ${maxKeyBytes}`
+  return undefined
 }
 
 function withEtag(read: RegisterRead): ReadResult {
