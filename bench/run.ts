@@ -1,11 +1,13 @@
 /**
- * `npm run bench [suite...]`: runs the named benchmark suites (all by default) and prints markdown
- * tables with absolute figures and ratios against a baseline run in the same process.
+ * `npm run bench [-- suite...]`: runs the named benchmark suites (foundation, mesh, daemon; all by
+ * default) and prints markdown tables with absolute figures and ratios against a baseline run in the
+ * same process or run.
  */
+import { main as daemon } from './daemon.ts'
 import { main as foundation } from './foundation.ts'
 import { main as mesh } from './mesh.ts'
 
-const suites: Record<string, () => Promise<void>> = { foundation, mesh }
+const suites: Record<string, () => Promise<void>> = { foundation, mesh, daemon }
 
 const wanted = process.argv.slice(2)
 const names = wanted.length > 0 ? wanted : Object.keys(suites)
