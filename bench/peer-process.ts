@@ -1,13 +1,19 @@
 /**
  * One hearsay peer as its own OS process, driven over stdin/stdout with JSON lines. Used by the
- * multi-process test and the mesh benchmarks.
+ * multi-process and mDNS tests and the mesh benchmarks.
  *
- * argv: <data dir> [bootstrap multiaddr...]   (env HEARSAY_ROLE: mesh | hub | client)
+ * argv: <data dir> [bootstrap multiaddr...]
+ * env:  HEARSAY_ROLE: mesh (default) | hub | client (talks to the bootstrap addresses as its hubs)
+ *       HEARSAY_MDNS=1: the defaults a user gets (listen on 0.0.0.0, mDNS on); only ever inside a
+ *       network namespace a test made, since it sends multicast on every interface it sees
+ *       HEARSAY_MESH: mesh name (default 'default')
  * stdin commands:  {"cmd":"put","key":"k","value":"v"} | {"cmd":"get","key":"k"} | {"cmd":"digest"}
  *                  {"cmd":"write-rate","prefix":"p","rate":200,"durationMs":20000}
- *                  {"cmd":"watch","prefix":"p"} | {"cmd":"io"} | {"cmd":"stop"}
- * stdout events:   {"event":"ready","address":...} | {"event":"acked","key":...,"at":ms}
+ *                  {"cmd":"watch","prefix":"p"} | {"cmd":"io"} | {"cmd":"peers"} | {"cmd":"stop"}
+ * stdout events:   {"event":"ready","address":...,"peerId":...} | {"event":"acked","key":...,"at":ms}
  *                  {"event":"seen","key":...,"at":ms} | {"event":"reply","id":...,...}
+ *                  {"event":"discovered","peerId":...,"addresses":[...],"at":ms}
+ *                  {"event":"connected","peerId":...,"at":ms}
  * Times are wall-clock milliseconds with sub-millisecond precision, comparable across processes.
  */
 import { readFileSync } from 'node:fs'
@@ -32,17 +38,30 @@ const peer = new HearsayPeer({
   peerId: identity.peerId.toString(),
   namespaces: ['ns'],
 })
-// HEARSAY_ROLE: 'mesh' (default), 'hub' (accepts clients), 'client' (talks to the bootstrap hub only).
 const role = process.env.HEARSAY_ROLE ?? 'mesh'
+const mdns = process.env.HEARSAY_MDNS === '1'
 const mesh = await attachMesh(peer, {
   privateKey: identity.privateKey,
-  listen: ['/ip4/127.0.0.1/tcp/0'],
+  listen: mdns ? undefined : ['/ip4/127.0.0.1/tcp/0'],
+  meshName: process.env.HEARSAY_MESH ?? 'default',
   bootstrap: role === 'client' ? undefined : bootstrap,
   hub: role === 'client' ? bootstrap : undefined,
   isHub: role === 'hub',
-  mdns: false,
+  mdns,
   loopbackTesting: true,
   syncIntervalMs: Number(process.env.HEARSAY_SYNC_INTERVAL_MS ?? 2000),
+})
+const libp2p = mesh.node.libp2p
+libp2p.addEventListener('peer:discovery', (evt) => {
+  emit({
+    event: 'discovered',
+    peerId: evt.detail.id.toString(),
+    addresses: evt.detail.multiaddrs.map(String),
+    at: clock(),
+  })
+})
+libp2p.addEventListener('peer:connect', (evt) => {
+  emit({ event: 'connected', peerId: evt.detail.toString(), at: clock() })
 })
 const replica = peer.namespace('ns')
 let watched: string | undefined
@@ -117,6 +136,9 @@ lines.on('line', async (line) => {
           gossipReceived: mesh.counters.gossipReceived,
         })
         break
+      case 'peers':
+        reply({ peers: mesh.node.peers().map(String), addresses: mesh.addresses() })
+        break
       case 'stop':
         await peer.stop()
         reply({ stopped: true })
@@ -128,6 +150,11 @@ lines.on('line', async (line) => {
   } catch (error) {
     reply({ error: (error as Error).message })
   }
+})
+
+// Stop when the parent goes away without saying so.
+process.stdin.on('end', () => {
+  void peer.stop().finally(() => process.exit(0))
 })
 
 emit({ event: 'ready', address: mesh.addresses()[0], peerId: mesh.peerId })

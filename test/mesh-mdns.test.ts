@@ -1,7 +1,7 @@
 /**
  * mDNS (issue 3): peers inside a network namespace the test creates (lo up, multicast on) find each other
  * with no bootstrap list. Each peer is a real hearsay peer in its own OS process
- * (test/fixtures/compat-mdns-peer.ts: SQLite store, default listen 0.0.0.0, mDNS on), started with
+ * (bench/peer-process.ts with HEARSAY_MDNS=1: SQLite store, default listen 0.0.0.0, mDNS on), started with
  * `ip netns exec`, so its multicast only ever sees the namespace's loopback: nothing reaches the host's
  * interfaces. Skipped, with a line saying why, where `ip netns` is unavailable (not root, no iproute2).
  */
@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-const FIXTURE = new URL('./fixtures/compat-mdns-peer.ts', import.meta.url).pathname
+const FIXTURE = new URL('../bench/peer-process.ts', import.meta.url).pathname
 /** Loopback up with multicast on, and multicast routed to it (there is no other interface). */
 const SETUP = [
   ['link', 'set', 'dev', 'lo', 'up', 'multicast', 'on'],
@@ -64,7 +64,7 @@ class NamespacedPeer {
       ['netns', 'exec', namespace, process.execPath, '--no-warnings', FIXTURE, this.dir],
       {
         stdio: ['pipe', 'pipe', 'pipe'],
-        env: { ...process.env, HEARSAY_MESH: meshName },
+        env: { ...process.env, HEARSAY_MESH: meshName, HEARSAY_MDNS: '1' },
       },
     )
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
