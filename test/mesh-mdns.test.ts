@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { eventually } from './helpers/mesh-peers.ts'
 
 const FIXTURE = new URL('../bench/peer-process.ts', import.meta.url).pathname
 /** Loopback up with multicast on, and multicast routed to it (there is no other interface). */
@@ -123,15 +124,6 @@ class NamespacedPeer {
       clearTimeout(timer)
     }
     rmSync(this.dir, { recursive: true, force: true })
-  }
-}
-
-async function eventually(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await condition()) return true
-    if (Date.now() > deadline) return false
-    await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
 

@@ -1,19 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { PeerProcess } from '../bench/processes.ts'
+import { eventually } from './helpers/mesh-peers.ts'
 
 const processes: PeerProcess[] = []
 afterAll(async () => {
   await Promise.allSettled(processes.map((p) => p.stop()))
 })
-
-async function eventually(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await condition()) return true
-    if (Date.now() > deadline) return false
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
 
 describe('peers as separate OS processes', () => {
   it('three processes converge on writes made in each', async () => {

@@ -3,7 +3,7 @@ import { CausalContext } from '../crdt/context.ts'
 import { type Covers, type Entry, EntryKind, NO_COVERS } from '../crdt/entry.ts'
 import { DecodeError } from './errors.ts'
 import { type CodecLimits, DEFAULT_LIMITS } from './limits.ts'
-import { Reader, Writer } from './wire.ts'
+import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
 
 /**
  * Binary encoding of deltas, version 1.
@@ -161,13 +161,7 @@ function writeContextBody(writer: Writer, context: CausalContext, table: StringT
   writer.uint(entries.length)
   for (const [replica, ranges] of entries) {
     writer.uint(table.id(replica))
-    writer.uint(ranges.length / 2)
-    let previous = 0
-    for (let i = 0; i < ranges.length; i += 2) {
-      writer.uint(ranges[i] - previous - 1)
-      writer.uint(ranges[i + 1] - ranges[i])
-      previous = ranges[i + 1]
-    }
+    writeRanges(writer, ranges)
   }
 }
 
@@ -177,20 +171,8 @@ function readContextBody(reader: Reader, strings: string[], limits: CodecLimits)
   let totalRanges = 0
   for (let i = 0; i < replicaCount; i++) {
     const replica = pick(strings, reader.uint('context replica'), 'context replica')
-    const rangeCount = reader.count('context ranges', limits.maxRanges, 2)
-    totalRanges += rangeCount
-    if (totalRanges > limits.maxRanges)
-      throw new DecodeError('too-many-items', `context ranges > ${limits.maxRanges}`)
-    const flat = new Array<number>(rangeCount * 2)
-    let previous = 0
-    for (let j = 0; j < rangeCount; j++) {
-      const lo = previous + reader.uint('range gap') + 1
-      const hi = lo + reader.uint('range length')
-      if (!Number.isSafeInteger(hi)) throw new DecodeError('invalid-field', 'context range beyond 2^53')
-      flat[j * 2] = lo
-      flat[j * 2 + 1] = hi
-      previous = hi
-    }
+    const flat = readRanges(reader, 'context', limits.maxRanges - totalRanges)
+    totalRanges += flat.length / 2
     parsed.push([replica, flat])
   }
   return CausalContext.fromRanges(parsed)

@@ -2,7 +2,7 @@ import { CausalContext } from '../crdt/context.ts'
 import { type Covers, type Entry, EntryKind, NO_COVERS } from '../crdt/entry.ts'
 import { DecodeError } from './errors.ts'
 import { DEFAULT_LIMITS } from './limits.ts'
-import { Reader, Writer } from './wire.ts'
+import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
 
 /**
  * Encodings that never leave this peer or travel only as opaque strings: the body of an entry as
@@ -81,13 +81,7 @@ function writeCovers(writer: Writer, covers: Covers): void {
   writer.uint(covers.replicaCount)
   for (const [replica, ranges] of covers.unsortedEntries()) {
     writer.string(replica)
-    writer.uint(ranges.length / 2)
-    let previous = 0
-    for (let i = 0; i < ranges.length; i += 2) {
-      writer.uint(ranges[i] - previous - 1)
-      writer.uint(ranges[i + 1] - ranges[i])
-      previous = ranges[i + 1]
-    }
+    writeRanges(writer, ranges)
   }
 }
 
@@ -97,16 +91,7 @@ function readCovers(reader: Reader): Covers {
   const parsed: Array<[string, number[]]> = []
   for (let i = 0; i < count; i++) {
     const replica = reader.string('covers replica', DEFAULT_LIMITS.maxStringBytes)
-    const rangeCount = reader.count('covers ranges', DEFAULT_LIMITS.maxRanges, 2)
-    const flat: number[] = []
-    let previous = 0
-    for (let j = 0; j < rangeCount; j++) {
-      const lo = previous + reader.uint('covers gap') + 1
-      const hi = lo + reader.uint('covers length')
-      if (!Number.isSafeInteger(hi)) throw new DecodeError('invalid-field', 'covers range beyond 2^53')
-      flat.push(lo, hi)
-      previous = hi
-    }
+    const flat = readRanges(reader, 'covers', DEFAULT_LIMITS.maxRanges)
     parsed.push([replica, flat])
   }
   return CausalContext.fromRanges(parsed)

@@ -85,6 +85,33 @@ export class Writer {
   }
 }
 
+/** Sorted disjoint ranges as (gap from the previous range, length) pairs: small numbers either way. */
+export function writeRanges(writer: Writer, flat: readonly number[]): void {
+  writer.uint(flat.length / 2)
+  let previous = 0
+  for (let i = 0; i < flat.length; i += 2) {
+    writer.uint(flat[i] - previous - 1)
+    writer.uint(flat[i + 1] - flat[i])
+    previous = flat[i + 1]
+  }
+}
+
+/** Reads what writeRanges wrote, refusing more than `maxRanges` ranges or bounds beyond 2^53. */
+export function readRanges(reader: Reader, field: string, maxRanges: number): number[] {
+  const count = reader.count(`${field} ranges`, maxRanges, 2)
+  const flat = new Array<number>(count * 2)
+  let previous = 0
+  for (let i = 0; i < count; i++) {
+    const lo = previous + reader.uint(`${field} gap`) + 1
+    const hi = lo + reader.uint(`${field} length`)
+    if (!Number.isSafeInteger(hi)) throw new DecodeError('invalid-field', `${field} range beyond 2^53`)
+    flat[i * 2] = lo
+    flat[i * 2 + 1] = hi
+    previous = hi
+  }
+  return flat
+}
+
 export class Reader {
   private offset = 0
   private readonly bytesIn: Uint8Array
