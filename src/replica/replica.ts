@@ -40,7 +40,10 @@ export interface ReplicaInit {
   maxKeyBytes?: number
   /** Largest value, bytes. Default 1 MiB (the codec's value limit). */
   maxValueBytes?: number
-  /** How long remote merges wait to share a commit, ms. Default 5. */
+  /**
+   * How long remote merges wait to share a commit, ms. Default 0: the rest of the event-loop turn
+   * (their commits skip the fsync, so waiting longer mostly adds latency).
+   */
   remoteFlushMs?: number
 }
 
@@ -124,7 +127,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.doc = doc
     this.maxKeyBytes = init.maxKeyBytes ?? MAX_KEY_BYTES
     this.maxValueBytes = init.maxValueBytes ?? DEFAULT_LIMITS.maxValueBytes
-    this.remoteFlushMs = init.remoteFlushMs ?? 5
+    this.remoteFlushMs = init.remoteFlushMs ?? 0
   }
 
   /** Opens a namespace from its store; throws StoreError when the stored data cannot be read. */
@@ -340,7 +343,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   /**
    * The batch being gathered. Local writes commit on the next turn of the event loop, durably.
-   * Remote merges and collection wait up to `remoteFlushMs` for company and commit without an
+   * Remote merges and collection may wait `remoteFlushMs` for company, and commit without an
    * fsync of their own (the next local write's fsync covers them): a crash can only lose data that
    * peers still hold and anti-entropy brings back, never an acknowledged local write.
    */
@@ -358,7 +361,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       }
       this.pending = batch
       const scheduled = batch
-      if (urgent) setImmediate(() => this.commit(scheduled))
+      if (urgent || this.remoteFlushMs === 0) setImmediate(() => this.commit(scheduled))
       else setTimeout(() => this.commit(scheduled), this.remoteFlushMs)
     } else if (urgent && !batch.urgent) {
       batch.urgent = true
