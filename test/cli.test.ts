@@ -199,10 +199,14 @@ describe.concurrent('peer commands', () => {
     expect((await cli(['join', 'extra'])).stdout.trim()).toBe('already in extra')
   })
 
-  it('hub says it is not yet available (exit 8)', async () => {
-    const hub = await cli(['hub'])
-    expect(hub.code).toBe(8)
-    expect(hub.stderr).toContain('not yet available')
+  it('hub takes the settings of up; a hub client list contradicts it (exit 7)', async () => {
+    const help = await runCli(['hub', '--help'])
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain('--listen')
+    expect(help.stdout).toContain('up --hub')
+    const contradiction = await runCli(['hub', '--api-port', '0', '--hub', daemon.addresses[0]])
+    expect(contradiction.code).toBe(7)
+    expect(contradiction.stderr).toMatch(/CONFIG_INVALID: hub \(--hub\) lists hubs/)
   })
 })
 

@@ -53,6 +53,8 @@ function appWithPeer(options: { requireIfMatch?: boolean } = {}): {
       meshName: 'm',
       mdns: false,
       bootstrap: [],
+      topology: 'mesh',
+      hubs: [],
       privateMesh: { swarmKey: false, allowPeers: 0 },
       startedAt: '',
     }),

@@ -504,12 +504,15 @@ interface StatusJson {
   uptimeMs: number
   api: { url: string }
   dataDir: string
+  /** Absent from daemons older than hub mode: they are mesh peers. */
+  topology?: 'mesh' | 'hub' | 'hub-client'
   mesh: {
     name: string
     attached: boolean
     addresses: string[]
     mdns: boolean
     bootstrap: string[]
+    hubs?: string[]
     private?: { swarmKey: boolean; allowPeers: number }
   }
   peers: { connected: number; known: number }
@@ -540,15 +543,29 @@ export const statusCommand: Command = {
       ...(body.mesh.private?.swarmKey ? ['swarm key'] : []),
       ...(body.mesh.private?.allowPeers ? [`${body.mesh.private.allowPeers} allowed peers`] : []),
     ]
+    const topology = body.topology ?? 'mesh'
+    const discovery =
+      topology === 'mesh'
+        ? [`mDNS ${body.mesh.mdns ? 'on' : 'off'}`, `${body.mesh.bootstrap.length} bootstrap`]
+        : ['mDNS off']
     const mesh = body.mesh.attached
-      ? `${body.mesh.name} (mDNS ${body.mesh.mdns ? 'on' : 'off'}, ${body.mesh.bootstrap.length} bootstrap${
-          closed.length > 0 ? `, private: ${closed.join(', ')}` : ''
-        })`
+      ? `${body.mesh.name} (${[...discovery, ...(closed.length > 0 ? [`private: ${closed.join(', ')}`] : [])].join(', ')})`
       : 'not attached: this peer runs alone and does not replicate'
+    const hubs = body.mesh.hubs ?? []
+    const shape =
+      topology === 'hub'
+        ? [['topology', 'hub: client peers (hearsay up --hub <address>) talk only to this peer']]
+        : topology === 'hub-client'
+          ? hubs.map((address, i) => [
+              i === 0 ? 'topology' : '',
+              `${i === 0 ? 'hub client of ' : '              '}${address}`,
+            ])
+          : [['topology', 'mesh (peer-to-peer)']]
     const lines = [
       ['peer id', body.peerId],
       ['version', `hearsay ${body.version}, pid ${body.pid}, up ${duration(body.uptimeMs)}`],
       ['API', body.api.url],
+      ...shape,
       ['mesh', mesh],
       ...body.mesh.addresses.map((address, i) => [i === 0 ? 'addresses' : '', address]),
       ['peers', `${body.peers.connected} connected, ${body.peers.known} known`],
@@ -574,18 +591,6 @@ export const statusCommand: Command = {
     }
     for (const line of table(rows)) context.out(line)
     return EXIT.OK
-  },
-}
-
-export const hubCommand: Command = {
-  name: 'hub',
-  args: '',
-  summary: 'run as a hub for client peers (not yet available)',
-  async run() {
-    throw new CliError(
-      EXIT.UNAVAILABLE,
-      'hub mode is not yet available in this version; peers replicate as a mesh (hearsay up)',
-    )
   },
 }
 

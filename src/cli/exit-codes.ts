@@ -14,10 +14,10 @@ export const EXIT = {
   REJECTED: 5,
   /** The write is durable here, but fewer peers than --ack held it before the timeout (HTTP 202). */
   ACK_TIMEOUT: 6,
-  /** `hearsay up` could not start the daemon (data dir locked, port in use, bad config, store). */
+  /** `hearsay up`/`hub` could not start the daemon (data dir locked, port in use, bad config, store). */
   START_FAILED: 7,
-  /** Not available yet (`hearsay hub`). */
-  UNAVAILABLE: 8,
+  // 8: `hearsay hub` exited 8 before hub mode existed; nothing uses it now. Left unassigned so it
+  // takes no second meaning for scripts written against older versions.
 } as const
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT]

@@ -9,7 +9,6 @@ import {
   counterCommand,
   delCommand,
   getCommand,
-  hubCommand,
   incrCommand,
   joinCommand,
   lsCommand,
@@ -22,10 +21,10 @@ import {
   watchCommand,
 } from './commands.ts'
 import { CliError, EXIT } from './exit-codes.ts'
-import { initCommand, upCommand } from './up.ts'
+import { hubCommand, initCommand, upCommand } from './up.ts'
 
 /**
- * `hearsay`: runs a peer (`init`, `up`) and talks to the running one over its local HTTP API
+ * `hearsay`: runs a peer (`init`, `up`, `hub`) and talks to the running one over its local HTTP API
  * (everything else). Runs as `node src/cli/main.ts` or, built, as `dist/cli/main.js`.
  */
 
@@ -46,6 +45,7 @@ const openapiCommand: Command = {
 const COMMANDS: Command[] = [
   initCommand,
   upCommand,
+  hubCommand,
   putCommand,
   getCommand,
   delCommand,
@@ -60,7 +60,6 @@ const COMMANDS: Command[] = [
   connectCommand,
   joinCommand,
   statusCommand,
-  hubCommand,
   openapiCommand,
 ]
 
@@ -121,7 +120,7 @@ Client commands also take --api <url> and, for data, -n/--ns <namespace>.
 "hearsay <command> --help" shows a command's options.
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 no daemon, 4 not found, 5 rejected (bad input),
-6 ack timeout (written here, not yet on enough peers), 7 daemon could not start, 8 not available.
+6 ack timeout (written here, not yet on enough peers), 7 daemon could not start.
 Docs: docs/cli.md, docs/api.md, docs/configuration.md`
 }
 
@@ -231,6 +230,6 @@ if (isEntryPoint()) {
     env: process.env,
   })
   process.exitCode = code
-  // `up` leaves timers and sockets of the stopped node behind; every other command ends on its own.
-  if (process.argv[2] === 'up') process.exit(code)
+  // `up` and `hub` leave timers and sockets of the stopped node behind; every other command ends on its own.
+  if (process.argv[2] === 'up' || process.argv[2] === 'hub') process.exit(code)
 }

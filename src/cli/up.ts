@@ -12,11 +12,18 @@ import { dirname, join } from 'node:path'
 import { SWARM_KEY_FILE } from '../daemon/constants.ts'
 import { DaemonStartError } from '../daemon/errors.ts'
 import { resolveDataDir } from '../daemon/paths.ts'
-import { type DaemonConfig, SETTINGS, type Setting, type Settings } from '../daemon/settings.ts'
+import {
+  type DaemonConfig,
+  SETTINGS,
+  type Setting,
+  type Settings,
+  type Topology,
+  topologyOf,
+} from '../daemon/settings.ts'
 import type { Command, CommandContext, OptionSpec } from './command.ts'
 import { CliError, EXIT } from './exit-codes.ts'
 
-/** `hearsay init` and `hearsay up`: the commands that run in the daemon's own data dir. */
+/** `hearsay init`, `hearsay up` and `hearsay hub`: the commands that run in the daemon's own data dir. */
 
 /** One option per setting of the config table (src/daemon/config.ts), so flags never drift from it. */
 export const SETTING_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(
@@ -67,6 +74,7 @@ function flagsOf(context: CommandContext): Partial<Record<keyof Settings, string
 
 async function loadFor(
   context: CommandContext,
+  options: { isHub?: boolean } = {},
 ): Promise<{ config: DaemonConfig; file: { path: string; found: boolean } }> {
   const dataDir = resolveDataDir({
     flag: context.values['data-dir'] as string | undefined,
@@ -75,7 +83,7 @@ async function loadFor(
   // Loaded on demand: the config loader pulls in the peer and multiaddr parsing, which client commands never need.
   const { loadConfig } = await import('../daemon/config.ts')
   try {
-    return loadConfig({ dataDir, flags: flagsOf(context), env: context.io.env })
+    return loadConfig({ dataDir, flags: flagsOf(context), env: context.io.env, isHub: options.isHub })
   } catch (error) {
     if (error instanceof DaemonStartError) throw new CliError(EXIT.START_FAILED, error.message, error.code)
     throw error
@@ -169,6 +177,9 @@ function hint(context: CommandContext): string {
   return context.io.env.npm_lifecycle_event !== undefined ? 'npm run -s hearsay --' : 'hearsay'
 }
 
+const DAEMON_EXIT_CODES = `Exit codes: 0 stopped cleanly, 1 the store failed, 7 could not start (data dir locked by another
+daemon, port in use, bad config, unreadable store).`
+
 export const upCommand: Command = {
   name: 'up',
   args: '',
@@ -177,83 +188,135 @@ export const upCommand: Command = {
 variables (strongest); see docs/configuration.md. Prints the API URL, the peer id and the addresses
 once ready (--json: one JSON line {"event":"ready",...}). Logs go to stderr.
 
-Exit codes: 0 stopped cleanly, 1 the store failed, 7 could not start (data dir locked by another
-daemon, port in use, bad config, unreadable store).`,
+With --hub <address> (repeatable) the peer is a hub client: it talks only to those hubs (started
+with "hearsay hub"), never to other peers; --bootstrap and --mdns do not go with it.
+
+${DAEMON_EXIT_CODES}`,
   options: SETTING_OPTIONS,
-  async run(context) {
-    const { config } = await loadFor(context)
-    quietExperimentalWarnings()
-    const tty = context.io.stderr.isTTY === true && !context.json
-    if (tty) context.io.stderr.write('starting hearsay…\n')
-    const { startDaemon } = await import('../daemon/daemon.ts')
-    let daemon: Awaited<ReturnType<typeof startDaemon>>
-    try {
-      daemon = await startDaemon(config)
-    } catch (error) {
-      if (error instanceof DaemonStartError) throw new CliError(EXIT.START_FAILED, error.message, error.code)
-      throw error
-    }
+  run: (context) => runDaemon(context, false),
+}
 
-    let signals = 0
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++
-      if (signals > 1) {
-        context.err(`${signal} again: exiting without waiting (acknowledged writes are already durable)`)
-        process.exit(130)
-      }
-      void daemon.stop(signal)
+export const hubCommand: Command = {
+  name: 'hub',
+  args: '',
+  summary: 'run the daemon in the foreground as a hub that client peers (up --hub) talk to',
+  details: `The client-server shape, to run next to (or compare with) the peer-to-peer mesh: clients
+started with "hearsay up --hub <address of this hub>" talk only to the hub, which relays every write
+to the other clients and serves their catch-up. Same protocol, API and settings as "hearsay up"; a
+hub never dials peers, so --hub, --bootstrap and --mdns are refused (mDNS is off).
+
+  hearsay hub --listen /ip4/0.0.0.0/tcp/7601
+  hearsay up --hub /ip4/192.168.1.7/tcp/7601/p2p/12D3KooW…     # on each client
+
+${DAEMON_EXIT_CODES}`,
+  options: SETTING_OPTIONS,
+  run: (context) => runDaemon(context, true),
+}
+
+/** `up` and `hub`: start the daemon, print where it is, run until a signal. */
+async function runDaemon(context: CommandContext, isHub: boolean): Promise<number> {
+  const { config } = await loadFor(context, { isHub })
+  quietExperimentalWarnings()
+  const tty = context.io.stderr.isTTY === true && !context.json
+  if (tty) context.io.stderr.write(`starting hearsay${isHub ? ' as a hub' : ''}…\n`)
+  const { startDaemon } = await import('../daemon/daemon.ts')
+  let daemon: Awaited<ReturnType<typeof startDaemon>>
+  try {
+    daemon = await startDaemon(config)
+  } catch (error) {
+    if (error instanceof DaemonStartError) throw new CliError(EXIT.START_FAILED, error.message, error.code)
+    throw error
+  }
+
+  let signals = 0
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++
+    if (signals > 1) {
+      context.err(`${signal} again: exiting without waiting (acknowledged writes are already durable)`)
+      process.exit(130)
     }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-    process.on('SIGHUP', onSignal)
-    process.on('uncaughtException', (error) => {
-      daemon.logger.fatal({ err: error }, 'uncaught exception')
-      process.exitCode = EXIT.FAILURE
-      void daemon.stop('uncaught exception').finally(() => process.exit(EXIT.FAILURE))
+    void daemon.stop(signal)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  process.on('SIGHUP', onSignal)
+  process.on('uncaughtException', (error) => {
+    daemon.logger.fatal({ err: error }, 'uncaught exception')
+    process.exitCode = EXIT.FAILURE
+    void daemon.stop('uncaught exception').finally(() => process.exit(EXIT.FAILURE))
+  })
+
+  const addresses = daemon.addresses()
+  const meshAttached = daemon.peer.attachedMesh !== undefined
+  const topology = topologyOf(config)
+  if (context.json) {
+    context.printJson({
+      event: 'ready',
+      url: daemon.url,
+      peerId: daemon.peerId,
+      addresses,
+      meshAttached,
+      topology,
+      dataDir: config.dataDir,
+      pid: process.pid,
     })
-
-    const addresses = daemon.addresses()
-    const meshAttached = daemon.peer.attachedMesh !== undefined
-    if (context.json) {
-      context.printJson({
-        event: 'ready',
-        url: daemon.url,
-        peerId: daemon.peerId,
-        addresses,
-        meshAttached,
-        dataDir: config.dataDir,
-        pid: process.pid,
-      })
-    } else {
-      printBanner(context, daemon.url, daemon.peerId, addresses, meshAttached, config)
-    }
-    const outcome = await daemon.done
-    return outcome.failed ? EXIT.FAILURE : EXIT.OK
-  },
+  } else {
+    printBanner(context, {
+      url: daemon.url,
+      peerId: daemon.peerId,
+      addresses,
+      meshAttached,
+      topology,
+      config,
+    })
+  }
+  const outcome = await daemon.done
+  return outcome.failed ? EXIT.FAILURE : EXIT.OK
 }
 
 function printBanner(
   context: CommandContext,
-  url: string,
-  peerId: string,
-  addresses: string[],
-  meshAttached: boolean,
-  config: DaemonConfig,
+  ready: {
+    url: string
+    peerId: string
+    addresses: string[]
+    meshAttached: boolean
+    topology: Topology
+    config: DaemonConfig
+  },
 ): void {
+  const { url, peerId, addresses, config } = ready
   const cli = hint(context)
-  const mesh = meshAttached
-    ? `${config.mesh} (mDNS ${config.mdns ? 'on' : 'off'}, ${config.bootstrap.length} bootstrap peer(s))`
-    : 'not attached: this peer runs alone'
+  const mesh = !ready.meshAttached
+    ? 'not attached: this peer runs alone'
+    : ready.topology === 'mesh'
+      ? `${config.mesh} (mDNS ${config.mdns ? 'on' : 'off'}, ${config.bootstrap.length} bootstrap peer(s))`
+      : `${config.mesh} (mDNS off)`
+  const topology =
+    ready.topology === 'hub'
+      ? ['  topology   hub: client peers connect here and talk only to this hub']
+      : ready.topology === 'hub-client'
+        ? config.hub.map(
+            (a, i) => `  ${i === 0 ? 'topology   hub client of' : '                        '} ${a}`,
+          )
+        : ['  topology   mesh (peer-to-peer)']
+  // Loopback is the one address every host has; another one is what a client elsewhere can reach.
+  const forClients =
+    addresses.find((a) => !a.startsWith('/ip4/127.') && !a.startsWith('/ip6/::1/')) ?? addresses[0]
   const lines = [
-    'hearsay is up',
+    `hearsay is up${ready.topology === 'hub' ? ' as a hub' : ''}`,
     `  API        ${url}`,
     `  peer id    ${peerId}`,
     ...(addresses.length === 0
       ? ['  addresses  (none)']
       : addresses.map((a, i) => `  ${i === 0 ? 'addresses' : '         '}  ${a}`)),
+    ...topology,
     `  mesh       ${mesh}`,
     `  data dir   ${config.dataDir}`,
     '',
+    ...(ready.topology === 'hub' && forClients !== undefined
+      ? ['Start clients of this hub with:', `  ${cli} up --hub ${forClients}`, '']
+      : []),
     'Try, in another terminal:',
     `  ${cli} put greeting hello`,
     `  ${cli} get greeting`,

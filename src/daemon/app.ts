@@ -10,6 +10,7 @@ import type { ReadCache } from './read-cache.ts'
 import { errorResponse, JSON_TYPE, json, type Route, type RouteContext } from './route.ts'
 import { counterRoutes, kvRoutes, listRoute, namespaceRoutes, setRoutes, watchRoute } from './routes-data.ts'
 import { peerRoutes, statusRoute } from './routes-system.ts'
+import type { Topology } from './settings.ts'
 import type { WatchHub } from './watch.ts'
 
 /**
@@ -25,6 +26,10 @@ export interface DaemonInfo {
   meshName: string
   mdns: boolean
   bootstrap: string[]
+  /** mesh, hub, or hub-client (see settings.ts). */
+  topology: Topology
+  /** The hubs a hub client talks to (empty otherwise). */
+  hubs: string[]
   /** Private mesh: whether a swarm key is in use, and how many peer ids are allowed (0: anyone). */
   privateMesh: { swarmKey: boolean; allowPeers: number }
   storePath?: string

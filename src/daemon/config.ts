@@ -4,10 +4,18 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { HearsayPeer } from '../peer/peer.ts'
 import { DaemonStartError } from './errors.ts'
 import { dataDirFiles, type Env } from './paths.ts'
-import { type DaemonConfig, SETTINGS, type Setting, type SettingSource, type Settings } from './settings.ts'
+import {
+  type DaemonConfig,
+  SETTINGS,
+  type Setting,
+  type SettingSource,
+  type Settings,
+  type Topology,
+  topologyOf,
+} from './settings.ts'
 
-export type { DaemonConfig, Setting, SettingSource, Settings }
-export { SETTINGS }
+export type { DaemonConfig, Setting, SettingSource, Settings, Topology }
+export { SETTINGS, topologyOf }
 
 /**
  * Daemon configuration from three sources, weakest first: `config.json` in the data dir, command-line
@@ -39,6 +47,8 @@ export function loadConfig(init: {
   dataDir: string
   flags?: Partial<Record<keyof Settings, string | string[] | boolean>>
   env?: Env
+  /** Run as a hub (`hearsay hub`). */
+  isHub?: boolean
 }): LoadedConfig {
   const env = init.env ?? process.env
   const settings = defaultSettings() as unknown as Record<string, unknown>
@@ -73,8 +83,13 @@ export function loadConfig(init: {
     settings[setting.key] = fromText(setting, value, setting.env)
     sources[setting.key] = 'env'
   }
-  const config = { ...(settings as unknown as Settings), dataDir: init.dataDir }
+  const config: DaemonConfig = {
+    ...(settings as unknown as Settings),
+    dataDir: init.dataDir,
+    ...(init.isHub === true ? { isHub: true } : {}),
+  }
   checkConfig(config)
+  checkTopology(config, (key) => describeSource(key, sources[key], path))
   return { config, sources, file: { path, found: file !== undefined } }
 }
 
@@ -176,6 +191,7 @@ function checkConfig(config: DaemonConfig): void {
   for (const [key, list] of [
     ['listen', config.listen],
     ['bootstrap', config.bootstrap],
+    ['hub', config.hub],
   ] as const) {
     for (const address of list) {
       try {
@@ -183,6 +199,16 @@ function checkConfig(config: DaemonConfig): void {
       } catch (error) {
         throw invalid(key, `"${address}" is not a multiaddr: ${(error as Error).message}`)
       }
+    }
+  }
+  for (const address of config.hub) {
+    // Checked here so the message says "hub", not the mesh layer's "bootstrap address".
+    if (
+      !multiaddr(address)
+        .getComponents()
+        .some((component) => component.name === 'p2p')
+    ) {
+      throw invalid('hub', `"${address}" must end in /p2p/<peer id> (the hub prints its addresses at start)`)
     }
   }
   for (const id of config.allowPeers) {
@@ -193,6 +219,48 @@ function checkConfig(config: DaemonConfig): void {
     }
   }
   if (config.sseHeartbeatMs < 100) throw invalid('sseHeartbeatMs', 'must be at least 100')
+}
+
+/**
+ * The client-server shape excludes the mesh's own ways of finding peers: a hub client talks to its
+ * hubs only, and a hub waits for its clients. mDNS is merely off in both unless asked for explicitly.
+ */
+function checkTopology(config: DaemonConfig, named: (key: keyof Settings) => string | undefined): void {
+  const topology = topologyOf(config)
+  if (topology === 'mesh') return
+  if (config.isHub === true && config.hub.length > 0) {
+    throw invalid(
+      `hub${named('hub') ?? ''}`,
+      'lists hubs to be a client of, but this peer runs as a hub (hearsay hub): remove it, or run "hearsay up --hub <address>" for a client',
+    )
+  }
+  const role = topology === 'hub' ? 'a hub waits for its clients' : 'a hub client talks only to its hubs'
+  const shape = topology === 'hub' ? 'hearsay hub' : `hub${named('hub') ?? ''}`
+  if (config.bootstrap.length > 0) {
+    throw invalid(
+      `bootstrap${named('bootstrap') ?? ''}`,
+      `cannot be used with ${shape}: ${role}; remove one of the two`,
+    )
+  }
+  const mdns = named('mdns')
+  if (config.mdns && mdns !== undefined) {
+    throw invalid(`mdns${mdns}`, `cannot be on with ${shape}: ${role}`)
+  }
+}
+
+/** " (--flag)", " (VARIABLE)" or " (in config.json)" for a setting that was set; undefined for a default. */
+function describeSource(key: keyof Settings, source: SettingSource, path: string): string | undefined {
+  const setting = BY_KEY.get(key)!
+  switch (source) {
+    case 'flag':
+      return ` (--${setting.flag})`
+    case 'env':
+      return ` (${setting.env})`
+    case 'file':
+      return ` (in ${path})`
+    default:
+      return undefined
+  }
 }
 
 function invalid(where: string, message: string): DaemonStartError {

@@ -7,7 +7,7 @@ import { createMemoryStore } from '../store/memory.ts'
 import { openSqliteStore } from '../store/sqlite.ts'
 import { type Store, StoreError } from '../store/types.ts'
 import { type App, createApp, type DaemonInfo } from './app.ts'
-import type { DaemonConfig } from './config.ts'
+import { type DaemonConfig, topologyOf } from './config.ts'
 import { DaemonStartError } from './errors.ts'
 import { acquireLock, type DataDirLock } from './lock.ts'
 import { createLogger, type Logger } from './logger.ts'
@@ -100,13 +100,17 @@ export async function startDaemon(
     undo.push(() => hub.close())
     let url = ''
     const version = packageVersion()
+    const topology = topologyOf(config)
     const info = (): DaemonInfo => ({
       version,
       url,
       dataDir: config.dataDir,
       meshName: config.mesh,
-      mdns: config.mdns,
+      // A hub and its clients never use mDNS, whatever the setting says.
+      mdns: config.mdns && topology === 'mesh',
       bootstrap: config.bootstrap,
+      topology,
+      hubs: config.hub,
       privateMesh: { swarmKey: swarmKey !== undefined, allowPeers: config.allowPeers.length },
       storePath: config.storage === 'sqlite' ? files.database : undefined,
       startedAt,
@@ -135,6 +139,8 @@ export async function startDaemon(
       listen: config.listen,
       bootstrap: config.bootstrap,
       mdns: config.mdns,
+      hub: config.hub.length > 0 ? config.hub : undefined,
+      isHub: config.isHub === true,
       loopbackTesting: config.loopbackTesting,
       swarmKey,
       allowPeers: config.allowPeers.length > 0 ? config.allowPeers : undefined,
@@ -190,7 +196,14 @@ export async function startDaemon(
       void daemon.stop('store failed').catch(() => {})
     })
     logger.info(
-      { url, peerId, dataDir: config.dataDir, addresses: daemon.addresses(), namespaces: peer.namespaces() },
+      {
+        url,
+        peerId,
+        topology,
+        dataDir: config.dataDir,
+        addresses: daemon.addresses(),
+        namespaces: peer.namespaces(),
+      },
       'ready',
     )
     return daemon

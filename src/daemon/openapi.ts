@@ -539,6 +539,12 @@ export function openApiDocument(): Record<string, unknown> {
             uptimeMs: { type: 'integer' },
             api: { type: 'object', properties: { url: { type: 'string' } } },
             dataDir: { type: 'string' },
+            topology: {
+              type: 'string',
+              enum: ['mesh', 'hub', 'hub-client'],
+              description:
+                'mesh: peer-to-peer; hub: the server of the client-server shape (hearsay hub); hub-client: talks only to its hubs',
+            },
             mesh: {
               type: 'object',
               properties: {
@@ -547,6 +553,11 @@ export function openApiDocument(): Record<string, unknown> {
                 addresses: { type: 'array', items: { type: 'string' } },
                 mdns: { type: 'boolean' },
                 bootstrap: { type: 'array', items: { type: 'string' } },
+                hubs: {
+                  type: 'array',
+                  items: { type: 'string' },
+                  description: 'The hubs a hub client talks to (empty otherwise)',
+                },
                 private: {
                   type: 'object',
                   properties: { swarmKey: { type: 'boolean' }, allowPeers: { type: 'integer' } },

@@ -19,6 +19,7 @@ export interface Settings {
   apiPort: number
   listen: string[]
   bootstrap: string[]
+  hub: string[]
   mdns: boolean
   mesh: string
   namespaces: string[]
@@ -36,6 +37,19 @@ export interface Settings {
 
 export interface DaemonConfig extends Settings {
   dataDir: string
+  /** Run as a hub for client peers (`hearsay hub`): a command, not a setting, so one config.json serves both. */
+  isHub?: boolean
+}
+
+/**
+ * How this peer is wired: `mesh` (peer-to-peer, the default), `hub` (the server of the client-server
+ * shape) or `hub-client` (talks to its hubs only). The protocol is the same in all three.
+ */
+export type Topology = 'mesh' | 'hub' | 'hub-client'
+
+export function topologyOf(config: Pick<DaemonConfig, 'hub' | 'isHub'>): Topology {
+  if (config.isHub === true) return 'hub'
+  return config.hub.length > 0 ? 'hub-client' : 'mesh'
 }
 
 export type SettingSource = 'default' | 'file' | 'flag' | 'env'
@@ -84,6 +98,15 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'list',
     default: [],
     description: 'Multiaddrs of peers to dial at start and stay connected to (with /p2p/<peer id>).',
+  },
+  {
+    key: 'hub',
+    flag: 'hub',
+    env: 'HEARSAY_HUB',
+    kind: 'list',
+    default: [],
+    description:
+      'Hub client: talk only to these hubs (multiaddrs with /p2p/<peer id>, from `hearsay hub`); no mDNS, no bootstrap.',
   },
   {
     key: 'mdns',

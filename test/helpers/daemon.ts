@@ -1,7 +1,7 @@
 /**
- * Real daemon processes for tests: `hearsay up` started through the CLI entry, on port 0, with its
- * data dir under os.tmpdir(). Every process started here is tracked; call `stopAllDaemons()` in
- * afterEach/afterAll. Waits poll with deadlines, never sleep.
+ * Real daemon processes for tests: `hearsay up` (or `hearsay hub`) started through the CLI entry, on
+ * port 0, with its data dir under os.tmpdir(). Every process started here is tracked; call
+ * `stopAllDaemons()` in afterEach/afterAll. Waits poll with deadlines, never sleep.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -37,6 +37,7 @@ export interface DaemonProcess {
   peerId: string
   addresses: string[]
   meshAttached: boolean
+  topology: 'mesh' | 'hub' | 'hub-client'
   home: string
   child: ChildProcess
   exited: Promise<Exit>
@@ -47,6 +48,8 @@ export interface DaemonProcess {
 }
 
 export interface StartOptions {
+  /** `up` (default) or `hub`: the same daemon, run as a hub for client peers. */
+  command?: 'up' | 'hub'
   home?: string
   args?: string[]
   env?: Record<string, string>
@@ -55,12 +58,12 @@ export interface StartOptions {
   timeoutMs?: number
 }
 
-/** Spawns `hearsay up`; rejects (with its stderr) if it exits or takes longer than the deadline. */
+/** Spawns `hearsay up` (or `hub`); rejects (with its stderr) if it exits or takes longer than the deadline. */
 export function startDaemon(options: StartOptions = {}): Promise<DaemonProcess> {
   const home = options.home ?? tempHome()
   const args = [
     CLI,
-    'up',
+    options.command ?? 'up',
     '--json',
     '--api-port',
     '0',
@@ -110,6 +113,7 @@ export function startDaemon(options: StartOptions = {}): Promise<DaemonProcess> 
         peerId: ready.peerId,
         addresses: ready.addresses,
         meshAttached: ready.meshAttached,
+        topology: ready.topology,
         home,
         child,
         exited,
