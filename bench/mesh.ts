@@ -75,30 +75,29 @@ export async function measureLatency(
 ): Promise<LatencyResult> {
   const acked = new Map<string, number>()
   const seen = new Map<string, number[]>()
-  const perReceiver = new Map<PeerProcess, number[]>()
-  cluster.writer.on((event) => {
-    if (event.event === 'acked' && String(event.key).startsWith(prefix))
-      acked.set(String(event.key), Number(event.at))
-  })
-  for (const receiver of cluster.receivers) {
-    perReceiver.set(receiver, [])
-    receiver.on((event) => {
-      if (event.event !== 'seen' || !String(event.key).startsWith(prefix)) return
-      const list = seen.get(String(event.key)) ?? []
-      list.push(Number(event.at))
-      seen.set(String(event.key), list)
-    })
-    await receiver.request({ cmd: 'watch', prefix })
+  for (const receiver of cluster.receivers) await receiver.request({ cmd: 'watch', prefix })
+  const collect = async () => {
+    for (const peer of cluster.peers) {
+      const reply = await peer.request({ cmd: 'observations' })
+      for (const [key, at] of reply.acked as Array<[string, number]>) acked.set(key, at)
+      if (peer === cluster.writer) continue
+      for (const [key, at] of reply.seen as Array<[string, number]>) {
+        const list = seen.get(key) ?? []
+        list.push(at)
+        seen.set(key, list)
+      }
+    }
   }
   await cluster.writer.request({ cmd: 'write-rate', prefix, rate, durationMs }, durationMs + 120_000)
   const expected = Math.floor((rate * durationMs) / 1000)
   // Let stragglers arrive (bounded).
   const deadline = Date.now() + 15_000
-  while (Date.now() < deadline) {
+  for (;;) {
+    await collect()
     let complete = 0
     for (const list of seen.values()) if (list.length === cluster.receivers.length) complete++
-    if (complete >= expected) break
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    if (complete >= expected || Date.now() > deadline) break
+    await new Promise((resolve) => setTimeout(resolve, 200))
   }
   const lags: number[] = []
   let delivered = 0

@@ -9,12 +9,14 @@
  *       HEARSAY_MESH: mesh name (default 'default')
  * stdin commands:  {"cmd":"put","key":"k","value":"v"} | {"cmd":"get","key":"k"} | {"cmd":"digest"}
  *                  {"cmd":"write-rate","prefix":"p","rate":200,"durationMs":20000}
- *                  {"cmd":"watch","prefix":"p"} | {"cmd":"io"} | {"cmd":"peers"} | {"cmd":"stop"}
- * stdout events:   {"event":"ready","address":...,"peerId":...} | {"event":"acked","key":...,"at":ms}
- *                  {"event":"seen","key":...,"at":ms} | {"event":"reply","id":...,...}
+ *                  {"cmd":"watch","prefix":"p"} | {"cmd":"observations"} | {"cmd":"io"} | {"cmd":"peers"}
+ *                  {"cmd":"stop"}
+ * stdout events:   {"event":"ready","address":...,"peerId":...} | {"event":"reply","id":...,...}
  *                  {"event":"discovered","peerId":...,"addresses":[...],"at":ms}
  *                  {"event":"connected","peerId":...,"at":ms}
- * Times are wall-clock milliseconds with sub-millisecond precision, comparable across processes.
+ * `observations` returns the [key, time] pairs of remote changes under the watched prefix and of
+ * acknowledged write-rate writes, kept in memory until asked. Times are wall-clock milliseconds with
+ * sub-millisecond precision, comparable across processes.
  */
 import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
@@ -28,8 +30,17 @@ const clock = () => performance.timeOrigin + performance.now()
 const te = new TextEncoder()
 const td = new TextDecoder()
 
+// Lines are gathered and written once per event-loop turn: a synchronous pipe write per event
+// would cost the peer more than the work being measured. Times are taken when events happen.
+let outgoing: string[] = []
 function emit(event: object): void {
-  process.stdout.write(`${JSON.stringify(event)}\n`)
+  if (outgoing.length === 0) setImmediate(flushOutput)
+  outgoing.push(JSON.stringify(event))
+}
+function flushOutput(): void {
+  const lines = outgoing
+  outgoing = []
+  if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`)
 }
 
 const identity = await loadOrCreateIdentity({ dataDir })
@@ -49,7 +60,11 @@ const mesh = await attachMesh(peer, {
   isHub: role === 'hub',
   mdns,
   loopbackTesting: true,
-  syncIntervalMs: Number(process.env.HEARSAY_SYNC_INTERVAL_MS ?? 2000),
+  // The defaults a user gets, unless a run overrides them.
+  syncIntervalMs: process.env.HEARSAY_SYNC_INTERVAL_MS
+    ? Number(process.env.HEARSAY_SYNC_INTERVAL_MS)
+    : undefined,
+  gossipDegree: process.env.HEARSAY_GOSSIP_D ? Number(process.env.HEARSAY_GOSSIP_D) : undefined,
 })
 const libp2p = mesh.node.libp2p
 libp2p.addEventListener('peer:discovery', (evt) => {
@@ -64,10 +79,13 @@ libp2p.addEventListener('peer:connect', (evt) => {
   emit({ event: 'connected', peerId: evt.detail.toString(), at: clock() })
 })
 const replica = peer.namespace('ns')
+// Observations stay in memory until asked for: no I/O of the harness on the measured path.
 let watched: string | undefined
+const seen: Array<[string, number]> = []
+const acked: Array<[string, number]> = []
 replica.on('change', (change) => {
   if (watched !== undefined && change.origin === 'remote' && change.key.startsWith(watched)) {
-    emit({ event: 'seen', key: change.key, at: clock() })
+    seen.push([change.key, clock()])
   }
 })
 
@@ -81,9 +99,9 @@ async function writeAtRate(prefix: string, rate: number, durationMs: number): Pr
     if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait))
     const key = `${prefix}${i}`
     pending.push(
-      replica
-        .put(key, te.encode(`{"i":${i}}`), 'application/json')
-        .then(() => emit({ event: 'acked', key, at: clock() })),
+      replica.put(key, te.encode(`{"i":${i}}`), 'application/json').then(() => {
+        acked.push([key, clock()])
+      }),
     )
     if (pending.length > 1000) await Promise.all(pending.splice(0, 500))
   }
@@ -121,6 +139,10 @@ lines.on('line', async (line) => {
       case 'digest':
         reply({ digest: replica.digest(), entries: replica.entryCount, peers: mesh.node.peers().length })
         break
+      case 'observations':
+        // What was seen and acknowledged since the last ask: [key, wall-clock ms] pairs.
+        reply({ seen: seen.splice(0), acked: acked.splice(0) })
+        break
       case 'watch':
         watched = String(command.prefix)
         reply({ ok: true })
@@ -142,6 +164,7 @@ lines.on('line', async (line) => {
       case 'stop':
         await peer.stop()
         reply({ stopped: true })
+        flushOutput()
         process.exit(0)
         break
       default:
