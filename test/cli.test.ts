@@ -1,6 +1,6 @@
 /**
- * The `hearsay` command, run as a real process (src/cli/main.ts, the same entry `npm run build`
- * compiles to dist/cli/main.js) against a real daemon found through its data dir.
+ * The built `hearsay` command (dist/cli/main.js, package.json `bin`), run as a real process against
+ * a real daemon found through its data dir.
  */
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -161,8 +161,10 @@ describe.concurrent('data commands', () => {
 
 async function runCliBytes(args: string[]): Promise<Buffer> {
   const { spawn } = await import('node:child_process')
-  const { CLI, cleanEnv } = await import('./helpers/daemon.ts')
-  const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv({ HEARSAY_HOME: daemon.home }) })
+  const { BUILT_CLI, cleanEnv } = await import('./helpers/daemon.ts')
+  const child = spawn(process.execPath, [BUILT_CLI, ...args], {
+    env: cleanEnv({ HEARSAY_HOME: daemon.home }),
+  })
   const chunks: Buffer[] = []
   child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
   await new Promise((resolve) => child.once('close', resolve))

@@ -72,6 +72,19 @@ describe('anti-entropy repairs what gossip could not carry', () => {
     expect(b.mesh.counters.syncFailures + a.mesh.counters.syncFailures).toBe(0)
   })
 
+  it('a write made right after connecting arrives in seconds, with periodic anti-entropy a minute apart', async () => {
+    for (let round = 0; round < 3; round++) {
+      const [a, b] = await start(2, { syncIntervalMs: 60_000 })
+      await b.peer.dial(a.address)
+      // Gossip links may still be forming: the publish can reach nobody, and then a pushed
+      // anti-entropy round must carry it.
+      await a.peer.namespace('ns').put(`early/${round}`, te.encode('x'), 'text/plain')
+      expect(await eventually(() => b.peer.namespace('ns').get(`early/${round}`) !== undefined, 5000)).toBe(
+        true,
+      )
+    }
+  })
+
   it('heals a partition: both sides write, reconnect, converge', async () => {
     const peers = await start(4)
     const [a, b, c, d] = peers

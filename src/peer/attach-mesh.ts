@@ -172,13 +172,29 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     const topic = topicOf(namespace)
     try {
       const data = await signBatch(options.privateKey, self, topic, delta)
-      await node.publish(topic, data)
+      const { recipients } = await node.publish(topic, data)
       counters.gossipPublished++
       counters.gossipBytesSent += data.length
+      // Connected but nobody took it (gossip links still forming just after a connect): push by
+      // anti-entropy now rather than at the next periodic round.
+      if (recipients === 0 && node.peers().length > 0) pushSoon(namespace)
     } catch (error) {
       // Anti-entropy repairs whatever gossip could not carry.
       if (!stopped) logOnce('gossip', undefined, `publish failed: ${(error as Error).message}`, { namespace })
+      pushSoon(namespace)
     }
+  }
+
+  /** One anti-entropy round with every connected peer for a namespace, at most every 250 ms. */
+  const pushing = new Set<string>()
+  function pushSoon(namespace: string): void {
+    if (stopped || pushing.has(namespace)) return
+    pushing.add(namespace)
+    const timer = setTimeout(() => {
+      pushing.delete(namespace)
+      for (const remote of node.peers()) void sync.syncWith(remote, namespace).catch(() => {})
+    }, 250)
+    timer.unref()
   }
 
   // Batching keeps honest traffic far below this: 10,000 writes/s travel as ~500 batches/s.

@@ -4,11 +4,16 @@
  * `stopAllDaemons()` in afterEach/afterAll. Waits poll with deadlines, never sleep.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 export const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname
+/**
+ * The built `hearsay` binary (package.json `bin`), which client-command tests run. `npm test` builds
+ * it first (`pretest`), so it is never stale.
+ */
+export const BUILT_CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
 
 const children = new Set<ChildProcess>()
 const homes = new Set<string>()
@@ -163,7 +168,8 @@ export function runCli(
     timeoutMs?: number
   } = {},
 ): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  if (!existsSync(BUILT_CLI)) throw new Error(`${BUILT_CLI} is missing: run npm run build (npm test does)`)
+  const child = spawn(process.execPath, [BUILT_CLI, ...args], {
     // Never the user's real data dir.
     env: cleanEnv({ HEARSAY_HOME: options.home ?? tempHome(), ...options.env }),
     stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
