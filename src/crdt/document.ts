@@ -152,7 +152,11 @@ export class CrdtDocument {
     )
   }
 
-  /** Resets a counter: increments concurrent with the reset survive it. */
+  /**
+   * Resets a counter (observed-remove). A replica that increments concurrently, not having seen the
+   * reset, keeps its whole running total: its new entry supersedes its old one, which the reset
+   * removed, so the reset loses to it for that replica's share.
+   */
   deleteCounter(key: string): WriteResult | undefined {
     return this.removeInternal(internalKey('counter', key))
   }
