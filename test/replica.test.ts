@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { decodeDelta, encodeDelta } from '../src/codec/index.ts'
-import type { CausalContext, Delta } from '../src/crdt/index.ts'
+import { CausalContext, type Delta } from '../src/crdt/index.ts'
 import { type ChangeEvent, Replica } from '../src/replica/replica.ts'
 import { createMemoryStore } from '../src/store/memory.ts'
 import { openSqliteStore } from '../src/store/sqlite.ts'
@@ -143,6 +143,20 @@ describe('Replica', () => {
     expect(order).toEqual([])
     await write
     expect(order).toEqual(['delta 1', 'change register k', 'ack'].filter((e) => e !== 'ack').concat('ack'))
+  })
+
+  it('never serves anti-entropy a local write that is not durable yet', async () => {
+    const replica = open('a')
+    await replica.put('durable', te.encode('1'), json)
+    const pending = replica.put('pending', te.encode('2'), json)
+    // Applied in memory (readable here) but not yet committed: not for other peers.
+    expect(replica.get('pending')).toBeDefined()
+    const early = replica.deltasSince(new CausalContext())
+    expect(early.entries.map((e) => e.key)).toEqual(['rdurable'])
+    expect(early.context.size()).toBe(1)
+    await pending
+    const later = replica.deltasSince(new CausalContext())
+    expect(later.entries.map((e) => e.key).sort()).toEqual(['rdurable', 'rpending'])
   })
 
   it('groups writes of one turn into one store commit', async () => {

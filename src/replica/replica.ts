@@ -264,8 +264,20 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     return change
   }
 
+  /**
+   * What a peer at `remote` lacks, leaving out local writes not yet durable: a peer must never hold a
+   * dot of ours that a crash could still take back, or we would reuse it after the restart.
+   */
   deltasSince(remote: CausalContext): Delta {
-    return this.doc.deltasSince(remote)
+    const delta = this.doc.deltasSince(remote)
+    const local = this.pending?.local
+    if (local === undefined || local.length === 0) return delta
+    const unsent = new CausalContext()
+    for (const pendingDelta of local) unsent.merge(pendingDelta.context)
+    return {
+      entries: delta.entries.filter((entry) => !unsent.has(entry.replica, entry.counter)),
+      context: delta.context.difference(unsent),
+    }
   }
 
   context(): CausalContext {
