@@ -240,6 +240,12 @@ async function runDaemon(context: CommandContext, isHub: boolean): Promise<numbe
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   process.on('SIGHUP', onSignal)
+  // A promise rejected with nobody listening is almost always a network stream a peer reset: log it
+  // and keep serving (Node's default would turn it into an uncaught exception and stop the daemon).
+  // State is only ever changed through awaited commits, so nothing half-done is left behind.
+  process.on('unhandledRejection', (reason) => {
+    daemon.logger.error({ err: reason }, 'unhandled rejection; the daemon keeps running')
+  })
   process.on('uncaughtException', (error) => {
     daemon.logger.fatal({ err: error }, 'uncaught exception')
     process.exitCode = EXIT.FAILURE
