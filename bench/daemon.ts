@@ -16,9 +16,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Replica } from '../src/replica/replica.ts'
 import { openSqliteStore } from '../src/store/sqlite.ts'
+import { startDaemon as launchDaemon } from '../test/helpers/daemon.ts'
 import { formatNumber, now, printTable, type Row } from './harness.ts'
 
-const CLI = new URL('../src/cli/main.ts', import.meta.url).pathname
 const DURATION_S = 5
 const WARMUP_S = 1
 const GET_CONNECTIONS = 32
@@ -45,36 +45,11 @@ interface Daemon {
   readyMs: number
 }
 
-function startDaemon(home: string): Promise<Daemon> {
+/** `hearsay up` in its own process (the tests' launcher), timed from spawn to its ready line. */
+async function startDaemon(home: string): Promise<Daemon> {
   const started = now()
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      'up',
-      '--json',
-      '--api-port',
-      '0',
-      '--listen',
-      '/ip4/127.0.0.1/tcp/0',
-      '--no-mdns',
-      '--log-level',
-      'warn',
-    ],
-    { env: { ...process.env, HEARSAY_HOME: home }, stdio: ['ignore', 'pipe', 'inherit'] },
-  )
-  let stdout = ''
-  return new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`daemon exited (${code}) before ready`)))
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk
-      const line = stdout.split('\n').find((candidate) => candidate.includes('"event":"ready"'))
-      if (line === undefined) return
-      child.removeAllListeners('exit')
-      const ready = JSON.parse(line)
-      resolve({ url: ready.url, pid: ready.pid, child, readyMs: now() - started })
-    })
-  })
+  const daemon = await launchDaemon({ home, args: ['--log-level', 'warn'] })
+  return { url: daemon.url, pid: daemon.pid, child: daemon.child, readyMs: now() - started }
 }
 
 function stop(child: ChildProcess): Promise<void> {
