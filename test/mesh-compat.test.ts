@@ -23,7 +23,7 @@ import { decodeSignedBatch } from '../src/codec/gossip.ts'
 import { CrdtDocument, internalKey } from '../src/crdt/index.ts'
 import { messageId, msgIdFn } from '../src/mesh/message-id.ts'
 import { meshTopic } from '../src/mesh/topics.ts'
-import { signBatch } from '../src/peer/gossip.ts'
+import { batchSigner, signBatch } from '../src/peer/gossip.ts'
 import { eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
 
 const te = new TextEncoder()
@@ -207,8 +207,8 @@ describe('wire compatibility with stock @chainsafe/libp2p-gossipsub@14 on libp2p
       Buffer.from(messageId(topic, message.data)).toString('base64').replace(/=+$/, ''),
     )
     const batch = decodeSignedBatch(message.data)
-    expect(batch.signer).toBe(hearsay.mesh.peerId)
     const delta = decodeDelta(batch.delta)
+    expect(batchSigner(delta)).toBe(hearsay.mesh.peerId)
     const entry = delta.entries.find((e) => e.key === internalKey('register', 'greeting'))
     expect(entry?.replica.startsWith(hearsay.mesh.peerId)).toBe(true)
     expect(td.decode(entry?.value)).toBe('hello from libp2p 3')
@@ -223,7 +223,6 @@ describe('wire compatibility with stock @chainsafe/libp2p-gossipsub@14 on libp2p
     const doc = new CrdtDocument({ replica: `${old.peerId}~x` })
     const data = await signBatch(
       old.key,
-      old.peerId,
       topic,
       doc.put('from-v2', te.encode('hello from libp2p 2'), 'text/plain').delta,
     )
@@ -262,7 +261,7 @@ describe('wire compatibility with stock @chainsafe/libp2p-gossipsub@14 on libp2p
     const forger = new CrdtDocument({ replica: `${hearsay.mesh.peerId}~x` })
     await old.pubsub.publish(
       topic,
-      await signBatch(old.key, old.peerId, topic, forger.put('owned', te.encode('x'), 'text/plain').delta),
+      await signBatch(old.key, topic, forger.put('owned', te.encode('x'), 'text/plain').delta),
     )
     expect(await eventually(() => hearsay.mesh.counters.gossipRejected >= 2, 10_000)).toBe(true)
     const stockId = hearsay.mesh.node.peers().find((p) => p.toString() === old.peerId)!

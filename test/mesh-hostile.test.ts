@@ -69,28 +69,26 @@ describe('a hostile peer cannot hurt the mesh', () => {
   it('deltas attributed to another author, and bad signatures, are rejected', async () => {
     const { victim, honest, attacker, key } = await setup()
     const attackerId = peerIdFromPrivateKey(key).toString()
-    // Entries under the honest peer's replica id, signed by the attacker.
+    // Entries under the honest peer's replica id, signed with the attacker's key.
     const forger = new CrdtDocument({ replica: `${honest.mesh.peerId}~x` })
-    const forged = await signBatch(
-      key,
-      attackerId,
-      topic,
-      forger.put('owned', te.encode('pwned'), 'text/plain').delta,
-    )
+    const forged = await signBatch(key, topic, forger.put('owned', te.encode('pwned'), 'text/plain').delta)
     await attacker.publish(topic, forged)
-    // The attacker's own entries, but claiming the honest peer as signer.
-    const own = new CrdtDocument({ replica: `${honest.mesh.peerId}~y` })
-    const honestLooking = await signBatch(
-      key,
-      attackerId,
-      topic,
-      own.put('spoof', te.encode('x'), 'text/plain').delta,
+    // The attacker's own entries smuggled in beside another author's in one batch.
+    const own = new CrdtDocument({ replica: `${attackerId}~y` })
+    const mixed = own.put('spoof', te.encode('x'), 'text/plain').delta
+    const other = forger.put('spoof2', te.encode('y'), 'text/plain').delta
+    const both = { entries: [...mixed.entries, ...other.entries], context: mixed.context.clone() }
+    both.context.merge(other.context)
+    await attacker.publish(topic, await signBatch(key, topic, both))
+    // A valid batch of the attacker whose signature was swapped for garbage.
+    const valid = decodeSignedBatch(
+      await signBatch(key, topic, own.put('tampered', te.encode('z'), 'text/plain').delta),
     )
-    const decoded = decodeSignedBatch(honestLooking)
-    await attacker.publish(topic, encodeSignedBatch({ ...decoded, signer: honest.mesh.peerId }))
-    expect(await eventually(() => victim.mesh.counters.gossipRejected >= 2)).toBe(true)
+    await attacker.publish(topic, encodeSignedBatch({ ...valid, signature: new Uint8Array(64).fill(7) }))
+    expect(await eventually(() => victim.mesh.counters.gossipRejected >= 3)).toBe(true)
     expect(victim.peer.namespace('ns').get('owned')).toBeUndefined()
     expect(victim.peer.namespace('ns').get('spoof')).toBeUndefined()
+    expect(victim.peer.namespace('ns').get('tampered')).toBeUndefined()
     await expectHealthy(victim, honest, 'after-forgery')
   })
 
@@ -100,7 +98,7 @@ describe('a hostile peer cannot hurt the mesh', () => {
     const doc = new CrdtDocument({ replica: `${attackerId}~a` })
     await attacker.publish(
       topic,
-      await signBatch(key, attackerId, topic, doc.put('mine', te.encode('1'), 'text/plain').delta),
+      await signBatch(key, topic, doc.put('mine', te.encode('1'), 'text/plain').delta),
     )
     expect(await eventually(() => victim.peer.namespace('ns').get('mine') !== undefined)).toBe(true)
   })
@@ -159,12 +157,7 @@ describe('a hostile peer cannot hurt the mesh', () => {
     const doc = new CrdtDocument({ replica: `${attackerId}~f` })
     const sends: Promise<unknown>[] = []
     for (let i = 0; i < 1000; i++) {
-      const batch = await signBatch(
-        key,
-        attackerId,
-        topic,
-        doc.put(`flood/${i}`, te.encode('x'), 'text/plain').delta,
-      )
+      const batch = await signBatch(key, topic, doc.put(`flood/${i}`, te.encode('x'), 'text/plain').delta)
       sends.push(attacker.publish(topic, batch).catch(() => {}))
     }
     await Promise.all(sends)

@@ -5,11 +5,13 @@ import { Reader, Writer } from './wire.ts'
 /**
  * The gossip message: a batch of deltas signed by the peer that wrote them.
  *
- *   message = version:u8 type:u8(2) signer:string signature:bytes delta:bytes
+ *   message = version:u8 type:u8(2) signature:bytes delta:bytes
  *
  * gossipsub runs with StrictNoSign (no author, no signature of its own), so authorship travels
- * inside the message: the signature covers the topic and the encoded delta, and every entry in the
- * delta must belong to a replica of the signer. Relays forward the bytes untouched.
+ * inside the message: the signature covers the topic and the encoded delta, and every entry and dot
+ * in the delta must belong to replicas of one peer, the signer. The signer is not written out: the
+ * delta already names it in its replica ids (`<PeerId>~<incarnation>`). Relays forward the bytes
+ * untouched.
  */
 
 export const GOSSIP_VERSION = 1
@@ -17,18 +19,15 @@ const SIGNED_BATCH = 2
 const MAX_SIGNATURE_BYTES = 128
 
 export interface SignedBatch {
-  /** PeerId (string form) of the author. */
-  signer: string
   signature: Uint8Array
   /** The encoded delta (see delta.ts), exactly as signed. */
   delta: Uint8Array
 }
 
 export function encodeSignedBatch(batch: SignedBatch): Uint8Array {
-  const writer = new Writer(batch.delta.length + batch.signer.length + batch.signature.length + 8)
+  const writer = new Writer(batch.delta.length + batch.signature.length + 8)
   writer.byte(GOSSIP_VERSION)
   writer.byte(SIGNED_BATCH)
-  writer.string(batch.signer)
   writer.bytes(batch.signature)
   writer.bytes(batch.delta)
   return writer.finish()
@@ -43,11 +42,10 @@ export function decodeSignedBatch(bytes: Uint8Array, limits: CodecLimits = DEFAU
   }
   const type = reader.byte('gossip type')
   if (type !== SIGNED_BATCH) throw new DecodeError('unknown-frame-type', `gossip message type ${type}`)
-  const signer = reader.string('signer', limits.maxStringBytes)
   const signature = reader.bytes('signature', MAX_SIGNATURE_BYTES, 'string-too-long')
   const delta = reader.bytes('delta', limits.maxFrameBytes, 'value-too-large')
   reader.end()
-  return { signer, signature, delta }
+  return { signature, delta }
 }
 
 /** The bytes a batch signature covers: the topic (so a batch cannot be replayed elsewhere) and the delta. */

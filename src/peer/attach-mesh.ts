@@ -171,7 +171,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   async function publish(namespace: string, delta: Delta): Promise<void> {
     const topic = topicOf(namespace)
     try {
-      const data = await signBatch(options.privateKey, self, topic, delta)
+      const data = await signBatch(options.privateKey, topic, delta)
       const { recipients } = await node.publish(topic, data)
       counters.gossipPublished++
       counters.gossipBytesSent += data.length
