@@ -154,9 +154,12 @@ describe('Replica', () => {
     const early = replica.deltasSince(new CausalContext())
     expect(early.entries.map((e) => e.key)).toEqual(['rdurable'])
     expect(early.context.size()).toBe(1)
+    // Nor does the context a sync session shows a peer claim it.
+    expect(replica.context().size()).toBe(1)
     await pending
     const later = replica.deltasSince(new CausalContext())
     expect(later.entries.map((e) => e.key).sort()).toEqual(['rdurable', 'rpending'])
+    expect(replica.context().size()).toBe(2)
   })
 
   it('groups writes of one turn into one store commit', async () => {

@@ -270,18 +270,27 @@ export class Replica extends EventEmitter<ReplicaEvents> {
    */
   deltasSince(remote: CausalContext): Delta {
     const delta = this.doc.deltasSince(remote)
-    const local = this.pending?.local
-    if (local === undefined || local.length === 0) return delta
-    const unsent = new CausalContext()
-    for (const pendingDelta of local) unsent.merge(pendingDelta.context)
+    const unsent = this.undurableLocalDots()
+    if (unsent === undefined) return delta
     return {
       entries: delta.entries.filter((entry) => !unsent.has(entry.replica, entry.counter)),
       context: delta.context.difference(unsent),
     }
   }
 
+  /** The causal context as peers may see it: without local writes that are not durable yet. */
   context(): CausalContext {
-    return this.doc.context()
+    const context = this.doc.context()
+    const unsent = this.undurableLocalDots()
+    return unsent === undefined ? context : context.difference(unsent)
+  }
+
+  private undurableLocalDots(): CausalContext | undefined {
+    const local = this.pending?.local
+    if (local === undefined || local.length === 0) return undefined
+    const dots = new CausalContext()
+    for (const delta of local) dots.merge(delta.context)
+    return dots
   }
 
   versionVector(): VersionVector {
