@@ -256,10 +256,10 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.checkWritable()
     this.checkIncarnation(delta)
     const change = this.doc.merge(delta, options)
-    // Even a merge that changed no entry may have grown the context: persist it with the batch.
+    // Even a merge that changed no entry may have grown the context: recording the (empty) change
+    // makes the batch persist it.
     const batch = this.batch(false)
     this.record(batch, change, 'remote')
-    batch.meta.set(META_CONTEXT, new Uint8Array(0))
     await this.wait(batch)
     return change
   }
@@ -343,7 +343,6 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     const batch = this.batch(true)
     this.record(batch, result, 'local')
     batch.local.push(result.delta)
-    batch.meta.set(META_CONTEXT, new Uint8Array(0))
     const internal = result.entry.key
     await this.wait(batch)
     const map = this.doc.map
@@ -417,11 +416,10 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.pending = undefined
     try {
       if (this.failure !== undefined) throw this.failure
-      const meta: Array<[string, Uint8Array]> = []
-      for (const [name, value] of batch.meta) {
-        // The context is encoded once per batch, at commit time, however many writes it holds.
-        meta.push([name, name === META_CONTEXT ? encodeContext(this.doc.map.context()) : value])
-      }
+      const meta: Array<[string, Uint8Array]> = [...batch.meta]
+      // Any recorded change may have grown the context: encode it once per batch, at commit time,
+      // however many writes and merges the batch holds.
+      if (batch.changes.length > 0) meta.push([META_CONTEXT, encodeContext(this.doc.map.context())])
       this.store.commit(
         this.namespace,
         { put: [...batch.put.values()], remove: batch.remove, meta },
