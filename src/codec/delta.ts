@@ -48,6 +48,14 @@ class StringTable {
   }
 }
 
+/**
+ * About how many bytes an entry takes in a frame, without encoding it: its key and value, ~32 bytes
+ * of kind, dot, clock and framing, and ~8 per range of what it covers. For sizing batches and chunks.
+ */
+export function estimateEncodedSize(entry: Entry): number {
+  return entry.key.length + (entry.value?.length ?? 0) + 32 + entry.covers.rangeCount() * 8
+}
+
 export function encodeDelta(delta: Delta): Uint8Array {
   const table = new StringTable()
   // Body first so the string table is complete, then the header and table in front of it.

@@ -1,12 +1,13 @@
 import { createPublicKey, type KeyObject, verify } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { decodeDelta, encodeDelta } from '../codec/delta.ts'
+import { decodeDelta, encodeDelta, estimateEncodedSize } from '../codec/delta.ts'
 import { DecodeError } from '../codec/errors.ts'
 import { decodeSignedBatch, encodeSignedBatch, signedPayload } from '../codec/gossip.ts'
 import type { Delta } from '../crdt/causal-map.ts'
 import { CausalContext } from '../crdt/context.ts'
 import { coversDot, type Entry } from '../crdt/entry.ts'
+import type { Verdict } from '../mesh/node.ts'
 import { replicaBase } from '../replica/replica.ts'
 
 /**
@@ -41,7 +42,7 @@ export class DeltaBatcher {
       this.pending.set(namespace, batch)
     }
     batch.deltas.push(delta)
-    for (const entry of delta.entries) batch.bytes += entry.key.length + (entry.value?.length ?? 0) + 24
+    for (const entry of delta.entries) batch.bytes += estimateEncodedSize(entry)
     if (batch.bytes >= (this.init.maxBytes ?? 64 * 1024)) this.flush(namespace)
   }
 
@@ -76,8 +77,6 @@ export function coalesce(deltas: Delta[]): Delta {
   }
   return { entries: [...latest.values()].flat(), context }
 }
-
-export type Verdict = 'accept' | 'reject' | 'ignore'
 
 export interface CheckedBatch {
   verdict: Verdict

@@ -18,6 +18,3 @@ export const DEFAULT_MAX_SESSION_BYTES = 512 * 1024 * 1024
 
 /** How often a peer syncs with one random connected peer, ms. Repairs what gossip lost within ~this. */
 export const DEFAULT_SYNC_INTERVAL_MS = 10_000
-
-/** Rough per-entry framing overhead used to size chunks before encoding them. */
-export const ENTRY_OVERHEAD_ESTIMATE = 32

@@ -1,7 +1,8 @@
+import { estimateEncodedSize } from '../codec/delta.ts'
 import type { Delta, MergeOptions } from '../crdt/causal-map.ts'
 import { CausalContext } from '../crdt/context.ts'
 import type { Entry } from '../crdt/entry.ts'
-import { DEFAULT_CHUNK_BYTES, ENTRY_OVERHEAD_ESTIMATE } from './constants.ts'
+import { DEFAULT_CHUNK_BYTES } from './constants.ts'
 import type { SyncFrame } from './frames.ts'
 
 /**
@@ -177,11 +178,7 @@ export class SyncSession {
     let current: Entry[] = []
     let size = 0
     for (const entry of delta.entries) {
-      const estimate =
-        entry.key.length +
-        (entry.value?.length ?? 0) +
-        ENTRY_OVERHEAD_ESTIMATE +
-        entry.covers.rangeCount() * 8
+      const estimate = estimateEncodedSize(entry)
       if (current.length > 0 && size + estimate > this.chunkBytes) {
         frames.push({
           type: 'deltas',
