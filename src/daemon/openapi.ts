@@ -313,7 +313,8 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
         delete: {
-          summary: 'Reset a counter to 0 (increments concurrent with the reset survive it)',
+          summary:
+            'Reset a counter to 0 (observed-remove: a peer incrementing concurrently keeps its running total)',
           operationId: 'resetCounter',
           parameters: ackParams,
           responses: {
