@@ -164,10 +164,6 @@ export class CausalMap {
     return this.seen.versionVector()
   }
 
-  hasSeen(replica: string, counter: number): boolean {
-    return this.seen.has(replica, counter)
-  }
-
   /** The highest counter this map has seen from a replica. */
   maxCounter(replica: string): number {
     return this.seen.max(replica)

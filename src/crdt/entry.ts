@@ -1,5 +1,4 @@
 import { CausalContext } from './context.ts'
-import type { Hlc } from './hlc.ts'
 
 /**
  * An entry is the unit of replicated state: one write to one key, identified by its dot.
@@ -44,10 +43,6 @@ export interface Entry {
   readonly increments?: number
   /** Counter entries: everything this replica ever subtracted (N). */
   readonly decrements?: number
-}
-
-export function entryHlc(entry: Entry): Hlc {
-  return { wall: entry.wall, logical: entry.logical }
 }
 
 /** True when `entry` supersedes the entry with dot (replica, counter) on the same key. */

@@ -5,7 +5,7 @@ import { createMeshNode, type MeshNode } from '../mesh/node.ts'
 import { meshTopic } from '../mesh/topics.ts'
 import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
-import { type SessionEvent, SyncService } from '../sync/service.ts'
+import { SyncService } from '../sync/service.ts'
 import { type CheckedBatch, checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
 import { Membership } from './membership.ts'
 import type { HearsayPeer, MeshAttachment, MeshCounters, PeerInfo } from './peer.ts'
@@ -62,8 +62,6 @@ export interface HearsayMesh extends MeshAttachment {
   readonly node: MeshNode
   readonly membership: Membership
   readonly counters: MeshCounters
-  /** Runs anti-entropy with every connected peer for every namespace now; resolves when all finish. */
-  syncNow(signal?: AbortSignal): Promise<SessionEvent[]>
   /** Closes connections to a peer; it may come back (discovery, redial). */
   hangUp(peerId: string): Promise<void>
   /** Refuses every connection to or from a peer until unblock (partitions, operator action). */
@@ -301,14 +299,6 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     )
   })
 
-  async function syncNow(signal?: AbortSignal): Promise<SessionEvent[]> {
-    const sessions = node
-      .peers()
-      .flatMap((remote) => [...joined.keys()].map((ns) => sync.syncWith(remote, ns, signal)))
-    const results = await Promise.allSettled(sessions)
-    return results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
-  }
-
   async function replicatedTo(
     namespace: string,
     replica: string,
@@ -356,7 +346,6 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     },
     join,
     replicatedTo,
-    syncNow,
     hangUp: async (peerId) => {
       const target = node.peers().find((p) => p.toString() === peerId)
       if (target !== undefined) await node.hangUp(target)
