@@ -178,6 +178,17 @@ export class CausalMap {
   }
 
   /**
+   * The causal token of a write just made (call it before anything else changes the key): its own
+   * dot and what it superseded, compacted as `coversOf` compacts, so a write that left no sibling
+   * gets the token a read of the key would. Sent back as If-Match it replaces this write alone.
+   */
+  writeToken(entry: Entry): CausalContext {
+    const token = new CausalContext()
+    foldInto(token, entry)
+    return compactCovers(token, this.siblings(entry.key), this.seen)
+  }
+
+  /**
    * A fingerprint of the whole state (live entries and causal context). Entries are immutable and
    * named by their dot, so two states are equal exactly when they hold the same dots and contexts.
    * The entry part is a sum of per-dot hashes, kept up to date on every change.
