@@ -170,6 +170,10 @@ describe('anti-entropy between converged peers', () => {
     expect(run.initiator.stats.equal).toBe(true)
     expect(run.responder.stats.equal).toBe(true)
     expect(run.initiator.done && run.responder.done).toBe(true)
+    // Membership still learns what the other side holds: the responder was told the initiator's
+    // context, and equal digests mean equal contexts, so each side's own context is the other's.
+    expect(run.responder.stats.remoteContext?.equals(a.context())).toBe(true)
+    expect(b.context().equals(a.context())).toBe(true)
     expect(run.roundTrips).toBe(1)
     expect(run.frames).toBe(2)
     console.log(`EQUAL exchange with 12 writers in the context: ${run.bytes} bytes in ${run.frames} frames`)
