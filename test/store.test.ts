@@ -5,7 +5,9 @@ import {
   chownSync,
   closeSync,
   copyFileSync,
+  cpSync,
   existsSync,
+  linkSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -19,7 +21,8 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { pathToFileURL } from 'node:url'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { APPLICATION_ID, SCHEMA_VERSION } from '../src/store/constants.ts'
 import { createMemoryStore } from '../src/store/memory.ts'
 import { openSqliteStore, type SqliteStore } from '../src/store/sqlite.ts'
@@ -301,6 +304,25 @@ describe('SQLite store', () => {
       const NOBODY = 65534
       const root = process.getuid?.() === 0
       let area: string
+      /**
+       * The other user may not be able to reach the checkout (a clone in root's home or in a 0700
+       * temp dir): the child runs a copy of node and of the sources from a world-readable dir.
+       */
+      let runtime: string
+
+      beforeAll(() => {
+        runtime = mkdtempSync(join(tmpdir(), 'hearsay-nobody-'))
+        chmodSync(runtime, 0o755)
+        const node = join(runtime, 'node')
+        try {
+          linkSync(process.execPath, node)
+        } catch {
+          copyFileSync(process.execPath, node)
+        }
+        chmodSync(node, 0o755)
+        cpSync(new URL('../src', import.meta.url), join(runtime, 'src'), { recursive: true })
+      })
+      afterAll(() => rmSync(runtime, { recursive: true, force: true }))
 
       beforeEach(() => {
         area = join(dir, 'area')
@@ -317,7 +339,7 @@ describe('SQLite store', () => {
 
       /** Opens (and closes) a store at `path` in a child process as the other user; returns what it threw. */
       function openElsewhere(path: string): { ok?: true; code?: string; message?: string } {
-        const moduleUrl = new URL('../src/store/sqlite.ts', import.meta.url).href
+        const moduleUrl = pathToFileURL(join(runtime, 'src', 'store', 'sqlite.ts')).href
         const script = `
           import { openSqliteStore } from ${JSON.stringify(moduleUrl)}
           try {
@@ -326,11 +348,15 @@ describe('SQLite store', () => {
           } catch (err) {
             console.log(JSON.stringify({ code: err.code, message: err.message }))
           }`
-        const child = spawnSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], {
-          encoding: 'utf8',
-          cwd: area,
-          ...(root ? { uid: NOBODY, gid: NOBODY } : {}),
-        })
+        const child = spawnSync(
+          join(runtime, 'node'),
+          ['--no-warnings', '--input-type=module', '-e', script],
+          {
+            encoding: 'utf8',
+            cwd: area,
+            ...(root ? { uid: NOBODY, gid: NOBODY } : {}),
+          },
+        )
         expect(child.error).toBeUndefined()
         expect(child.stderr).toBe('')
         expect(child.status).toBe(0)

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { CausalContext } from '../crdt/context.ts'
 import { type Covers, type Entry, EntryKind, NO_COVERS } from '../crdt/entry.ts'
 import { DecodeError } from './errors.ts'
@@ -54,26 +55,51 @@ export function decodeEntryBody(key: string, replica: string, counter: number, d
   return entry
 }
 
-/** The causal token of a read, as an opaque URL-safe string (used as an HTTP ETag). */
-export function encodeToken(covers: Covers): string {
+/**
+ * Version 2 names its key (a tag of it): a token used on another key is refused instead of
+ * superseding dots that mean nothing there. Version 1 tokens did not; they are refused as such.
+ */
+const TOKEN_VERSION = 2
+const KEY_TAG_BYTES = 4
+
+/** What an If-Match token says: the key it was issued for (as a tag) and the dots its holder saw. */
+export interface CausalToken {
+  readonly keyTag: number
+  readonly covers: Covers
+}
+
+/** A short hash of a key (internal key space) that a token carries to name its key. */
+export function tokenKeyTag(key: string): number {
+  return createHash('sha256').update(key, 'utf8').digest().readUInt32BE(0)
+}
+
+/** The causal token of a read or a write on `key`, as an opaque URL-safe string (an HTTP ETag). */
+export function encodeToken(key: string, covers: Covers): string {
   const writer = new Writer()
-  writer.byte(STORED_VERSION)
+  writer.byte(TOKEN_VERSION)
+  const tag = tokenKeyTag(key)
+  for (let shift = 24; shift >= 0; shift -= 8) writer.byte((tag >>> shift) & 0xff)
   // Sorted, so equal tokens are equal strings.
   const sorted = CausalContext.fromRanges(covers.entries().map(([replica, ranges]) => [replica, [...ranges]]))
   writeCovers(writer, sorted)
   return Buffer.from(writer.finish()).toString('base64url')
 }
 
-export function decodeToken(token: string): Covers {
+export function decodeToken(token: string): CausalToken {
   if (token.length > 16_384 || !/^[A-Za-z0-9_-]*$/.test(token)) {
     throw new DecodeError('invalid-field', 'token is not a base64url string of reasonable size')
   }
   const reader = new Reader(Buffer.from(token, 'base64url'))
   const version = reader.byte('token version')
-  if (version !== STORED_VERSION) throw new DecodeError('unknown-version', `token version ${version}`)
+  if (version === 1) {
+    throw new DecodeError('unknown-version', 'token version 1 does not name its key: read the key again')
+  }
+  if (version !== TOKEN_VERSION) throw new DecodeError('unknown-version', `token version ${version}`)
+  let keyTag = 0
+  for (let i = 0; i < KEY_TAG_BYTES; i++) keyTag = keyTag * 256 + reader.byte('token key tag')
   const covers = readCovers(reader)
   reader.end()
-  return covers
+  return { keyTag, covers }
 }
 
 /** Covers inline, replica ids as strings: count (replica ranges (gap length){ranges}){count}. */

@@ -178,8 +178,23 @@ export class CausalMap {
   }
 
   /**
-   * A fingerprint of the whole state (live entries and causal context). Entries are immutable and
-   * named by their dot, so two states are equal exactly when they hold the same dots and contexts.
+   * The causal token of a write just made (call it before anything else changes the key): its own
+   * dot and what it superseded, compacted as `coversOf` compacts, so a write that left no sibling
+   * gets the token a read of the key would. Sent back as If-Match it replaces this write alone.
+   */
+  writeToken(entry: Entry): CausalContext {
+    const token = new CausalContext()
+    foldInto(token, entry)
+    return compactCovers(token, this.siblings(entry.key), this.seen)
+  }
+
+  /**
+   * A fingerprint of the observable state: the live entries that are not tombstones, and the causal
+   * context. Entries are immutable and named by their dot, so two digests are equal exactly when
+   * the same values and counters are live and the same dots have been seen (up to hash collisions).
+   * Tombstones are left out: what they removed is already absent and their dots are in the context,
+   * and peers collect them at different times (or never receive one that anti-entropy's context
+   * made redundant), so counting them would keep equal peers apart for a GC period.
    * The entry part is a sum of per-dot hashes, kept up to date on every change.
    */
   digest(): string {
@@ -194,7 +209,9 @@ export class CausalMap {
         b = mix(b + lowBits(n) + Math.imul(highBits(n), 0x85ebca6b))
       }
     }
-    return hex8(this.sumA) + hex8(this.sumB) + hex8(a) + hex8(b) + hex8(this.entryCount)
+    return (
+      hex8(this.sumA) + hex8(this.sumB) + hex8(a) + hex8(b) + hex8(this.entryCount - this.tombstones.size)
+    )
   }
 
   // ---- local writes -----------------------------------------------------------------------
@@ -405,8 +422,12 @@ export class CausalMap {
       this.byDot.set(entry.replica, index)
     }
     index.add(entry)
-    if (entry.kind === EntryKind.Tombstone) this.tombstones.add(entry)
     this.entryCount++
+    // Tombstones stay out of the digest's sums (see digest).
+    if (entry.kind === EntryKind.Tombstone) {
+      this.tombstones.add(entry)
+      return
+    }
     const [ha, hb] = this.dotHash(entry.replica, entry.counter)
     this.sumA = (this.sumA + ha) >>> 0
     this.sumB = (this.sumB + hb) >>> 0
@@ -414,12 +435,15 @@ export class CausalMap {
 
   private unindex(entry: Entry, change: Change): void {
     this.byDot.get(entry.replica)?.delete(entry.counter)
-    if (entry.kind === EntryKind.Tombstone) this.tombstones.delete(entry)
     this.entryCount--
+    change.removed.push(entry)
+    if (entry.kind === EntryKind.Tombstone) {
+      this.tombstones.delete(entry)
+      return
+    }
     const [ha, hb] = this.dotHash(entry.replica, entry.counter)
     this.sumA = (this.sumA - ha) >>> 0
     this.sumB = (this.sumB - hb) >>> 0
-    change.removed.push(entry)
   }
 
   private replicaHash(replica: string): [number, number] {

@@ -192,6 +192,14 @@ export class CrdtDocument {
     return out
   }
 
+  /**
+   * The causal token of a write this document just made (before anything else touches its key):
+   * it names the write alone, so two writes in a row never share one.
+   */
+  writeToken(result: WriteResult): Covers {
+    return this.map.writeToken(result.entry)
+  }
+
   // ---- replication ------------------------------------------------------------------------
 
   merge(delta: Delta, options?: MergeOptions): Change {

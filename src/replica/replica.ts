@@ -3,11 +3,19 @@ import { EventEmitter } from 'node:events'
 import { decodeContext, encodeContext } from '../codec/delta.ts'
 import { DecodeError } from '../codec/errors.ts'
 import { DEFAULT_LIMITS } from '../codec/limits.ts'
-import { decodeEntryBody, decodeToken, encodeEntryBody, encodeToken } from '../codec/stored.ts'
+import {
+  type CausalToken,
+  decodeEntryBody,
+  decodeToken,
+  encodeEntryBody,
+  encodeToken,
+  tokenKeyTag,
+} from '../codec/stored.ts'
 import type { Change, Delta, MergeOptions, WriteResult } from '../crdt/causal-map.ts'
 import { CausalContext, type VersionVector } from '../crdt/context.ts'
 import {
   CrdtDocument,
+  internalKey,
   KEY_SEPARATOR,
   type ListedKey,
   parseInternalKey,
@@ -55,7 +63,10 @@ export interface WriteAck {
   counter: number
   /** HLC wall time of the write. */
   wall: number
-  /** Causal token of the key (send it back as If-Match), computed when first read: read it right after the ack. */
+  /**
+   * Causal token of this write: its dot and what it superseded. Sent back as If-Match, it replaces
+   * this write alone, never a concurrent write that landed beside it.
+   */
   token: string
 }
 
@@ -165,7 +176,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   get(key: string): ReadResult | undefined {
     this.checkKey(key)
     const read = this.doc.get(key)
-    return read === undefined ? undefined : withEtag(read)
+    return read === undefined ? undefined : withEtag(key, read)
   }
 
   async put(
@@ -180,7 +191,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     if (!CONTENT_TYPE.test(contentType)) {
       throw new ReplicaError('INVALID_CONTENT_TYPE', 'content type must be 1-127 printable ASCII characters')
     }
-    const token = parseToken(options.ifMatch)
+    const token = parseToken(key, options.ifMatch)
     return this.local(key, this.doc.put(key, value, contentType, token))
   }
 
@@ -188,7 +199,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   async delete(key: string, options: { ifMatch?: string } = {}): Promise<WriteAck | undefined> {
     this.checkWritable()
     this.checkKey(key)
-    const result = this.doc.delete(key, parseToken(options.ifMatch))
+    const result = this.doc.delete(key, parseToken(key, options.ifMatch))
     return result === undefined ? undefined : this.local(key, result)
   }
 
@@ -197,7 +208,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     const limit = Math.max(1, Math.min(options.limit ?? 100, 10_000))
     const found: ListedKey[] = this.doc.list(prefix, { after: options.cursor, limit: limit + 1 })
     const more = found.length > limit
-    const items = found.slice(0, limit).map(({ key, read }) => ({ key, read: withEtag(read) }))
+    const items = found.slice(0, limit).map(({ key, read }) => ({ key, read: withEtag(key, read) }))
     return more ? { items, cursor: items[items.length - 1].key } : { items }
   }
 
@@ -343,9 +354,11 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     const batch = this.batch(true)
     this.record(batch, result, 'local')
     batch.local.push(result.delta)
-    const internal = result.entry.key
+    const entry = result.entry
+    // Taken now, before any other write or merge: the token names this write, not the key's state
+    // after the commit (two writes in one commit must not share a token).
+    const covers = this.doc.writeToken(result)
     await this.wait(batch)
-    const map = this.doc.map
     let token: string | undefined
     return {
       namespace: this.namespace,
@@ -353,9 +366,9 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       replica: result.entry.replica,
       counter: result.entry.counter,
       wall: result.entry.wall,
-      // Computed on first use: most callers never look at it.
+      // Encoded on first use: most callers never look at it.
       get token() {
-        token ??= encodeToken(map.coversOf(internal))
+        token ??= encodeToken(entry.key, covers)
         return token
       },
     }
@@ -559,20 +572,29 @@ export function setElementProblem(
   return undefined
 }
 
-function withEtag(read: RegisterRead): ReadResult {
-  return { ...read, etag: encodeToken(read.token) }
+function withEtag(key: string, read: RegisterRead): ReadResult {
+  return { ...read, etag: encodeToken(internalKey('register', key), read.token) }
 }
 
-function parseToken(token: string | undefined): Covers | undefined {
+/** The dots an If-Match token of register `key` names; a token of another key is refused. */
+function parseToken(key: string, token: string | undefined): Covers | undefined {
   if (token === undefined) return undefined
+  let decoded: CausalToken
   try {
-    return decodeToken(token)
+    decoded = decodeToken(token)
   } catch (error) {
     throw new ReplicaError(
       'INVALID_TOKEN',
       `If-Match token is not one this peer issued: ${(error as Error).message}`,
     )
   }
+  if (decoded.keyTag !== tokenKeyTag(internalKey('register', key))) {
+    throw new ReplicaError(
+      'INVALID_TOKEN',
+      `If-Match token was issued for another key, not "${key}": send the ETag of a read of this key`,
+    )
+  }
+  return decoded.covers
 }
 
 function decodeOptional(bytes: Uint8Array | undefined): CausalContext {
