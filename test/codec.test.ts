@@ -28,6 +28,7 @@ const arbitraryDelta: fc.Arbitrary<Delta> = fc
       value: fc.uint8Array({ maxLength: 40 }),
       by: fc.integer({ min: -1000, max: 1000 }),
       wall: fc.integer({ min: 0, max: 2 ** 45 }),
+      signature: fc.uint8Array({ minLength: 64, maxLength: 64 }),
     }),
     { maxLength: 25 },
   )
@@ -51,7 +52,11 @@ const arbitraryDelta: fc.Arbitrary<Delta> = fc
               : op.op === 'sadd'
                 ? doc.setAdd(op.key, 'el')
                 : doc.setRemove(op.key, 'el')
-      if (result !== undefined) shared.merge(result.delta)
+      if (result !== undefined) {
+        // The codec carries signatures without checking them: any 64 bytes round-trip.
+        result.entry.signature = op.signature
+        shared.merge(result.delta)
+      }
     }
     return shared.snapshot()
   })
@@ -176,10 +181,10 @@ describe('delta codec', () => {
   it('stays compact: a small put costs its key, value and a few bytes more', () => {
     const doc = new CrdtDocument({ replica: '12D3KooWExamplePeerIdOfFiftyTwoCharactersAbcdefghij' })
     const bytes = encodeDelta(doc.put('user:42', te.encode('{"n":1}'), 'application/json').delta)
-    // Length-prefixed strings (peer id, content type, internal key 'r' + key, value), then at most
-    // 24 bytes for header, dot, clock, covers and context together.
+    // Length-prefixed strings (peer id, content type, internal key 'r' + key, value), the 64-byte
+    // signature, then at most 24 bytes for header, dot, clock, covers and context together.
     const strings = 1 + 52 + 1 + 16 + 1 + 8 + 1 + 7
-    expect(bytes.length).toBeLessThanOrEqual(strings + 24)
+    expect(bytes.length).toBeLessThanOrEqual(strings + 64 + 24)
   })
 })
 

@@ -6,6 +6,7 @@ import {
   CORRUPTION_REPORT_LINES,
   DEFAULT_BUSY_TIMEOUT_MS,
   JOURNAL_SIZE_LIMIT_BYTES,
+  OLDEST_SCHEMA_VERSION,
   SCHEMA_VERSION,
 } from './constants.ts'
 import {
@@ -242,6 +243,12 @@ function configure(db: DatabaseSync, path: string, synchronous: 'FULL' | 'NORMAL
     throw new StoreError(
       'STORE_NEWER_VERSION',
       `${path} has schema version ${version}, but this hearsay only knows up to version ${SCHEMA_VERSION}: upgrade hearsay to open it`,
+    )
+  }
+  if (version !== 0 && version < OLDEST_SCHEMA_VERSION) {
+    throw new StoreError(
+      'STORE_CORRUPT',
+      `${path} has schema version ${version}, whose entries carry no signatures; this hearsay opens version ${OLDEST_SCHEMA_VERSION} and later`,
     )
   }
   if (appId !== 0 && appId !== APPLICATION_ID) {
