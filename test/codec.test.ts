@@ -12,7 +12,9 @@ import {
   encodeToken,
   withLimits,
 } from '../src/codec/index.ts'
+import { entryBodyHash } from '../src/codec/signature.ts'
 import { CausalContext, CrdtDocument, type Delta, type Entry, HybridClock } from '../src/crdt/index.ts'
+import { generateEntrySigner, signEntry, verifyEntry } from '../src/replica/signing.ts'
 
 const te = new TextEncoder()
 
@@ -185,6 +187,53 @@ describe('delta codec', () => {
     // signature, then at most 24 bytes for header, dot, clock, covers and context together.
     const strings = 1 + 52 + 1 + 16 + 1 + 8 + 1 + 7
     expect(bytes.length).toBeLessThanOrEqual(strings + 64 + 24)
+  })
+})
+
+describe('signed entries on the wire', () => {
+  it('a bit flip anywhere either fails to decode, breaks a signature, or leaves every entry as signed', () => {
+    const author = generateEntrySigner()
+    const doc = new CrdtDocument({ replica: `${author.peerId}~x` })
+    const entries = [
+      doc.put('k', te.encode('{"a":1}'), 'application/json').entry,
+      doc.increment('n', 5).entry,
+      doc.delete('k')!.entry,
+    ]
+    for (const entry of entries) entry.signature = signEntry(author, 'ns', entry).signature
+    const bytes = encodeDelta(doc.snapshot())
+    const original = new Set(entries.map((e) => Buffer.from(entryBodyHash(e)).toString('hex')))
+    let broken = 0
+    for (let i = 0; i < bytes.length; i++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const flipped = bytes.slice()
+        flipped[i] ^= 1 << bit
+        let delta: Delta
+        try {
+          delta = decodeDelta(flipped)
+        } catch (error) {
+          expect(error).toBeInstanceOf(DecodeError)
+          continue
+        }
+        const valid = delta.entries.every((e) => verifyEntry('ns', e) !== undefined)
+        if (!valid) {
+          broken++
+          continue
+        }
+        // Still valid: then nothing signed changed (the flip hit the context or framing).
+        for (const e of delta.entries)
+          expect(original.has(Buffer.from(entryBodyHash(e)).toString('hex'))).toBe(true)
+      }
+    }
+    expect(broken).toBeGreaterThan(0)
+  })
+
+  it('carries the 64-byte signature as it is; an unsigned entry takes the same space, all zeros', () => {
+    const doc = new CrdtDocument({ replica: '12D3KooWExamplePeerIdOfFiftyTwoCharactersAbcdefghij' })
+    const delta = doc.put('user:42', te.encode('{"n":1}'), 'application/json').delta
+    const unsigned = encodeDelta(delta).length
+    delta.entries[0].signature = new Uint8Array(64).fill(1)
+    expect(encodeDelta(delta).length).toBe(unsigned)
+    expect(decodeDelta(encodeDelta(delta)).entries[0].signature).toEqual(new Uint8Array(64).fill(1))
   })
 })
 
