@@ -366,7 +366,7 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
     st = prepareStatements(db)
   } catch (err) {
     db.close()
-    // user_version says 1 but a table or column is missing: edited by hand, or not really ours.
+    // user_version says it is ours but a table or column is missing: edited by hand, or not really ours.
     throw new StoreError(
       'STORE_CORRUPT',
       `${path} claims schema version ${SCHEMA_VERSION} but its tables do not match: ${reason(err)}`,
