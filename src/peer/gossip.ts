@@ -138,7 +138,7 @@ export async function checkBatch(topic: string, data: Uint8Array, self: string):
   const namespace = parseMeshTopic(topic)?.namespace
   if (namespace === undefined) return { verdict: 'reject', reason: `not a hearsay topic: ${topic}` }
   for (const entry of delta.entries) {
-    if (verifyEntry(namespace, entry) === undefined) {
+    if (!verifyEntry(namespace, entry, verifyEd25519, { mark: true })) {
       return { verdict: 'reject', reason: `bad entry signature ${entry.replica}:${entry.counter}`, signer }
     }
   }

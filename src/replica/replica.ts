@@ -23,6 +23,7 @@ import {
   type EntrySigner,
   encodeHeadList,
   generateEntrySigner,
+  headOf,
   replicaAuthor,
   SignatureError,
   type SignatureVerifier,
@@ -305,21 +306,17 @@ export class Replica extends EventEmitter<ReplicaEvents> {
    */
   async merge(delta: Delta, options: RemoteMergeOptions = {}): Promise<Change> {
     this.checkWritable()
-    const verified: SignedHead[] = []
     for (const entry of delta.entries) {
-      const head = verifyEntry(this.namespace, entry, this.verifier)
-      if (head === undefined) {
+      if (!verifyEntry(this.namespace, entry, this.verifier)) {
         throw new SignatureError(
           `entry ${entry.replica}:${entry.counter} does not carry its author's signature`,
         )
       }
-      verified.push(head)
     }
     for (const head of options.heads ?? []) {
       if (!verifyHead(this.namespace, head, this.verifier)) {
         throw new SignatureError(`head ${head.replica}:${head.counter} does not carry its author's signature`)
       }
-      verified.push(head)
     }
     const map = this.doc.map
     const vouched = attestedBy(delta, options.heads)
@@ -328,7 +325,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     )
     const batch = this.batch(false)
     this.checkIncarnation(clipped)
-    for (const head of verified) this.raiseHead(batch, head)
+    this.raiseHeads(batch, delta, options.heads ?? [])
     const change = this.doc.merge(clipped, options)
     // Even a merge that changed no entry may have grown the context: recording the (empty) change
     // makes the batch persist it.
@@ -340,6 +337,20 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   /** The signed head of a replica's highest entry we know of, to vouch for its context. */
   head(replica: string): SignedHead | undefined {
     return this.heads.get(replica)
+  }
+
+  /** Keeps the highest verified head per replica from a delta's entries and the heads sent with it. */
+  private raiseHeads(batch: PendingBatch, delta: Delta, heads: readonly SignedHead[]): void {
+    const highest = new Map<string, Entry>()
+    for (const entry of delta.entries) {
+      const best = highest.get(entry.replica)
+      if (best === undefined || best.counter < entry.counter) highest.set(entry.replica, entry)
+    }
+    for (const [replica, entry] of highest) {
+      // Hashing the body only for an entry that raises the head.
+      if ((this.heads.get(replica)?.counter ?? 0) < entry.counter) this.raiseHead(batch, headOf(entry))
+    }
+    for (const head of heads) this.raiseHead(batch, head)
   }
 
   private raiseHead(batch: PendingBatch, head: SignedHead): void {

@@ -119,28 +119,45 @@ export function signEntry(signer: EntrySigner, namespace: string, entry: Entry):
   return { replica: entry.replica, counter: entry.counter, bodyHash, signature }
 }
 
-/** Entries already verified, and for which namespace: gossip checks in its validator, merge skips them. */
-const verified = new WeakMap<Entry, { namespace: string; head: SignedHead }>()
+/**
+ * Entries verified by the gossip validator, and for which namespace: the merge that follows consumes
+ * the mark instead of verifying again. One-shot, so it holds nothing for entries kept in memory.
+ */
+const verified = new WeakMap<Entry, string>()
 
 /**
- * Checks an entry's signature by its author; returns its head when valid, undefined otherwise.
- * An entry verified once for a namespace is not checked again (the result is remembered per object).
+ * Checks an entry's signature by its author. With `mark`, remembers the result for the next check
+ * of the same entry object in the same namespace (which consumes it): the gossip validator marks,
+ * the merge that follows does not verify twice.
  */
 export function verifyEntry(
   namespace: string,
   entry: Entry,
   verifier: SignatureVerifier = verifyEd25519,
-): SignedHead | undefined {
-  const known = verified.get(entry)
-  if (known?.namespace === namespace) return known.head
+  options: { mark?: boolean } = {},
+): boolean {
+  if (verified.get(entry) === namespace) {
+    verified.delete(entry)
+    return true
+  }
   const signature = entry.signature
-  if (signature === undefined || signature.length !== SIGNATURE_BYTES) return undefined
-  const bodyHash = entryBodyHash(entry)
-  const message = entrySigningMessage(namespace, entry.replica, entry.counter, bodyHash)
-  if (!verifier(replicaAuthor(entry.replica), message, signature)) return undefined
-  const head = { replica: entry.replica, counter: entry.counter, bodyHash, signature }
-  verified.set(entry, { namespace, head })
-  return head
+  if (signature === undefined || signature.length !== SIGNATURE_BYTES) return false
+  const message = entrySigningMessage(namespace, entry.replica, entry.counter, entryBodyHash(entry))
+  if (!verifier(replicaAuthor(entry.replica), message, signature)) return false
+  if (options.mark === true) verified.set(entry, namespace)
+  return true
+}
+
+/** The signed head of an entry whose signature is known to be good. */
+export function headOf(entry: Entry): SignedHead {
+  if (entry.signature === undefined)
+    throw new TypeError(`entry ${entry.replica}:${entry.counter} is not signed`)
+  return {
+    replica: entry.replica,
+    counter: entry.counter,
+    bodyHash: entryBodyHash(entry),
+    signature: entry.signature,
+  }
 }
 
 /** Checks a signed head by its replica's author. */
