@@ -47,6 +47,7 @@ const identity = await loadOrCreateIdentity({ dataDir })
 const peer = new HearsayPeer({
   store: openSqliteStore({ path: `${dataDir}/hearsay.db` }),
   peerId: identity.peerId.toString(),
+  privateKey: identity.privateKey,
   namespaces: ['ns'],
 })
 const role = process.env.HEARSAY_ROLE ?? 'mesh'

@@ -13,7 +13,9 @@ import {
   tokenKeyTag,
   withLimits,
 } from '../src/codec/index.ts'
+import { entryBodyHash } from '../src/codec/signature.ts'
 import { CausalContext, CrdtDocument, type Delta, type Entry, HybridClock } from '../src/crdt/index.ts'
+import { generateEntrySigner, signEntry, verifyEntry } from '../src/replica/signing.ts'
 
 const te = new TextEncoder()
 
@@ -29,6 +31,7 @@ const arbitraryDelta: fc.Arbitrary<Delta> = fc
       value: fc.uint8Array({ maxLength: 40 }),
       by: fc.integer({ min: -1000, max: 1000 }),
       wall: fc.integer({ min: 0, max: 2 ** 45 }),
+      signature: fc.uint8Array({ minLength: 64, maxLength: 64 }),
     }),
     { maxLength: 25 },
   )
@@ -52,7 +55,11 @@ const arbitraryDelta: fc.Arbitrary<Delta> = fc
               : op.op === 'sadd'
                 ? doc.setAdd(op.key, 'el')
                 : doc.setRemove(op.key, 'el')
-      if (result !== undefined) shared.merge(result.delta)
+      if (result !== undefined) {
+        // The codec carries signatures without checking them: any 64 bytes round-trip.
+        result.entry.signature = op.signature
+        shared.merge(result.delta)
+      }
     }
     return shared.snapshot()
   })
@@ -177,10 +184,57 @@ describe('delta codec', () => {
   it('stays compact: a small put costs its key, value and a few bytes more', () => {
     const doc = new CrdtDocument({ replica: '12D3KooWExamplePeerIdOfFiftyTwoCharactersAbcdefghij' })
     const bytes = encodeDelta(doc.put('user:42', te.encode('{"n":1}'), 'application/json').delta)
-    // Length-prefixed strings (peer id, content type, internal key 'r' + key, value), then at most
-    // 24 bytes for header, dot, clock, covers and context together.
+    // Length-prefixed strings (peer id, content type, internal key 'r' + key, value), the 64-byte
+    // signature, then at most 24 bytes for header, dot, clock, covers and context together.
     const strings = 1 + 52 + 1 + 16 + 1 + 8 + 1 + 7
-    expect(bytes.length).toBeLessThanOrEqual(strings + 24)
+    expect(bytes.length).toBeLessThanOrEqual(strings + 64 + 24)
+  })
+})
+
+describe('signed entries on the wire', () => {
+  it('a bit flip anywhere either fails to decode, breaks a signature, or leaves every entry as signed', () => {
+    const author = generateEntrySigner()
+    const doc = new CrdtDocument({ replica: `${author.peerId}~x` })
+    const entries = [
+      doc.put('k', te.encode('{"a":1}'), 'application/json').entry,
+      doc.increment('n', 5).entry,
+      doc.delete('k')!.entry,
+    ]
+    for (const entry of entries) entry.signature = signEntry(author, 'ns', entry).signature
+    const bytes = encodeDelta(doc.snapshot())
+    const original = new Set(entries.map((e) => Buffer.from(entryBodyHash(e)).toString('hex')))
+    let broken = 0
+    for (let i = 0; i < bytes.length; i++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const flipped = bytes.slice()
+        flipped[i] ^= 1 << bit
+        let delta: Delta
+        try {
+          delta = decodeDelta(flipped)
+        } catch (error) {
+          expect(error).toBeInstanceOf(DecodeError)
+          continue
+        }
+        const valid = delta.entries.every((e) => verifyEntry('ns', e))
+        if (!valid) {
+          broken++
+          continue
+        }
+        // Still valid: then nothing signed changed (the flip hit the context or framing).
+        for (const e of delta.entries)
+          expect(original.has(Buffer.from(entryBodyHash(e)).toString('hex'))).toBe(true)
+      }
+    }
+    expect(broken).toBeGreaterThan(0)
+  })
+
+  it('carries the 64-byte signature as it is; an unsigned entry takes the same space, all zeros', () => {
+    const doc = new CrdtDocument({ replica: '12D3KooWExamplePeerIdOfFiftyTwoCharactersAbcdefghij' })
+    const delta = doc.put('user:42', te.encode('{"n":1}'), 'application/json').delta
+    const unsigned = encodeDelta(delta).length
+    delta.entries[0].signature = new Uint8Array(64).fill(1)
+    expect(encodeDelta(delta).length).toBe(unsigned)
+    expect(decodeDelta(encodeDelta(delta)).entries[0].signature).toEqual(new Uint8Array(64).fill(1))
   })
 })
 

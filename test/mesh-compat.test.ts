@@ -24,6 +24,7 @@ import { CrdtDocument, internalKey } from '../src/crdt/index.ts'
 import { messageId, msgIdFn } from '../src/mesh/message-id.ts'
 import { meshTopic } from '../src/mesh/topics.ts'
 import { batchSigner, signBatch } from '../src/peer/gossip.ts'
+import { signEntries } from './helpers/forge.ts'
 import { eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
 
 const te = new TextEncoder()
@@ -224,7 +225,7 @@ describe('wire compatibility with stock @chainsafe/libp2p-gossipsub@14 on libp2p
     const data = await signBatch(
       old.key,
       topic,
-      doc.put('from-v2', te.encode('hello from libp2p 2'), 'text/plain').delta,
+      signEntries(old.key, 'ns', doc.put('from-v2', te.encode('hello from libp2p 2'), 'text/plain').delta),
     )
     const merged = changedAt(hearsay, 'from-v2')
     const started = performance.now()

@@ -10,6 +10,7 @@ import { meshTopic } from '../src/mesh/topics.ts'
 import { signBatch } from '../src/peer/gossip.ts'
 import { SYNC_PROTOCOL } from '../src/sync/constants.ts'
 import { encodeSyncFrame } from '../src/sync/frames.ts'
+import { signEntries } from './helpers/forge.ts'
 import { allEqual, digests, eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
 
 const te = new TextEncoder()
@@ -92,13 +93,32 @@ describe('a hostile peer cannot hurt the mesh', () => {
     await expectHealthy(victim, honest, 'after-forgery')
   })
 
+  it('a batch signed by its author is still rejected when an entry lacks a valid signature of its own', async () => {
+    const { victim, honest, attacker, key } = await setup()
+    const attackerId = peerIdFromPrivateKey(key).toString()
+    const doc = new CrdtDocument({ replica: `${attackerId}~e` })
+    // Unsigned entries (an all-zero signature on the wire), and entries signed for another namespace.
+    const unsigned = doc.put('unsigned', te.encode('1'), 'text/plain').delta
+    await attacker.publish(topic, await signBatch(key, topic, unsigned))
+    const elsewhere = signEntries(key, 'other', doc.put('replayed', te.encode('2'), 'text/plain').delta)
+    await attacker.publish(topic, await signBatch(key, topic, elsewhere))
+    expect(await eventually(() => victim.mesh.counters.gossipRejected >= 2)).toBe(true)
+    expect(victim.peer.namespace('ns').get('unsigned')).toBeUndefined()
+    expect(victim.peer.namespace('ns').get('replayed')).toBeUndefined()
+    await expectHealthy(victim, honest, 'after-unsigned')
+  })
+
   it('a signed batch from the attacker under its own name is accepted (authorship, not trust)', async () => {
     const { victim, attacker, key } = await setup()
     const attackerId = peerIdFromPrivateKey(key).toString()
     const doc = new CrdtDocument({ replica: `${attackerId}~a` })
     await attacker.publish(
       topic,
-      await signBatch(key, topic, doc.put('mine', te.encode('1'), 'text/plain').delta),
+      await signBatch(
+        key,
+        topic,
+        signEntries(key, 'ns', doc.put('mine', te.encode('1'), 'text/plain').delta),
+      ),
     )
     expect(await eventually(() => victim.peer.namespace('ns').get('mine') !== undefined)).toBe(true)
   })
@@ -157,7 +177,8 @@ describe('a hostile peer cannot hurt the mesh', () => {
     const doc = new CrdtDocument({ replica: `${attackerId}~f` })
     const sends: Promise<unknown>[] = []
     for (let i = 0; i < 1000; i++) {
-      const batch = await signBatch(key, topic, doc.put(`flood/${i}`, te.encode('x'), 'text/plain').delta)
+      const delta = signEntries(key, 'ns', doc.put(`flood/${i}`, te.encode('x'), 'text/plain').delta)
+      const batch = await signBatch(key, topic, delta)
       sends.push(attacker.publish(topic, batch).catch(() => {}))
     }
     await Promise.all(sends)

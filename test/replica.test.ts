@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { decodeDelta, encodeDelta } from '../src/codec/index.ts'
 import { CausalContext, type Delta } from '../src/crdt/index.ts'
 import { type ChangeEvent, Replica } from '../src/replica/replica.ts'
+import { type EntrySigner, generateEntrySigner } from '../src/replica/signing.ts'
 import { createMemoryStore } from '../src/store/memory.ts'
 import { openSqliteStore } from '../src/store/sqlite.ts'
 import type { Store } from '../src/store/types.ts'
@@ -13,8 +14,19 @@ const te = new TextEncoder()
 const td = new TextDecoder()
 const json = 'application/json'
 
-function open(replicaBase: string, store: Store = createMemoryStore()): Replica {
-  return Replica.open({ namespace: 'ns', store, replicaBase })
+/** One signing key per test name: a replica's id is `<PeerId of its key>~<incarnation>`. */
+const signers = new Map<string, EntrySigner>()
+function signerOf(name: string): EntrySigner {
+  let signer = signers.get(name)
+  if (signer === undefined) {
+    signer = generateEntrySigner()
+    signers.set(name, signer)
+  }
+  return signer
+}
+
+function open(name: string, store: Store = createMemoryStore()): Replica {
+  return Replica.open({ namespace: 'ns', store, signer: signerOf(name) })
 }
 
 function text(replica: Replica, key: string): string | undefined {
@@ -223,7 +235,7 @@ describe('Replica', () => {
     const again = openSqliteStore({ path })
     const reopened = Replica.open({ namespace: 'ns', store: again, replicaBase: 'ignored' })
     expect(reopened.replicaId).toBe(replica.replicaId)
-    expect(reopened.replicaId.startsWith('peer-1~')).toBe(true)
+    expect(reopened.replicaId.startsWith(`${signerOf('peer-1').peerId}~`)).toBe(true)
     expect(reopened.digest()).toBe(digest)
     expect(reopened.get('a')).toBeUndefined()
     expect(text(reopened, 'b')).toBe('2')
@@ -272,7 +284,7 @@ describe('Replica', () => {
     home = 'dev1:inode2'
     const moved = open('peer-1', movable).replicaId
     expect(moved).not.toBe(id)
-    expect(moved.startsWith('peer-1~')).toBe(true)
+    expect(moved.startsWith(`${signerOf('peer-1').peerId}~`)).toBe(true)
     expect(open('peer-1', movable).replicaId).toBe(moved)
   })
 

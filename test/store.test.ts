@@ -225,6 +225,17 @@ describe('SQLite store', () => {
       expect(sha(path)).toBe(before)
     })
 
+    it('refuses a version 1 file (entries without signatures) as STORE_CORRUPT and leaves it untouched', () => {
+      const path = filledFile(10)
+      raw(path, (db) => db.exec('PRAGMA user_version = 1'))
+      const before = sha(path)
+      const err = catchStoreError(() => openAt(path))
+      expect(err.code).toBe('STORE_CORRUPT')
+      expect(err.message).toContain('schema version 1')
+      expect(err.message).toContain('signatures')
+      expect(sha(path)).toBe(before)
+    })
+
     it('refuses garbage bytes as STORE_CORRUPT and leaves them untouched', () => {
       const path = join(dir, 'garbage.db')
       const garbage = Buffer.alloc(16 * 1024)

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { DecodeError } from '../src/codec/index.ts'
 import { CausalContext, CrdtDocument, type Delta } from '../src/crdt/index.ts'
+import { SYNC_FRAME_VERSION } from '../src/sync/constants.ts'
 import { decodeSyncFrame, encodeSyncFrame, type SyncFrame } from '../src/sync/frames.ts'
 import { SyncProtocolError, SyncSession } from '../src/sync/session.ts'
 
@@ -86,8 +87,9 @@ describe('anti-entropy session', () => {
     expect(initiator.stats.entriesReceived).toBe(100)
     const missingEntries = missing.flatMap((delta) => delta.entries)
     const payload = missingEntries.reduce((sum, e) => sum + e.key.length + e.value!.length, 0)
-    // Wire bytes in both directions stay within 2x of the bare keys and values of what was missing.
-    expect(bytes(sent.byA) + bytes(sent.byB)).toBeLessThan(2 * payload + 400)
+    // Wire bytes in both directions stay within 2x of the bare keys and values of what was missing,
+    // plus each entry's 64-byte signature.
+    expect(bytes(sent.byA) + bytes(sent.byB)).toBeLessThan(2 * payload + 64 * missingEntries.length + 400)
   })
 
   it('refuses frames out of turn and chunks that smuggle context', () => {
@@ -120,19 +122,30 @@ describe('anti-entropy session', () => {
       { type: 'equal' },
       { type: 'context', context: a.context() },
       { type: 'deltas', final: true, delta: a.snapshot() },
+      {
+        type: 'deltas',
+        final: true,
+        delta: a.snapshot(),
+        heads: [
+          { replica: 'a', counter: 1, bodyHash: new Uint8Array(32).fill(7), signature: new Uint8Array(64) },
+        ],
+      },
       { type: 'error', code: 'x', message: 'y' },
     ]
     for (const frame of frames) {
       const encoded = encodeSyncFrame(frame)
-      expect(decodeSyncFrame(encoded).type).toBe(frame.type)
+      const decoded = decodeSyncFrame(encoded)
+      expect(decoded.type).toBe(frame.type)
+      if (frame.type === 'deltas' && decoded.type === 'deltas')
+        expect(decoded.heads).toEqual(frame.heads ?? [])
       for (let cut = 0; cut < encoded.length; cut++) {
         expect(() => decodeSyncFrame(encoded.subarray(0, cut))).toThrow(DecodeError)
       }
     }
-    expect(() => decodeSyncFrame(new Uint8Array([2, 10]))).toThrow(
+    expect(() => decodeSyncFrame(new Uint8Array([SYNC_FRAME_VERSION + 1, 10]))).toThrow(
       expect.objectContaining({ reason: 'unknown-version' }),
     )
-    expect(() => decodeSyncFrame(new Uint8Array([1, 99]))).toThrow(
+    expect(() => decodeSyncFrame(new Uint8Array([SYNC_FRAME_VERSION, 99]))).toThrow(
       expect.objectContaining({ reason: 'unknown-frame-type' }),
     )
   })

@@ -3,25 +3,28 @@ import { CausalContext } from '../crdt/context.ts'
 import { type Covers, type Entry, EntryKind, NO_COVERS } from '../crdt/entry.ts'
 import { DecodeError } from './errors.ts'
 import { type CodecLimits, DEFAULT_LIMITS } from './limits.ts'
+import { SIGNATURE_BYTES } from './signature.ts'
 import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
 
 /**
- * Binary encoding of deltas, version 1.
+ * Binary encoding of deltas, version 2 (version 1 had no signatures).
  *
  *   frame   = version:u8 type:u8 body
  *   delta   = strings entries context
  *   strings = n:uint (utf8-string){n}              replica ids and content types, by first use
  *   entry   = key:string kind:u8 replica:uint(idx) counter:uint wall:int(Δ previous) logical:uint
- *             covers:context-body
+ *             signature:64 covers:context-body
  *             value: contentType:uint(idx) bytes | counter: increments:uint decrements:uint
  *   context = n:uint (replica:uint(idx) ranges:(m:uint (gap:uint len:uint){m})){n}
  *
  * Replica ids (long PeerIds) are written once per frame, wall clocks as differences from the
  * previous entry, and context ranges as gaps and lengths, so a frame costs a few bytes per entry
- * beyond its keys and values.
+ * beyond its keys and values, plus the author's 64-byte signature (see signature.ts). An entry
+ * without a signature (the pure CRDT layer, size benchmarks) is written with 64 zero bytes, which
+ * no verifier accepts.
  */
 
-export const CODEC_VERSION = 1
+export const CODEC_VERSION = 2
 
 export const FrameType = {
   Delta: 1,
@@ -50,16 +53,16 @@ class StringTable {
 
 /**
  * About how many bytes an entry takes in a frame, without encoding it: its key and value, ~32 bytes
- * of kind, dot, clock and framing, and ~8 per range of what it covers. For sizing batches and chunks.
+ * of kind, dot, clock and framing, 64 of signature, and ~8 per range of what it covers. For sizing batches and chunks.
  */
 export function estimateEncodedSize(entry: Entry): number {
-  return entry.key.length + (entry.value?.length ?? 0) + 32 + entry.covers.rangeCount() * 8
+  return entry.key.length + (entry.value?.length ?? 0) + 96 + entry.covers.rangeCount() * 8
 }
 
 export function encodeDelta(delta: Delta): Uint8Array {
   const table = new StringTable()
   // Body first so the string table is complete, then the header and table in front of it.
-  const body = new Writer(64 + delta.entries.length * 32)
+  const body = new Writer(64 + delta.entries.length * 96)
   body.uint(delta.entries.length)
   let previousWall = 0
   for (const entry of delta.entries) {
@@ -70,6 +73,7 @@ export function encodeDelta(delta: Delta): Uint8Array {
     body.int(entry.wall - previousWall)
     previousWall = entry.wall
     body.uint(entry.logical)
+    body.raw(entry.signature ?? UNSIGNED)
     writeContextBody(body, entry.covers, table)
     if (entry.kind === EntryKind.Value) {
       body.uint(table.id(entry.contentType!))
@@ -94,7 +98,7 @@ export function encodeDelta(delta: Delta): Uint8Array {
 export function decodeDelta(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIMITS): Delta {
   const reader = openFrame(bytes, FrameType.Delta, limits)
   const strings = readStrings(reader, limits)
-  const entryCount = reader.count('entry count', limits.maxEntries, 6)
+  const entryCount = reader.count('entry count', limits.maxEntries, 6 + SIGNATURE_BYTES)
   const entries: Entry[] = new Array(entryCount)
   let previousWall = 0
   for (let i = 0; i < entryCount; i++) {
@@ -115,18 +119,34 @@ export function decodeDelta(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIM
       throw new DecodeError('invalid-field', `entry ${i}: wall clock`)
     previousWall = wall
     const logical = reader.uint('logical')
+    const signature = reader.fixed('signature', SIGNATURE_BYTES).slice()
     const encodedCovers = readContextBody(reader, strings, limits)
     const covers: Covers = encodedCovers.isEmpty() ? NO_COVERS : encodedCovers
     if (kind === EntryKind.Value) {
       const contentType = pick(strings, reader.uint('content type'), 'content type')
       const value = reader.bytes('value', limits.maxValueBytes, 'value-too-large').slice()
-      entries[i] = { key, replica, counter, wall, logical, covers, kind, value, contentType }
+      entries[i] = entryOf(key, replica, counter, wall, logical, covers, kind, signature, value, contentType)
     } else if (kind === EntryKind.Counter) {
       const increments = reader.uint('increments')
       const decrements = reader.uint('decrements')
-      entries[i] = { key, replica, counter, wall, logical, covers, kind, increments, decrements }
+      entries[i] = entryOf(
+        key,
+        replica,
+        counter,
+        wall,
+        logical,
+        covers,
+        kind,
+        signature,
+        undefined,
+        undefined,
+        {
+          increments,
+          decrements,
+        },
+      )
     } else {
-      entries[i] = { key, replica, counter, wall, logical, covers, kind }
+      entries[i] = entryOf(key, replica, counter, wall, logical, covers, kind, signature)
     }
   }
   const context = readContextBody(reader, strings, limits)
@@ -141,6 +161,38 @@ export function decodeDelta(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIM
   }
   return { entries, context }
 }
+
+/** Every decoded entry gets the same object shape as a written one (monomorphic hot paths). */
+export function entryOf(
+  key: string,
+  replica: string,
+  counter: number,
+  wall: number,
+  logical: number,
+  covers: Covers,
+  kind: EntryKind,
+  signature: Uint8Array | undefined,
+  value?: Uint8Array,
+  contentType?: string,
+  totals?: { increments: number; decrements: number },
+): Entry {
+  return {
+    key,
+    replica,
+    counter,
+    wall,
+    logical,
+    covers,
+    kind,
+    value,
+    contentType,
+    increments: totals?.increments,
+    decrements: totals?.decrements,
+    signature,
+  }
+}
+
+const UNSIGNED = new Uint8Array(SIGNATURE_BYTES)
 
 // ---- causal contexts ----------------------------------------------------------------------
 

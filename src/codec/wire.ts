@@ -175,6 +175,14 @@ export class Reader {
     return out
   }
 
+  /** Exactly `n` raw bytes (a signature, a hash): a view, copy it to keep it. */
+  fixed(field: string, n: number): Uint8Array {
+    if (n > this.remaining) throw new DecodeError('truncated', `${field}: ${n} bytes, ${this.remaining} left`)
+    const out = this.bytesIn.subarray(this.offset, this.offset + n)
+    this.offset += n
+    return out
+  }
+
   string(field: string, max: number, reason: 'key-too-long' | 'string-too-long' = 'string-too-long'): string {
     const raw = this.bytes(field, max, reason)
     try {

@@ -251,6 +251,8 @@ export class CausalMap {
       contentType: isValue ? body.contentType : undefined,
       increments: isCounter ? (body.increments ?? 0) : undefined,
       decrements: isCounter ? (body.decrements ?? 0) : undefined,
+      // Signed by the replica when it commits the write (one object shape either way).
+      signature: undefined,
     }
     const change: Change = { added: [], removed: [] }
     this.seen.add(this.replica, counter)

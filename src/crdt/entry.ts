@@ -43,6 +43,11 @@ export interface Entry {
   readonly increments?: number
   /** Counter entries: everything this replica ever subtracted (N). */
   readonly decrements?: number
+  /**
+   * The author's Ed25519 signature (64 bytes) over the entry's dot and body hash (see
+   * codec/signature.ts). Absent only on entries not yet committed, and in the pure CRDT layer.
+   */
+  signature?: Uint8Array
 }
 
 /** True when `entry` supersedes the entry with dot (replica, counter) on the same key. */

@@ -1,3 +1,4 @@
+export * from './attest.ts'
 export * from './causal-map.ts'
 export * from './context.ts'
 export * from './document.ts'

@@ -89,7 +89,12 @@ export async function startDaemon(
     undo.push(() => store.close())
     let peer: HearsayPeer
     try {
-      peer = new HearsayPeer({ store, peerId, namespaces: config.namespaces })
+      peer = new HearsayPeer({
+        store,
+        peerId,
+        privateKey: identity.privateKey,
+        namespaces: config.namespaces,
+      })
     } catch (error) {
       throw storeStartError(error, files.database)
     }

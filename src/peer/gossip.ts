@@ -1,6 +1,4 @@
-import { createPublicKey, type KeyObject, verify } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { decodeDelta, encodeDelta, estimateEncodedSize } from '../codec/delta.ts'
 import { DecodeError } from '../codec/errors.ts'
 import { decodeSignedBatch, encodeSignedBatch, signedPayload } from '../codec/gossip.ts'
@@ -8,7 +6,8 @@ import type { Delta } from '../crdt/causal-map.ts'
 import { CausalContext } from '../crdt/context.ts'
 import { coversDot, type Entry } from '../crdt/entry.ts'
 import type { Verdict } from '../mesh/node.ts'
-import { replicaBase } from '../replica/replica.ts'
+import { parseMeshTopic } from '../mesh/topics.ts'
+import { replicaAuthor, verifyEd25519, verifyEntry } from '../replica/signing.ts'
 
 /**
  * Gossip of deltas: local writes are coalesced per namespace for a few milliseconds (or until a
@@ -101,7 +100,7 @@ export async function signBatch(privateKey: PrivateKey, topic: string, delta: De
 export function batchSigner(delta: Delta): string | undefined {
   let signer: string | undefined
   for (const replica of delta.context.replicas()) {
-    const base = replicaBase(replica)
+    const base = replicaAuthor(replica)
     if (signer === undefined) signer = base
     else if (signer !== base) return undefined
   }
@@ -129,37 +128,19 @@ export async function checkBatch(topic: string, data: Uint8Array, self: string):
   }
   const signer = batchSigner(delta)
   if (signer === undefined) return { verdict: 'reject', reason: 'a batch must speak for exactly one author' }
-  let valid = false
-  try {
-    valid = verifyEd25519(signer, signedPayload(topic, encoded), signature)
-  } catch {
-    valid = false
+  if (!verifyEd25519(signer, signedPayload(topic, encoded), signature)) {
+    return { verdict: 'reject', reason: `bad signature for ${signer}`, signer }
   }
-  if (!valid) return { verdict: 'reject', reason: `bad signature for ${signer}`, signer }
   // Checked after the signature: a forgery in our name is rejected, not waved through as an echo.
   if (signer === self) return { verdict: 'ignore', reason: 'our own batch' }
-  return { verdict: 'accept', signer, delta }
-}
-
-/**
- * Signer id → its public key as a node:crypto KeyObject. Verifying through @libp2p/crypto imports the
- * key from JWK on every call, which cost more than the verification itself on the receive path.
- */
-const signerKeys = new Map<string, KeyObject | null>()
-
-function verifyEd25519(signer: string, data: Uint8Array, signature: Uint8Array): boolean {
-  let key = signerKeys.get(signer)
-  if (key === undefined) {
-    const publicKey = peerIdFromString(signer).publicKey
-    key =
-      publicKey?.type === 'Ed25519'
-        ? createPublicKey({
-            key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey.raw).toString('base64url') },
-            format: 'jwk',
-          })
-        : null
-    if (signerKeys.size > 10_000) signerKeys.clear()
-    signerKeys.set(signer, key)
+  // Each entry carries its own signature too, which travels with it into stores and anti-entropy:
+  // check it here, once (the merge reuses the result), so a bad one never gets stored and served.
+  const namespace = parseMeshTopic(topic)?.namespace
+  if (namespace === undefined) return { verdict: 'reject', reason: `not a hearsay topic: ${topic}` }
+  for (const entry of delta.entries) {
+    if (!verifyEntry(namespace, entry, verifyEd25519, { mark: true })) {
+      return { verdict: 'reject', reason: `bad entry signature ${entry.replica}:${entry.counter}`, signer }
+    }
   }
-  return key !== null && verify(null, data, key, signature)
+  return { verdict: 'accept', signer, delta }
 }

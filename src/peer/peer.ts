@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events'
+import type { PrivateKey } from '@libp2p/interface'
 import { type ChangeEvent, Replica } from '../replica/replica.ts'
+import { createEntrySigner, type EntrySigner } from '../replica/signing.ts'
 import type { Store } from '../store/types.ts'
 
 /**
@@ -82,6 +84,12 @@ export interface PeerInit {
   store: Store
   /** Author part of replica ids (the libp2p PeerId when a mesh is attached). */
   peerId: string
+  /**
+   * The peer's identity key, which signs every entry written here (required to take part in a mesh:
+   * peers refuse entries not signed by the key in their replica id). Without it each namespace signs
+   * with a throwaway key, which is enough for a peer that runs alone.
+   */
+  privateKey?: PrivateKey
   /** Namespaces to open at start (others open on first use). */
   namespaces?: string[]
   /** Physical clock for HLCs (tests). */
@@ -106,6 +114,7 @@ export class HearsayPeer extends EventEmitter<PeerEvents> {
   private readonly replicas = new Map<string, Replica>()
   private readonly started = Date.now()
   private readonly now: (() => number) | undefined
+  private readonly signer: EntrySigner | undefined
   private mesh: MeshAttachment | undefined
   private stopped = false
 
@@ -114,6 +123,10 @@ export class HearsayPeer extends EventEmitter<PeerEvents> {
     this.peerId = init.peerId
     this.store = init.store
     this.now = init.now
+    this.signer = init.privateKey === undefined ? undefined : createEntrySigner(init.privateKey)
+    if (this.signer !== undefined && this.signer.peerId !== init.peerId) {
+      throw new TypeError(`privateKey belongs to ${this.signer.peerId}, not to peerId ${init.peerId}`)
+    }
     for (const name of new Set([...init.store.namespaces(), ...(init.namespaces ?? [])])) this.namespace(name)
   }
 
@@ -128,7 +141,13 @@ export class HearsayPeer extends EventEmitter<PeerEvents> {
     if (!NAMESPACE.test(name)) {
       throw new NamespaceError(`namespace must match ${NAMESPACE.source}`)
     }
-    replica = Replica.open({ namespace: name, store: this.store, replicaBase: this.peerId, now: this.now })
+    replica = Replica.open({
+      namespace: name,
+      store: this.store,
+      replicaBase: this.peerId,
+      signer: this.signer,
+      now: this.now,
+    })
     replica.on('change', (event) => this.emit('change', event))
     replica.on('failed', (error) => this.emit('failed', error))
     this.replicas.set(name, replica)

@@ -11,6 +11,7 @@ import {
   encodeToken,
   tokenKeyTag,
 } from '../codec/stored.ts'
+import { attestedBy, clipDelta, type SignedHead } from '../crdt/attest.ts'
 import type { Change, Delta, MergeOptions, WriteResult } from '../crdt/causal-map.ts'
 import { CausalContext, type VersionVector } from '../crdt/context.ts'
 import {
@@ -25,6 +26,20 @@ import type { Covers, Entry } from '../crdt/entry.ts'
 import { HybridClock, type PhysicalClock } from '../crdt/hlc.ts'
 import { type DotRef, type Store, type StoredEntry, StoreError } from '../store/types.ts'
 import { ReplicaError } from './errors.ts'
+import {
+  decodeHeadList,
+  type EntrySigner,
+  encodeHeadList,
+  generateEntrySigner,
+  headOf,
+  replicaAuthor,
+  SignatureError,
+  type SignatureVerifier,
+  signEntry,
+  verifyEd25519,
+  verifyEntry,
+  verifyHead,
+} from './signing.ts'
 
 /**
  * A Replica is one namespace's CRDT state made durable: local writes are applied in memory, batched
@@ -37,7 +52,14 @@ export interface ReplicaInit {
   namespace: string
   store: Store
   /**
-   * The author part of the replica id (normally the peer id; default random). A new store gets
+   * Signs this replica's entries: normally built from the peer's identity key. Default: a fresh
+   * key, whose PeerId is then the default `replicaBase`.
+   */
+  signer?: EntrySigner
+  /** Checks remote entries' signatures (default Ed25519 with the key in the author's PeerId). */
+  verifier?: SignatureVerifier
+  /**
+   * The author part of the replica id (normally the peer id; default the signer's PeerId). A new store gets
    * `<base>~<random incarnation>`; a stored id is kept across restarts, unless the store's data was
    * copied or restored (its identity changed), which starts a new incarnation.
    */
@@ -81,6 +103,12 @@ export interface ListPage {
   cursor?: string
 }
 
+/** A remote delta's merge options: chunking (see MergeOptions) and the signed heads sent with it. */
+export interface RemoteMergeOptions extends MergeOptions {
+  /** Heads vouching for context beyond the delta's own entries (anti-entropy's final chunk). */
+  heads?: readonly SignedHead[]
+}
+
 export type ChangeOrigin = 'local' | 'remote' | 'gc'
 
 export interface ChangeEvent {
@@ -111,12 +139,15 @@ interface PendingBatch {
   local: Delta[]
   waiters: Array<{ resolve: () => void; reject: (error: Error) => void }>
   meta: Map<string, Uint8Array>
+  /** A head was raised: persist the list with the batch. */
+  headsChanged: boolean
 }
 
 const META_CONTEXT = 'context'
 const META_COLLECTED = 'collected'
 const META_REPLICA = 'replica'
 const META_HOME = 'home'
+const META_HEADS = 'heads'
 const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,126}$/
 const textEncoder = new TextEncoder()
 
@@ -127,12 +158,18 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   private readonly maxKeyBytes: number
   private readonly maxValueBytes: number
   private readonly remoteFlushMs: number
+  private readonly signer: EntrySigner
+  private readonly verifier: SignatureVerifier
+  /** Per replica, the signed header of its highest-counter entry we verified (or wrote). */
+  private readonly heads = new Map<string, SignedHead>()
   private pending: PendingBatch | undefined
   private failure: Error | undefined
   private closed = false
 
-  private constructor(init: ReplicaInit, doc: CrdtDocument) {
+  private constructor(init: ReplicaInit & { signer: EntrySigner }, doc: CrdtDocument) {
     super()
+    this.signer = init.signer
+    this.verifier = init.verifier ?? verifyEd25519
     this.namespace = init.namespace
     this.store = init.store
     this.doc = doc
@@ -143,13 +180,24 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   /** Opens a namespace from its store; throws StoreError when the stored data cannot be read. */
   static open(init: ReplicaInit): Replica {
+    const signer = init.signer ?? generateEntrySigner()
     const snapshot = init.store.load(init.namespace)
-    const { replicaId, meta } = chooseReplicaId(init, snapshot.meta)
+    const chosen = chooseReplicaId({ ...init, replicaBase: init.replicaBase ?? signer.peerId }, snapshot.meta)
+    let replicaId = chosen.replicaId
+    const meta = chosen.meta
+    // Writes must be signed by the replica id's author: a store reopened under another identity key
+    // continues under a new replica id of that key.
+    if (init.signer !== undefined && replicaAuthor(replicaId) !== signer.peerId) {
+      replicaId = nextIncarnation(signer.peerId)
+      meta.push([META_REPLICA, textEncoder.encode(replicaId)])
+    }
     const doc = new CrdtDocument({ replica: replicaId, clock: new HybridClock(init.now) })
-    const replica = new Replica(init, doc)
+    const replica = new Replica({ ...init, signer }, doc)
     try {
       const context = decodeOptional(snapshot.meta.get(META_CONTEXT))
       const collected = decodeOptional(snapshot.meta.get(META_COLLECTED))
+      const heads = snapshot.meta.get(META_HEADS)
+      if (heads !== undefined) for (const head of decodeHeadList(heads)) replica.heads.set(head.replica, head)
       doc.load(
         snapshot.entries.map((row) => decodeEntryBody(row.key, row.replica, row.counter, row.data)),
         context,
@@ -262,17 +310,65 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   // ---- replication ------------------------------------------------------------------------
 
-  /** Joins a remote delta; resolves once what it changed is durable. */
-  async merge(delta: Delta, options?: MergeOptions): Promise<Change> {
+  /**
+   * Joins a remote delta; resolves once what it changed is durable. Every entry and head must carry
+   * its author's valid signature, or nothing is merged (SignatureError). Context claims beyond what
+   * the claimed replica's own signatures attest are dropped (see crdt/attest.ts).
+   */
+  async merge(delta: Delta, options: RemoteMergeOptions = {}): Promise<Change> {
     this.checkWritable()
-    this.checkIncarnation(delta)
-    const change = this.doc.merge(delta, options)
+    for (const entry of delta.entries) {
+      if (!verifyEntry(this.namespace, entry, this.verifier)) {
+        throw new SignatureError(
+          `entry ${entry.replica}:${entry.counter} does not carry its author's signature`,
+        )
+      }
+    }
+    for (const head of options.heads ?? []) {
+      if (!verifyHead(this.namespace, head, this.verifier)) {
+        throw new SignatureError(`head ${head.replica}:${head.counter} does not carry its author's signature`)
+      }
+    }
+    const map = this.doc.map
+    const vouched = attestedBy(delta, options.heads)
+    const clipped = clipDelta(delta, (replica) =>
+      Math.max(map.maxCounter(replica), vouched.get(replica) ?? 0),
+    )
+    const batch = this.batch(false)
+    this.checkIncarnation(clipped)
+    this.raiseHeads(batch, delta, options.heads ?? [])
+    const change = this.doc.merge(clipped, options)
     // Even a merge that changed no entry may have grown the context: recording the (empty) change
     // makes the batch persist it.
-    const batch = this.batch(false)
     this.record(batch, change, 'remote')
     await this.wait(batch)
     return change
+  }
+
+  /** The signed head of a replica's highest entry we know of, to vouch for its context. */
+  head(replica: string): SignedHead | undefined {
+    return this.heads.get(replica)
+  }
+
+  /** Keeps the highest verified head per replica from a delta's entries and the heads sent with it. */
+  private raiseHeads(batch: PendingBatch, delta: Delta, heads: readonly SignedHead[]): void {
+    const highest = new Map<string, Entry>()
+    for (const entry of delta.entries) {
+      const best = highest.get(entry.replica)
+      if (best === undefined || best.counter < entry.counter) highest.set(entry.replica, entry)
+    }
+    for (const [replica, entry] of highest) {
+      // Hashing the body only for an entry that raises the head.
+      if ((this.heads.get(replica)?.counter ?? 0) < entry.counter) this.raiseHead(batch, headOf(entry))
+    }
+    for (const head of heads) this.raiseHead(batch, head)
+  }
+
+  private raiseHead(batch: PendingBatch, head: SignedHead): void {
+    const current = this.heads.get(head.replica)
+    if (current !== undefined && current.counter >= head.counter) return
+    this.heads.set(head.replica, head)
+    batch.headsChanged = true
   }
 
   /**
@@ -391,6 +487,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
         local: [],
         waiters: [],
         meta: new Map(),
+        headsChanged: false,
       }
       this.pending = batch
       const scheduled = batch
@@ -406,6 +503,12 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   private record(batch: PendingBatch, change: Change, origin: ChangeOrigin): void {
     for (const entry of change.added) {
+      // A local write is signed here, once, before it is stored or shown to anyone.
+      if (origin === 'local' && entry.signature === undefined) {
+        const head = signEntry(this.signer, this.namespace, entry)
+        entry.signature = head.signature
+        this.raiseHead(batch, head)
+      }
       batch.put.set(entry, {
         replica: entry.replica,
         counter: entry.counter,
@@ -433,6 +536,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       // Any recorded change may have grown the context: encode it once per batch, at commit time,
       // however many writes and merges the batch holds.
       if (batch.changes.length > 0) meta.push([META_CONTEXT, encodeContext(this.doc.map.context())])
+      if (batch.headsChanged) meta.push([META_HEADS, encodeHeadList(this.heads.values())])
       this.store.commit(
         this.namespace,
         { put: [...batch.put.values()], remove: batch.remove, meta },
@@ -613,8 +717,7 @@ export function nextIncarnation(id: string): string {
 
 /** The author part of a replica id: the peer id its writes are signed by. */
 export function replicaBase(id: string): string {
-  const at = id.lastIndexOf('~')
-  return at < 0 ? id : id.slice(0, at)
+  return replicaAuthor(id)
 }
 
 function base32(bytes: Uint8Array): string {

@@ -1,5 +1,12 @@
-/** Schema version of the SQLite file, kept in `PRAGMA user_version`. Bump it with a migration. */
-export const SCHEMA_VERSION = 1
+/**
+ * Schema version of the SQLite file, kept in `PRAGMA user_version`. Bump it with a migration.
+ * Version 2: entry bodies carry their author's signature. Version 1 files are refused (their
+ * entries cannot be signed after the fact; peers sync the data back into a new file).
+ */
+export const SCHEMA_VERSION = 2
+
+/** The oldest schema version this hearsay opens. */
+export const OLDEST_SCHEMA_VERSION = 2
 
 /**
  * `PRAGMA application_id` of a hearsay store: ASCII 'hrsy'. Marks the file as ours, so opening some

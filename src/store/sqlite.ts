@@ -6,6 +6,7 @@ import {
   CORRUPTION_REPORT_LINES,
   DEFAULT_BUSY_TIMEOUT_MS,
   JOURNAL_SIZE_LIMIT_BYTES,
+  OLDEST_SCHEMA_VERSION,
   SCHEMA_VERSION,
 } from './constants.ts'
 import {
@@ -244,6 +245,12 @@ function configure(db: DatabaseSync, path: string, synchronous: 'FULL' | 'NORMAL
       `${path} has schema version ${version}, but this hearsay only knows up to version ${SCHEMA_VERSION}: upgrade hearsay to open it`,
     )
   }
+  if (version !== 0 && version < OLDEST_SCHEMA_VERSION) {
+    throw new StoreError(
+      'STORE_CORRUPT',
+      `${path} has schema version ${version}, whose entries carry no signatures; this hearsay opens version ${OLDEST_SCHEMA_VERSION} and later`,
+    )
+  }
   if (appId !== 0 && appId !== APPLICATION_ID) {
     throw new StoreError(
       'STORE_CORRUPT',
@@ -359,7 +366,7 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
     st = prepareStatements(db)
   } catch (err) {
     db.close()
-    // user_version says 1 but a table or column is missing: edited by hand, or not really ours.
+    // user_version says it is ours but a table or column is missing: edited by hand, or not really ours.
     throw new StoreError(
       'STORE_CORRUPT',
       `${path} claims schema version ${SCHEMA_VERSION} but its tables do not match: ${reason(err)}`,

@@ -1,8 +1,8 @@
 /** The anti-entropy protocol id; the version in it changes only with an incompatible frame format. */
-export const SYNC_PROTOCOL = '/hearsay/sync/1.0.0'
+export const SYNC_PROTOCOL = '/hearsay/sync/2.0.0'
 
 /** Version byte at the start of every sync frame. */
-export const SYNC_FRAME_VERSION = 1
+export const SYNC_FRAME_VERSION = 2
 
 /** Largest DELTAS frame we produce: big enough to amortise framing, small enough to interleave. */
 export const DEFAULT_CHUNK_BYTES = 256 * 1024

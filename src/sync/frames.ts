@@ -1,7 +1,9 @@
 import { decodeContext, decodeDelta, encodeContext, encodeDelta } from '../codec/delta.ts'
 import { DecodeError } from '../codec/errors.ts'
 import { type CodecLimits, DEFAULT_LIMITS } from '../codec/limits.ts'
+import { readHeads, writeHeads } from '../codec/signature.ts'
 import { Reader, Writer } from '../codec/wire.ts'
+import type { SignedHead } from '../crdt/attest.ts'
 import type { Delta } from '../crdt/causal-map.ts'
 import type { CausalContext } from '../crdt/context.ts'
 import { SYNC_FRAME_VERSION } from './constants.ts'
@@ -12,7 +14,8 @@ import { SYNC_FRAME_VERSION } from './constants.ts'
  *   OPEN    namespace:string digest:string context:bytes      initiator's first frame
  *   EQUAL                                                      digests match: nothing to do
  *   CONTEXT context:bytes                                      "send me what this context lacks"
- *   DELTAS  final:u8 delta:bytes                               a chunk of what the other side lacks
+ *   DELTAS  final:u8 delta:bytes [heads]                       a chunk of what the other side lacks;
+ *                                                              the final one ends with signed heads
  *   ERROR   code:string message:string                         refusal; the stream ends after it
  */
 
@@ -20,7 +23,7 @@ export type SyncFrame =
   | { type: 'open'; namespace: string; digest: string; context: CausalContext }
   | { type: 'equal' }
   | { type: 'context'; context: CausalContext }
-  | { type: 'deltas'; final: boolean; delta: Delta }
+  | { type: 'deltas'; final: boolean; delta: Delta; heads?: readonly SignedHead[] }
   | { type: 'error'; code: string; message: string }
 
 const TYPE_CODES = { open: 10, equal: 11, context: 12, deltas: 13, error: 14 } as const
@@ -41,6 +44,9 @@ export function encodeSyncFrame(frame: SyncFrame): Uint8Array {
     case 'deltas':
       writer.byte(frame.final ? 1 : 0)
       writer.bytes(encodeDelta(frame.delta))
+      if (frame.final) writeHeads(writer, frame.heads ?? [])
+      else if ((frame.heads?.length ?? 0) > 0)
+        throw new TypeError('only the final DELTAS frame carries heads')
       break
     case 'error':
       writer.string(frame.code.slice(0, 64))
@@ -85,11 +91,10 @@ export function decodeSyncFrame(bytes: Uint8Array, limits: CodecLimits = DEFAULT
     case TYPE_CODES.deltas: {
       const flags = reader.byte('flags')
       if (flags > 1) throw new DecodeError('invalid-field', `deltas flags ${flags}`)
-      frame = {
-        type: 'deltas',
-        final: flags === 1,
-        delta: decodeDelta(reader.bytes('delta', limits.maxFrameBytes, 'value-too-large'), limits),
-      }
+      const final = flags === 1
+      const delta = decodeDelta(reader.bytes('delta', limits.maxFrameBytes, 'value-too-large'), limits)
+      const heads = final ? readHeads(reader, limits.maxStrings, limits.maxStringBytes) : []
+      frame = { type: 'deltas', final, delta, heads }
       break
     }
     case TYPE_CODES.error:

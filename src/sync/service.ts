@@ -4,6 +4,7 @@ import { DecodeError } from '../codec/errors.ts'
 import type { CausalContext } from '../crdt/context.ts'
 import type { MeshNode } from '../mesh/node.ts'
 import type { Replica } from '../replica/replica.ts'
+import { SignatureError } from '../replica/signing.ts'
 import {
   DEFAULT_CHUNK_BYTES,
   DEFAULT_IDLE_TIMEOUT_MS,
@@ -135,14 +136,7 @@ export class SyncService {
     } catch (caught) {
       const error = toError(caught)
       this.init.onError?.(error, peer, namespace)
-      if (error instanceof SyncProtocolError || error instanceof DecodeError) {
-        const code = error instanceof DecodeError ? 'malformed-frame' : error.code
-        await lp
-          .write(encodeSyncFrame({ type: 'error', code, message: error.message }), {
-            signal: AbortSignal.timeout(1000),
-          })
-          .catch(() => {})
-      }
+      if (!told.has(error)) await tellRefusal(lp, error)
       stream.abort(error)
     }
   }
@@ -217,7 +211,11 @@ export class SyncService {
             try {
               await replica.merge(merge.delta, merge.options)
             } catch (error) {
-              mergeError = toError(error)
+              // A forged or damaged entry ends the session; what came before it was verified and stays.
+              mergeError =
+                error instanceof SignatureError
+                  ? new SyncProtocolError('bad-signature', error.message)
+                  : toError(error)
             }
           })
         }
@@ -237,6 +235,7 @@ export class SyncService {
       }
     } catch (error) {
       const failure = toError(error)
+      await tellRefusal(lp, failure)
       stream.abort(failure)
       throw failure
     }
@@ -266,6 +265,21 @@ export class SyncService {
   private idle(signal: AbortSignal): AbortSignal {
     return AbortSignal.any([signal, AbortSignal.timeout(this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS)])
   }
+}
+
+/** Errors whose ERROR frame was already sent (or attempted). */
+const told = new WeakSet<Error>()
+
+/** Tells the peer why we end the session (protocol errors only), briefly; never throws. */
+async function tellRefusal(lp: ReturnType<typeof lpStream<Stream>>, error: Error): Promise<void> {
+  if (told.has(error) || !(error instanceof SyncProtocolError || error instanceof DecodeError)) return
+  told.add(error)
+  const code = error instanceof DecodeError ? 'malformed-frame' : error.code
+  await lp
+    .write(encodeSyncFrame({ type: 'error', code, message: error.message }), {
+      signal: AbortSignal.timeout(1000),
+    })
+    .catch(() => {})
 }
 
 /** libp2p streams can reject with their close Event rather than an Error: unwrap it. */

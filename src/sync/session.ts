@@ -1,4 +1,5 @@
 import { estimateEncodedSize } from '../codec/delta.ts'
+import type { SignedHead } from '../crdt/attest.ts'
 import type { Delta, MergeOptions } from '../crdt/causal-map.ts'
 import { CausalContext } from '../crdt/context.ts'
 import type { Entry } from '../crdt/entry.ts'
@@ -20,18 +21,23 @@ import type { SyncFrame } from './frames.ts'
  * makes removals (and writes superseded in between) reach the other side.
  */
 
-/** What the session needs of a replica: the three pure queries of replication. */
+/** What the session needs of a replica: the pure queries of replication. */
 export interface SyncState {
   digest(): string
   context(): CausalContext
   deltasSince(remote: CausalContext): Delta
+  /** The signed head of a replica's highest entry this side verified (to vouch for its context). */
+  head?(replica: string): SignedHead | undefined
 }
+
+/** What to merge: a delta, the dots shipped before it (chunking) and heads vouching for its context. */
+export type SessionMergeOptions = MergeOptions & { heads?: readonly SignedHead[] }
 
 export interface SyncStep {
   /** Frames to send, in order. */
   send: SyncFrame[]
   /** A delta to merge (await durability before feeding the next frame). */
-  merge?: { delta: Delta; options: MergeOptions }
+  merge?: { delta: Delta; options: SessionMergeOptions }
   /** The session is over; close the stream. */
   done: boolean
 }
@@ -113,9 +119,9 @@ export class SyncSession {
         }
         this.stats.remoteContext = frame.context
         this.sentFinal = true
-        return this.step(this.chunks(this.state.deltasSince(frame.context)))
+        return this.step(this.chunks(this.state.deltasSince(frame.context), frame.context))
       case 'deltas':
-        return this.onDeltas(frame.final, frame.delta)
+        return this.onDeltas(frame.final, frame.delta, frame.heads ?? [])
       case 'error':
         throw new SyncProtocolError(`remote-${frame.code}`, `peer refused: ${frame.message}`)
     }
@@ -135,11 +141,11 @@ export class SyncSession {
     }
     this.sentFinal = true
     const send: SyncFrame[] = [{ type: 'context', context: this.state.context() }]
-    send.push(...this.chunks(this.state.deltasSince(context)))
+    send.push(...this.chunks(this.state.deltasSince(context), context))
     return this.step(send)
   }
 
-  private onDeltas(final: boolean, delta: Delta): SyncStep {
+  private onDeltas(final: boolean, delta: Delta, heads: readonly SignedHead[]): SyncStep {
     if (!this.started || this.receivedFinal)
       throw new SyncProtocolError('unexpected-frame', 'DELTAS out of turn')
     this.stats.chunksReceived++
@@ -154,7 +160,7 @@ export class SyncSession {
       return { send: [], merge: { delta, options: {} }, done: false }
     }
     this.receivedFinal = true
-    const merge = { delta, options: { shipped: this.shipped.clone() } }
+    const merge = { delta, options: { shipped: this.shipped.clone(), heads } }
     const done = this.sentFinal
     if (done) this.finished = true
     return { send: [], merge, done }
@@ -171,8 +177,13 @@ export class SyncSession {
     return { send, done: true }
   }
 
-  /** Splits a delta into chunks of about `chunkBytes`; the last carries the whole context. */
-  private chunks(delta: Delta): SyncFrame[] {
+  /**
+   * Splits a delta into chunks of about `chunkBytes`; the last carries the whole context, and the
+   * signed heads of the replicas whose context there goes beyond both the entries shipped and what
+   * the remote has seen (their latest writes were superseded or collected here): without them the
+   * receiver would drop those claims as unattested.
+   */
+  private chunks(delta: Delta, remote: CausalContext): SyncFrame[] {
     this.stats.entriesSent += delta.entries.length
     const frames: SyncFrame[] = []
     let current: Entry[] = []
@@ -191,7 +202,18 @@ export class SyncSession {
       current.push(entry)
       size += estimate
     }
-    frames.push({ type: 'deltas', final: true, delta: { entries: current, context: delta.context } })
+    const shippedMax = new Map<string, number>()
+    for (const entry of delta.entries) {
+      if ((shippedMax.get(entry.replica) ?? 0) < entry.counter) shippedMax.set(entry.replica, entry.counter)
+    }
+    const heads: SignedHead[] = []
+    for (const replica of delta.context.replicas()) {
+      const claimed = delta.context.max(replica)
+      if (claimed <= Math.max(shippedMax.get(replica) ?? 0, remote.max(replica))) continue
+      const head = this.state.head?.(replica)
+      if (head !== undefined) heads.push(head)
+    }
+    frames.push({ type: 'deltas', final: true, delta: { entries: current, context: delta.context }, heads })
     return frames
   }
 }

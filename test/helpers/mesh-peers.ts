@@ -21,6 +21,7 @@ export async function startTestPeer(
   const peer = new HearsayPeer({
     store: options.store ?? createMemoryStore(),
     peerId,
+    privateKey,
     namespaces: options.namespaces ?? ['ns'],
   })
   const mesh = await attachMesh(peer, {
