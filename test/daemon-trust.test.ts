@@ -11,7 +11,15 @@ import { request as httpRequest } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { api, collectEvents, removeHomes, startDaemon, stopAllDaemons, until } from './helpers/daemon.ts'
+import {
+  api,
+  collectEvents,
+  removeHomes,
+  runCli,
+  startDaemon,
+  stopAllDaemons,
+  until,
+} from './helpers/daemon.ts'
 import { startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
 
 const peers: TestPeer[] = []
@@ -312,6 +320,50 @@ describe('who may use the API', () => {
     const named = await raw(url, '/v1/ns/default/kv/k', { headers: { ...auth, host: 'my-box.lan' } })
     expect(named.status).toBe(200)
     expect(named.text).toBe('x')
+  })
+})
+
+describe('the CLI under these rules', () => {
+  it('sends the data dir token to a daemon beyond loopback, and a given token to a given URL only', async () => {
+    const daemon = await startDaemon({ args: ['--api-host', '0.0.0.0'] })
+    const home = daemon.home
+    const put = await runCli(['put', 'greeting', 'hi'], { home })
+    expect(put.code, put.stderr).toBe(0)
+    const get = await runCli(['get', 'greeting'], { home })
+    expect(get.code, get.stderr).toBe(0)
+    expect(get.stdout).toContain('hi')
+
+    const url = `http://127.0.0.1:${new URL(daemon.url).port}`
+    // A URL given by hand gets no token from the data dir...
+    const bare = await runCli(['get', 'greeting', '--api', url], { home })
+    expect(bare.code).not.toBe(0)
+    expect(bare.stderr).toContain('api.token')
+    // ...unless one is given by hand too.
+    const { readFileSync } = await import('node:fs')
+    const token = readFileSync(join(home, 'api.token'), 'utf8').trim()
+    const flagged = await runCli(['get', 'greeting', '--api', url, '--token', token], { home })
+    expect(flagged.code, flagged.stderr).toBe(0)
+    const env = await runCli(['get', 'greeting'], {
+      home,
+      env: { HEARSAY_API: url, HEARSAY_API_TOKEN: token },
+    })
+    expect(env.code, env.stderr).toBe(0)
+  })
+
+  it('hearsay watch joins the namespace it watches (a GET of the stream never does)', async () => {
+    const daemon = await startDaemon()
+    const watch = runCli(['watch', '-n', 'fresh', '--count', '1', '--json'], { home: daemon.home })
+    await until(async () => ((await api(daemon.url, '/v1/ns/fresh')).status === 200 ? true : undefined))
+    await until(async () =>
+      (await api(daemon.url, '/v1/status')).json.watchClients === 1 ? true : undefined,
+    )
+    expect((await api(daemon.url, '/v1/ns/fresh/kv/k', { method: 'PUT', body: 'v' })).status).toBe(200)
+    const done = await watch
+    expect(done.code, done.stderr).toBe(0)
+    expect(JSON.parse(done.stdout.trim().split('\n').at(-1)!)).toMatchObject({
+      event: 'change',
+      data: { key: 'k' },
+    })
   })
 })
 
