@@ -174,7 +174,7 @@ export const counterRoutes: Route = {
         throw new ApiError(
           400,
           'INVALID_NUMBER',
-          `"by" must be a safe integer (negative to subtract), got ${JSON.stringify(by)}`,
+          `"by" must be a safe integer (negative to subtract), got ${JSON.stringify(by).slice(0, 80)}`,
         )
       }
       const replica = context.join()
