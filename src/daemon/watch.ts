@@ -191,15 +191,22 @@ export class WatchHub {
       const current = burst
       queueMicrotask(() => this.flush(current))
     }
-    const remoteRegister = event.origin === 'remote' && event.type === 'register'
-    if (burst.watchers.length === 0 && !remoteRegister) return
+    if (event.origin === 'remote' && event.type === 'register') this.recordLag(replica, event.key)
+    if (burst.watchers.length === 0) return
     const data = describeChange(replica, event, event.origin)
     if (data === undefined) return
-    if (remoteRegister && data.op === 'put' && typeof data.wall === 'number') {
-      if (replicaBase(String(data.replica)) !== this.peer.peerId)
-        this.metrics.convergenceLag((Date.now() - data.wall) / 1000)
+    burst.events.push(data)
+  }
+
+  /** How long a remote write took to arrive (without encoding its value: nobody may be watching). */
+  private recordLag(replica: Replica, key: string): void {
+    try {
+      const winner = replica.get(key)?.winner
+      if (winner !== undefined && replicaBase(winner.replica) !== this.peer.peerId)
+        this.metrics.convergenceLag((Date.now() - winner.wall) / 1000)
+    } catch {
+      // A key that cannot be read has no lag to show.
     }
-    if (burst.watchers.length > 0) burst.events.push(data)
   }
 
   private flush(burst: Burst): void {
