@@ -93,6 +93,13 @@ export const DEFAULT_API_MAX_CONNECTIONS = 256
  */
 export const BODY_IDLE_TIMEOUT_MS = 5_000
 
+/**
+ * Request body bytes held in memory across all requests at once: 64 values of 1 MiB arriving
+ * together. Beyond it a request is answered 503 SERVER_BUSY (with Retry-After), so clients that
+ * trickle bodies cannot make the daemon hold apiMaxConnections × 1 MiB.
+ */
+export const MAX_BUFFERED_BODY_BYTES = 64 * 1024 * 1024
+
 /** Longest time to receive a request's headers (slow-header clients), as node:http counts it. */
 export const HEADERS_TIMEOUT_MS = 10_000
 

@@ -57,6 +57,8 @@ export type ApiErrorCode =
   | 'UNAUTHORIZED'
   /** A request body stopped arriving for longer than the idle timeout. */
   | 'REQUEST_TIMEOUT'
+  /** Too many request bodies are in memory at once (64 MiB); retry after the Retry-After seconds. */
+  | 'SERVER_BUSY'
   /** The daemon is shutting down. */
   | 'SHUTTING_DOWN'
   /** A bug: the daemon logged the details. */

@@ -86,7 +86,11 @@ const commonErrors = {
     'FORBIDDEN_ORIGIN',
   ]),
   '408': error('The request body stopped arriving', ['REQUEST_TIMEOUT']),
-  '503': error('Store failed or shutting down', ['STORE_FAILED', 'SHUTTING_DOWN']),
+  '503': error('Store failed, too many bodies arriving at once, or shutting down', [
+    'STORE_FAILED',
+    'SERVER_BUSY',
+    'SHUTTING_DOWN',
+  ]),
 }
 
 export function openApiDocument(): Record<string, unknown> {

@@ -7,6 +7,7 @@ import {
   DEFAULT_API_MAX_CONNECTIONS,
   HEADERS_TIMEOUT_MS,
   KEEP_ALIVE_TIMEOUT_MS,
+  MAX_BUFFERED_BODY_BYTES,
   REQUEST_TIMEOUT_MS,
   STREAM_STALL_TIMEOUT_MS,
 } from './constants.ts'
@@ -35,10 +36,13 @@ export async function listenHttp(
     maxConnections?: number
     /** A request body idle this long is abandoned with 408. */
     bodyIdleTimeoutMs?: number
+    /** Request body bytes buffered across all requests at once; beyond it, 503 SERVER_BUSY. */
+    bodyBudgetBytes?: number
   },
 ): Promise<HttpServer> {
   let closing = false
   const bodyIdleTimeoutMs = options.bodyIdleTimeoutMs ?? BODY_IDLE_TIMEOUT_MS
+  const budget: BodyBudget = { free: options.bodyBudgetBytes ?? MAX_BUFFERED_BODY_BYTES }
   const server = createServer(
     {
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
@@ -56,7 +60,7 @@ export async function listenHttp(
     options.logger.warn({ maxConnections: server.maxConnections }, 'API connection refused: at the cap'),
   )
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    const request = new NodeRequest(req, res, bodyIdleTimeoutMs)
+    const request = new NodeRequest(req, res, bodyIdleTimeoutMs, budget)
     app.handle(request).then(
       (response) => {
         // Once closing, a connection ends with the answer in flight rather than idling until its timeout.
@@ -134,6 +138,11 @@ function closeServer(server: Server, graceMs: number): Promise<void> {
   })
 }
 
+/** What is left of the bytes all request bodies together may hold in memory. */
+interface BodyBudget {
+  free: number
+}
+
 class NodeRequest implements ApiRequest {
   readonly method: string
   readonly url: string
@@ -143,11 +152,15 @@ class NodeRequest implements ApiRequest {
   private readonly res: ServerResponse
   private controller: AbortController | undefined
   readonly idleTimeoutMs: number
+  private readonly budget: BodyBudget
+  /** Bytes of the budget this request holds, given back when its response is done. */
+  private held = 0
 
-  constructor(req: IncomingMessage, res: ServerResponse, idleTimeoutMs: number) {
+  constructor(req: IncomingMessage, res: ServerResponse, idleTimeoutMs: number, budget: BodyBudget) {
     this.req = req
     this.res = res
     this.idleTimeoutMs = idleTimeoutMs
+    this.budget = budget
     this.method = req.method ?? 'GET'
     this.url = req.url ?? '/'
     this.headers = req.headers
@@ -165,6 +178,17 @@ class NodeRequest implements ApiRequest {
     return this.controller.signal
   }
 
+  private hold(bytes: number): void {
+    if (this.held === 0) this.res.once('close', () => this.release())
+    this.held += bytes
+    this.budget.free -= bytes
+  }
+
+  private release(): void {
+    this.budget.free += this.held
+    this.held = 0
+  }
+
   body(limit: number, code: 'PAYLOAD_TOO_LARGE' | 'VALUE_TOO_LARGE'): Promise<Uint8Array> {
     this.bodyRead = true
     const declared = Number(this.req.headers['content-length'])
@@ -178,11 +202,16 @@ class NodeRequest implements ApiRequest {
         failed = true
         clearTimeout(idle)
         chunks.length = 0
+        this.release()
         reject(error)
       }
-      // A body that stops arriving is abandoned: the answer says so, then the connection closes.
-      const onIdle = () => {
-        fail(
+      // A body abandoned mid-way is not read further: the answer says why, then the connection closes.
+      const abandon = (error: ApiError) => {
+        fail(error)
+        this.res.once('finish', () => this.req.destroy())
+      }
+      const onIdle = () =>
+        abandon(
           new ApiError(
             408,
             'REQUEST_TIMEOUT',
@@ -190,8 +219,6 @@ class NodeRequest implements ApiRequest {
             { headers: { connection: 'close' } },
           ),
         )
-        this.res.once('finish', () => this.req.destroy())
-      }
       const idle = setTimeout(onIdle, this.idleTimeoutMs)
       idle.unref()
       this.req.on('data', (chunk: Buffer) => {
@@ -202,6 +229,15 @@ class NodeRequest implements ApiRequest {
           fail(tooLarge(size, limit, code))
           return
         }
+        if (chunk.length > this.budget.free) {
+          abandon(
+            new ApiError(503, 'SERVER_BUSY', 'too many request bodies are arriving at once; retry shortly', {
+              headers: { connection: 'close', 'retry-after': '1' },
+            }),
+          )
+          return
+        }
+        this.hold(chunk.length)
         chunks.push(chunk)
       })
       this.req.once('end', () => {
