@@ -56,9 +56,20 @@ export async function listenHttp(
   )
   // Over the cap node closes a new connection as soon as it is accepted; the others keep working.
   server.maxConnections = options.maxConnections ?? DEFAULT_API_MAX_CONNECTIONS
-  server.on('drop', () =>
-    options.logger.warn({ maxConnections: server.maxConnections }, 'API connection refused: at the cap'),
-  )
+  // One warning per 10 s at most, with how many were refused: a flood must not flood the log too.
+  let dropped = 0
+  let lastDropLog = 0
+  server.on('drop', () => {
+    dropped++
+    const now = Date.now()
+    if (now - lastDropLog < 10_000) return
+    lastDropLog = now
+    options.logger.warn(
+      { maxConnections: server.maxConnections, refused: dropped },
+      'API connections refused: at the connection cap',
+    )
+    dropped = 0
+  })
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const request = new NodeRequest(req, res, bodyIdleTimeoutMs, budget)
     app.handle(request).then(
