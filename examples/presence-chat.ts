@@ -6,6 +6,7 @@
  *   npm run example:chat
  *
  * The API calls an application makes:
+ *   PUT  /v1/ns/chat                             join the namespace (a watch does not join it)
  *   GET  /v1/ns/chat/watch                       text/event-stream of changes (resumable with ?since=)
  *   POST /v1/ns/chat/set/online   {"add": "alice"} / {"remove": "alice"}
  *   PUT  /v1/ns/chat/kv/messages/{time}-{user}   {"from": "alice", "text": "..."}
@@ -41,6 +42,8 @@ class ChatClient {
     return new Promise((resolve, reject) => {
       void (async () => {
         try {
+          // Join the namespace first: a watch (a GET) never joins one.
+          await call(this.peer, 'PUT', '/v1/ns/chat')
           const response = await fetch(`${this.peer.url}/v1/ns/chat/watch`, {
             signal: this.controller.signal,
           })

@@ -380,6 +380,28 @@ describe('bad input', () => {
       'INVALID_JSON',
     ],
     [
+      'JSON value nested deeper than the limit',
+      '/v1/ns/default/kv/deep',
+      {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: `${'['.repeat(129)}${']'.repeat(129)}`,
+      },
+      400,
+      'JSON_TOO_DEEP',
+    ],
+    [
+      'JSON body nested deeper than the limit',
+      '/v1/ns/default/counter/deep',
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: `{"by":${'['.repeat(30_000)}${']'.repeat(30_000)}}`,
+      },
+      400,
+      'JSON_TOO_DEEP',
+    ],
+    [
       'content type too long',
       '/v1/ns/default/kv/ct',
       { method: 'PUT', headers: { 'content-type': `x/${'y'.repeat(200)}` }, body: 'x' },
@@ -525,11 +547,15 @@ describe('watch (Server-Sent Events)', () => {
     expect(none.map((e) => e.event)).toEqual(['ready'])
   })
 
-  it('a watch joins its namespace', async () => {
+  it('a watch of an unjoined namespace is 404 and joins nothing; after PUT /v1/ns it streams', async () => {
+    const refused = await api(url, '/v1/ns/watched-first/watch')
+    expect(refused.status).toBe(404)
+    expect(refused.json.error.code).toBe('NAMESPACE_NOT_FOUND')
+    expect((await api(url, '/v1/ns/watched-first')).status).toBe(404)
+    expect((await api(url, '/v1/ns/watched-first', { method: 'PUT' })).status).toBe(201)
     const events = await collectEvents(`${url}/v1/ns/watched-first/watch`, {
       stop: (events) => events.some((e) => e.event === 'ready'),
     })
     expect(events[0].data.namespace).toBe('watched-first')
-    expect((await api(url, '/v1/ns/watched-first')).status).toBe(200)
   })
 })

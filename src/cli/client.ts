@@ -1,22 +1,40 @@
+import { join } from 'node:path'
+import { readApiToken } from '../daemon/access.ts'
+import { API_TOKEN_FILE } from '../daemon/constants.ts'
 import { readLock } from '../daemon/lock.ts'
 import { dataDirFiles, type Env, resolveDataDir } from '../daemon/paths.ts'
 import { CliError, EXIT } from './exit-codes.ts'
 
 /**
  * How client commands reach the local daemon: the API URL comes from `--api` / `HEARSAY_API`, or from
- * the lock file the running daemon keeps in its data dir.
+ * the lock file the running daemon keeps in its data dir. The bearer token (needed when the API
+ * listens beyond loopback) comes from `--token` / `HEARSAY_API_TOKEN`, or from the data dir's
+ * `api.token` when the URL came from that data dir too (a token is never sent to a URL given by hand
+ * unless given by hand as well).
  */
 
 export interface ClientOptions {
   dataDir?: string
   api?: string
+  token?: string
   env: Env
 }
 
-export function findDaemon(options: ClientOptions): string {
+export interface DaemonTarget {
+  url: string
+  token?: string
+}
+
+export function findDaemon(options: ClientOptions): DaemonTarget {
+  const explicitToken = options.env.HEARSAY_API_TOKEN || options.token || undefined
   const explicit = options.env.HEARSAY_API || options.api
-  if (explicit) return explicit.replace(/\/+$/, '')
+  if (explicit) return { url: explicit.replace(/\/+$/, ''), token: explicitToken }
   const dataDir = resolveDataDir({ flag: options.dataDir, env: options.env })
+  const url = daemonUrl(dataDir)
+  return { url, token: explicitToken ?? readApiToken(join(dataDir, API_TOKEN_FILE)) }
+}
+
+function daemonUrl(dataDir: string): string {
   const lock = readLock(dataDirFiles(dataDir).lock)
   switch (lock.state) {
     case 'missing':
@@ -53,9 +71,11 @@ export interface RequestOptions {
 
 export class DaemonClient {
   readonly baseUrl: string
+  private readonly token: string | undefined
 
-  constructor(baseUrl: string) {
-    this.baseUrl = baseUrl
+  constructor(target: DaemonTarget | string) {
+    this.baseUrl = typeof target === 'string' ? target : target.url
+    this.token = typeof target === 'string' ? undefined : target.token
   }
 
   async request(path: string, options: RequestOptions = {}): Promise<Response> {
@@ -63,7 +83,10 @@ export class DaemonClient {
     try {
       response = await fetch(this.baseUrl + path, {
         method: options.method ?? 'GET',
-        headers: options.headers,
+        headers:
+          this.token === undefined
+            ? options.headers
+            : { ...options.headers, authorization: `Bearer ${this.token}` },
         body: options.body,
         signal: options.signal,
       })

@@ -64,6 +64,7 @@ export function commandContext(
         findDaemon({
           dataDir: values['data-dir'] as string | undefined,
           api: values.api as string | undefined,
+          token: values.token as string | undefined,
           env: io.env,
         }),
       )

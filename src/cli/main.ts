@@ -78,6 +78,11 @@ const CLIENT_OPTIONS: Record<string, OptionSpec> = {
     value: '<url>',
     description: "the daemon's API URL (default: found in the data dir; env HEARSAY_API)",
   },
+  token: {
+    type: 'string',
+    value: '<token>',
+    description: 'API bearer token (default: the data dir api.token; env HEARSAY_API_TOKEN)',
+  },
 }
 const NS_OPTIONS: Record<string, OptionSpec> = {
   ns: {

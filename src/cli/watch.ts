@@ -104,6 +104,8 @@ carries a resume token; on exit (Ctrl-C) the command prints the last one, and
     process.once('SIGTERM', onSignal)
     try {
       if (limit === 0) return EXIT.OK
+      // Watching is interest in a namespace: join it (a GET of the stream never does).
+      await context.client().request(nsPath(context.ns), { method: 'PUT', signal: controller.signal })
       for (;;) {
         const outcome = await follow(
           context,

@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import { HearsayPeer, NamespaceError } from '../peer/peer.ts'
 import { ReplicaError } from '../replica/errors.ts'
 import { StoreError } from '../store/types.ts'
+import { type AccessPolicy, accessProblem } from './access.ts'
 import { ApiError } from './errors.ts'
 import type { ApiRequest, ApiResponse } from './http.ts'
 import type { DaemonMetrics } from './metrics.ts'
@@ -46,6 +47,8 @@ export interface AppInit {
   /** Facts about the running daemon for /v1/status (read at request time: the URL is known late). */
   info: () => DaemonInfo
   requireIfMatch?: boolean
+  /** Who may use the API (Host, Origin, bearer token); none checked when absent (unit tests). */
+  access?: AccessPolicy
 }
 
 export interface App {
@@ -122,6 +125,17 @@ export function createApp(init: AppInit): App {
       const questionMark = request.url.indexOf('?')
       const path = questionMark < 0 ? request.url : request.url.slice(0, questionMark)
       const found = match(path)
+      if (init.access !== undefined) {
+        const problem = accessProblem(
+          {
+            method: request.method,
+            template: found?.route.template ?? 'unmatched',
+            headers: request.headers,
+          },
+          init.access,
+        )
+        if (problem !== undefined) throw problem
+      }
       if (found === undefined)
         throw new ApiError(404, 'NOT_FOUND', `no route for ${path} (see GET /v1/openapi.json)`)
       template = found.route.template

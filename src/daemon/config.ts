@@ -127,6 +127,7 @@ function fromJson(setting: Setting, value: unknown, where: string): unknown {
       return [...value]
     case 'port':
     case 'milliseconds':
+    case 'count':
       if (typeof value !== 'number') throw invalid(where, 'must be a number')
       return checkInteger(setting, value, where)
     default:
@@ -153,7 +154,8 @@ function fromText(setting: Setting, value: string | string[] | boolean, where: s
         .filter((item) => item !== '')
     }
     case 'port':
-    case 'milliseconds': {
+    case 'milliseconds':
+    case 'count': {
       const text = String(value).trim()
       if (!/^\d+$/.test(text)) throw invalid(where, `must be a whole number, got "${value}"`)
       return checkInteger(setting, Number(text), where)
@@ -171,7 +173,7 @@ function fromText(setting: Setting, value: string | string[] | boolean, where: s
 }
 
 function checkInteger(setting: Setting, value: number, where: string): number {
-  const max = setting.kind === 'port' ? 65_535 : 3_600_000
+  const max = setting.kind === 'port' ? 65_535 : setting.kind === 'count' ? 1_073_741_824 : 3_600_000
   if (!Number.isInteger(value) || value < 0 || value > max) {
     throw invalid(where, `must be a whole number from 0 to ${max}, got ${value}`)
   }

@@ -74,6 +74,48 @@ export const DEFAULT_SSE_HEARTBEAT_MS = 15_000
 export const MAX_WATCH_QUEUE = 10_000
 
 /**
+ * Text queued for one slow watch client (setting `watchQueueBytes`) before it is cut off the same
+ * way: 8 MiB holds several 1 MiB values (1.4 MiB each as base64), and ten stalled watchers cost at
+ * most ~80 MiB instead of growing with every write.
+ */
+export const DEFAULT_WATCH_QUEUE_BYTES = 8 * 1024 * 1024
+
+/**
+ * Connections the API serves at once (setting `apiMaxConnections`), watch streams included; beyond
+ * it a new connection is closed at once and the existing ones keep working.
+ */
+export const DEFAULT_API_MAX_CONNECTIONS = 256
+
+/**
+ * A request body that sends nothing for this long is abandoned: 408, connection closed. Generous for
+ * a 1 MiB value on a slow link (it only has to keep moving), short enough that stalled uploads
+ * cannot pile up.
+ */
+export const BODY_IDLE_TIMEOUT_MS = 5_000
+
+/**
+ * Request body bytes held in memory across all requests at once: 64 values of 1 MiB arriving
+ * together. Beyond it a request is answered 503 SERVER_BUSY (with Retry-After), so clients that
+ * trickle bodies cannot make the daemon hold apiMaxConnections × 1 MiB.
+ */
+export const MAX_BUFFERED_BODY_BYTES = 64 * 1024 * 1024
+
+/** Longest time to receive a request's headers (slow-header clients), as node:http counts it. */
+export const HEADERS_TIMEOUT_MS = 10_000
+
+/**
+ * A watch stream whose client has read nothing for this long is closed (two heartbeats): it holds
+ * memory for nothing, and the client resumes from its last event id.
+ */
+export const STREAM_STALL_TIMEOUT_MS = 30_000
+
+/** Longest time to receive a whole request (headers and body); node's default is 300 s. */
+export const REQUEST_TIMEOUT_MS = 60_000
+
+/** The bearer token a non-loopback API requires, in the data dir (mode 0600). */
+export const API_TOKEN_FILE = 'api.token'
+
+/**
  * Grace for in-flight requests at shutdown; after it, connections are closed. The store is flushed
  * either way, so nothing acknowledged depends on it.
  */

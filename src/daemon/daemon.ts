@@ -6,6 +6,7 @@ import { HearsayPeer } from '../peer/peer.ts'
 import { createMemoryStore } from '../store/memory.ts'
 import { openSqliteStore } from '../store/sqlite.ts'
 import { type Store, StoreError } from '../store/types.ts'
+import { apiAccessPolicy } from './access.ts'
 import { type App, createApp, type DaemonInfo } from './app.ts'
 import { type DaemonConfig, topologyOf } from './config.ts'
 import { DaemonStartError } from './errors.ts'
@@ -101,7 +102,7 @@ export async function startDaemon(
     undo.push(() => peer.stop())
 
     const metrics = new DaemonMetrics(peer)
-    const hub = new WatchHub(peer, metrics, config.sseHeartbeatMs)
+    const hub = new WatchHub(peer, metrics, config.sseHeartbeatMs, config.watchQueueBytes)
     undo.push(() => hub.close())
     let url = ''
     const version = packageVersion()
@@ -121,6 +122,7 @@ export async function startDaemon(
       startedAt,
     })
     const reads = new ReadCache(peer)
+    const access = apiAccessPolicy(config)
     const app: App = createApp({
       peer,
       metrics,
@@ -129,12 +131,21 @@ export async function startDaemon(
       logger,
       info,
       requireIfMatch: config.requireIfMatch,
+      access,
     })
-    if (config.apiHost !== '127.0.0.1' && config.apiHost !== '::1' && config.apiHost !== 'localhost') {
-      logger.warn({ apiHost: config.apiHost }, 'the API has no authentication and listens beyond loopback')
+    if (access.token !== undefined) {
+      logger.warn(
+        { apiHost: config.apiHost },
+        'the API listens beyond loopback: requests need the token in api.token',
+      )
     }
     // The API binds before the mesh starts, so a taken port fails fast and cheaply.
-    const server: HttpServer = await listenHttp(app, { host: config.apiHost, port: config.apiPort, logger })
+    const server: HttpServer = await listenHttp(app, {
+      host: config.apiHost,
+      port: config.apiPort,
+      logger,
+      maxConnections: config.apiMaxConnections,
+    })
     url = server.url
     undo.push(() => server.close(0))
 

@@ -11,6 +11,8 @@ export type ApiErrorCode =
   | 'METHOD_NOT_ALLOWED'
   /** A body that should be JSON does not parse. */
   | 'INVALID_JSON'
+  /** A JSON body or value nests arrays and objects deeper than the limit (128). */
+  | 'JSON_TOO_DEEP'
   /** JSON that parses but has the wrong shape (a missing or mistyped field). */
   | 'INVALID_BODY'
   /** A JSON endpoint was sent something other than `application/json`. */
@@ -47,6 +49,16 @@ export type ApiErrorCode =
   | 'DIAL_FAILED'
   /** The store failed; the daemon refuses writes until it is restarted. */
   | 'STORE_FAILED'
+  /** The Host header names neither loopback nor an `apiAllowedHosts` entry (DNS rebinding). */
+  | 'FORBIDDEN_HOST'
+  /** A request from a web page of another origin (Origin, Sec-Fetch-Site), or a form-like write. */
+  | 'FORBIDDEN_ORIGIN'
+  /** The API listens beyond loopback and the request lacks the bearer token of `api.token`. */
+  | 'UNAUTHORIZED'
+  /** A request body stopped arriving for longer than the idle timeout. */
+  | 'REQUEST_TIMEOUT'
+  /** Too many request bodies are in memory at once (64 MiB); retry after the Retry-After seconds. */
+  | 'SERVER_BUSY'
   /** The daemon is shutting down. */
   | 'SHUTTING_DOWN'
   /** A bug: the daemon logged the details. */

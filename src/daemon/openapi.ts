@@ -77,9 +77,20 @@ const commonErrors = {
     'INVALID_NAMESPACE',
     'INVALID_PARAMETER',
     'INVALID_JSON',
+    'JSON_TOO_DEEP',
     'INVALID_BODY',
   ]),
-  '503': error('Store failed or shutting down', ['STORE_FAILED', 'SHUTTING_DOWN']),
+  '401': error('The API listens beyond loopback and the bearer token is missing or wrong', ['UNAUTHORIZED']),
+  '403': error('A Host that is not loopback (DNS rebinding), or a request from another origin', [
+    'FORBIDDEN_HOST',
+    'FORBIDDEN_ORIGIN',
+  ]),
+  '408': error('The request body stopped arriving', ['REQUEST_TIMEOUT']),
+  '503': error('Store failed, too many bodies arriving at once, or shutting down', [
+    'STORE_FAILED',
+    'SERVER_BUSY',
+    'SHUTTING_DOWN',
+  ]),
 }
 
 export function openApiDocument(): Record<string, unknown> {
@@ -89,8 +100,9 @@ export function openApiDocument(): Record<string, unknown> {
       title: 'hearsay daemon API',
       version: '1',
       description:
-        'The local HTTP API of one hearsay peer. Reads and writes are local and durable before they are acknowledged; the mesh replicates them to other peers. Every error is JSON: {"error":{"code","message"}} with a stable code.',
+        'The local HTTP API of one hearsay peer. Reads and writes are local and durable before they are acknowledged; the mesh replicates them to other peers. Every error is JSON: {"error":{"code","message"}} with a stable code. Access: on a loopback bind only loopback Host names (and apiAllowedHosts) are served; a request from a web page of another origin may not change state nor read the watch stream or status, and a state-changing request with an Origin needs a non-simple Content-Type; beyond loopback every request but /healthz needs the bearer token of the data dir file api.token.',
     },
+    security: [{}, { bearer: [] }],
     servers: [{ url: 'http://127.0.0.1:7600' }],
     paths: {
       '/healthz': {
@@ -152,7 +164,7 @@ export function openApiDocument(): Record<string, unknown> {
                 },
               }),
             },
-            '400': error('Bad address', ['INVALID_ADDRESS', 'INVALID_BODY', 'INVALID_JSON']),
+            '400': error('Bad address', ['INVALID_ADDRESS', 'INVALID_BODY', 'INVALID_JSON', 'JSON_TOO_DEEP']),
             '415': error('Not JSON', ['UNSUPPORTED_MEDIA_TYPE']),
             '502': error('Dial failed', ['DIAL_FAILED']),
             '503': error('No mesh', ['MESH_UNAVAILABLE']),
@@ -265,9 +277,11 @@ export function openApiDocument(): Record<string, unknown> {
               'INVALID_KEY',
               'INVALID_NAMESPACE',
               'INVALID_JSON',
+              'JSON_TOO_DEEP',
               'INVALID_IF_MATCH',
               'INVALID_PARAMETER',
             ]),
+            '408': commonErrors['408'],
             '413': error('Value too large', ['VALUE_TOO_LARGE']),
             '415': error('Bad Content-Type', ['INVALID_CONTENT_TYPE']),
             '428': error('If-Match required by configuration', ['PRECONDITION_REQUIRED']),
@@ -307,7 +321,13 @@ export function openApiDocument(): Record<string, unknown> {
           },
           responses: {
             ...writeResponses(ref('Counter')),
-            '400': error('Bad input', ['INVALID_NUMBER', 'INVALID_JSON', 'INVALID_BODY', 'INVALID_KEY']),
+            '400': error('Bad input', [
+              'INVALID_NUMBER',
+              'INVALID_JSON',
+              'JSON_TOO_DEEP',
+              'INVALID_BODY',
+              'INVALID_KEY',
+            ]),
             '413': error('Body too large', ['PAYLOAD_TOO_LARGE']),
             '415': error('Not JSON', ['UNSUPPORTED_MEDIA_TYPE']),
           },
@@ -349,7 +369,7 @@ export function openApiDocument(): Record<string, unknown> {
           },
           responses: {
             ...writeResponses(ref('Set')),
-            '400': error('Bad input', ['INVALID_BODY', 'INVALID_JSON', 'INVALID_KEY']),
+            '400': error('Bad input', ['INVALID_BODY', 'INVALID_JSON', 'JSON_TOO_DEEP', 'INVALID_KEY']),
             '413': error('Body too large', ['PAYLOAD_TOO_LARGE']),
             '415': error('Not JSON', ['UNSUPPORTED_MEDIA_TYPE']),
           },
@@ -358,7 +378,8 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/ns/{ns}/watch': {
         parameters: [nsParam],
         get: {
-          summary: 'Server-Sent Events of changes, resumable. Joins the namespace.',
+          summary:
+            'Server-Sent Events of changes, resumable. The namespace must be joined (PUT /v1/ns/{ns}).',
           description:
             'Events: `change` (data: WatchEvent; the last event of each commit has an `id`, a resume token), `ready` (after the replay; its id is the token of now), `reset` (the token is older than this peer can replay: re-read everything), `overflow` (the client read too slowly; resume), `shutdown`. Comments (`: ping`) keep idle streams open.',
           operationId: 'watch',
@@ -385,11 +406,22 @@ export function openApiDocument(): Record<string, unknown> {
               content: { 'text/event-stream': { schema: ref('WatchEvent') } },
             },
             '400': error('Bad input', ['INVALID_SINCE', 'INVALID_NAMESPACE']),
+            '401': commonErrors['401'],
+            '403': commonErrors['403'],
+            '404': error('Namespace not joined (a GET never joins)', ['NAMESPACE_NOT_FOUND']),
           },
         },
       },
     },
     components: {
+      securitySchemes: {
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'Required only when the API listens beyond loopback: the content of api.token in the data dir.',
+        },
+      },
       schemas: {
         Error: {
           type: 'object',
@@ -404,7 +436,8 @@ export function openApiDocument(): Record<string, unknown> {
         },
         Value: {
           type: 'object',
-          description: 'A value inside JSON: parsed JSON, UTF-8 text, or base64 bytes, as `encoding` says.',
+          description:
+            'A value inside JSON, as `encoding` says: `json`, the JSON value itself (its stored text, embedded as is: only for a JSON Content-Type whose bytes are valid UTF-8 JSON nested at most 128 deep); `utf8`, a string of the text (text types, and JSON-typed values failing that check); `base64`, the bytes in base64.',
           properties: {
             contentType: { type: 'string' },
             encoding: { type: 'string', enum: ['json', 'utf8', 'base64'] },

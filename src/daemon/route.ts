@@ -3,7 +3,8 @@ import type { AppInit } from './app.ts'
 import { MAX_JSON_BODY_BYTES } from './constants.ts'
 import { ApiError } from './errors.ts'
 import { type ApiRequest, type ApiResponse, header } from './http.ts'
-import { isJsonType } from './values.ts'
+import { jsonTextProblem, MAX_JSON_DEPTH } from './json-text.ts'
+import { isJsonType, stringifyJson, utf8Text } from './values.ts'
 
 /** What a route is and gets, and the small helpers every route file shares. */
 
@@ -31,7 +32,7 @@ export interface Route {
 export const JSON_TYPE = 'application/json; charset=utf-8'
 
 export function json(status: number, value: unknown, headers: Record<string, string> = {}): ApiResponse {
-  return { status, headers: { 'content-type': JSON_TYPE, ...headers }, body: JSON.stringify(value) }
+  return { status, headers: { 'content-type': JSON_TYPE, ...headers }, body: stringifyJson(value) }
 }
 
 export function errorResponse(error: ApiError): ApiResponse {
@@ -50,16 +51,38 @@ export async function readJsonObject(request: ApiRequest): Promise<Record<string
       `send application/json (got ${type ?? 'no Content-Type'})`,
     )
   }
-  let value: unknown
-  try {
-    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8'))
-  } catch (error) {
-    throw new ApiError(400, 'INVALID_JSON', `body is not valid JSON: ${(error as Error).message}`)
-  }
+  const text = checkJsonText(bytes, 'body')
+  // Checked above: valid and shallow, so the (recursive) consumers of the parsed object are safe.
+  const value: unknown = JSON.parse(text)
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ApiError(400, 'INVALID_BODY', 'body must be a JSON object')
   }
   return value as Record<string, unknown>
+}
+
+/**
+ * The text of a JSON body or value, refused (400) unless it is UTF-8, valid JSON and nested at most
+ * MAX_JSON_DEPTH deep: `JSON_TOO_DEEP` names the limit, `INVALID_JSON` says what is wrong where.
+ */
+export function checkJsonText(bytes: Uint8Array, what: 'body' | 'value'): string {
+  const text = utf8Text(bytes)
+  if (text === undefined) throw new ApiError(400, 'INVALID_JSON', `the JSON ${what} is not valid UTF-8`)
+  const problem = jsonTextProblem(text)
+  if (problem?.kind === 'too-deep') {
+    throw new ApiError(
+      400,
+      'JSON_TOO_DEEP',
+      `the JSON ${what} nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels, the limit (at character ${problem.offset})`,
+    )
+  }
+  if (problem !== undefined) {
+    throw new ApiError(
+      400,
+      'INVALID_JSON',
+      `${what === 'value' ? 'Content-Type says JSON but the value' : 'the body'} is not valid JSON: ${problem.reason} at character ${problem.offset}`,
+    )
+  }
+  return text
 }
 
 /** An integer query parameter within bounds, or its default. */

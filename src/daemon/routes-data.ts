@@ -11,13 +11,19 @@ import {
 } from './constants.ts'
 import { ApiError } from './errors.ts'
 import { type ApiResponse, header } from './http.ts'
-import { flagParam, intParam, json, type Route, type RouteContext, readJsonObject } from './route.ts'
+import {
+  checkJsonText,
+  flagParam,
+  intParam,
+  json,
+  type Route,
+  type RouteContext,
+  readJsonObject,
+} from './route.ts'
 import { describeSibling, encodeValue, isJsonType } from './values.ts'
 import { decodeSince } from './watch.ts'
 
 /** Namespaces, keys, counters, sets and watch: the data half of the API. */
-
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 // ---- namespaces -------------------------------------------------------------------------------
 
@@ -110,7 +116,7 @@ export const kvRoutes: Route = {
       const ack = ackOption(context)
       const contentType = header(context.request, 'content-type')?.trim() || 'application/octet-stream'
       const value = await context.request.body(MAX_VALUE_BYTES, 'VALUE_TOO_LARGE')
-      if (isJsonType(contentType)) checkJson(value)
+      if (isJsonType(contentType)) checkJsonText(value, 'value')
       const ifMatch = ifMatchToken(context)
       const replica = context.join()
       if (ifMatch === undefined && context.app.requireIfMatch && replica.get(key) !== undefined)
@@ -168,7 +174,7 @@ export const counterRoutes: Route = {
         throw new ApiError(
           400,
           'INVALID_NUMBER',
-          `"by" must be a safe integer (negative to subtract), got ${JSON.stringify(by)}`,
+          `"by" must be a safe integer (negative to subtract), got ${JSON.stringify(by).slice(0, 80)}`,
         )
       }
       const replica = context.join()
@@ -283,8 +289,9 @@ export const watchRoute: Route = {
       // An EventSource reconnects to the same URL adding Last-Event-ID, which is newer than the URL's since.
       const raw = header(context.request, 'last-event-id') ?? context.query.get('since') ?? ''
       const since = raw === '' || raw === 'now' ? undefined : decodeSince(raw)
-      // Watching is interest in a namespace: it joins, so changes from other peers start to flow.
-      const replica = context.join()
+      // No GET changes state: watching a namespace this peer has not joined is a 404 (join it with
+      // PUT /v1/ns/{ns} first), so a stray or cross-site request cannot create namespaces.
+      const replica = context.existing()
       const stream = await context.app.hub.open(replica, prefix, since)
       return {
         status: 200,
@@ -316,18 +323,6 @@ function checkNamespaceName(context: RouteContext): void {
 function checkKey(key: string): void {
   const problem = keyProblem(key)
   if (problem !== undefined) throw new ApiError(400, 'INVALID_KEY', problem)
-}
-
-function checkJson(value: Uint8Array): void {
-  try {
-    JSON.parse(strictUtf8.decode(value))
-  } catch (error) {
-    throw new ApiError(
-      400,
-      'INVALID_JSON',
-      `Content-Type says JSON but the body is not valid JSON: ${(error as Error).message}`,
-    )
-  }
 }
 
 /** The If-Match token, `*`, or undefined when absent; quotes and a weak prefix are accepted. */

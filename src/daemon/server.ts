@@ -2,8 +2,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { App } from './app.ts'
-import { KEEP_ALIVE_TIMEOUT_MS } from './constants.ts'
-import { DaemonStartError } from './errors.ts'
+import {
+  BODY_IDLE_TIMEOUT_MS,
+  DEFAULT_API_MAX_CONNECTIONS,
+  HEADERS_TIMEOUT_MS,
+  KEEP_ALIVE_TIMEOUT_MS,
+  MAX_BUFFERED_BODY_BYTES,
+  REQUEST_TIMEOUT_MS,
+  STREAM_STALL_TIMEOUT_MS,
+} from './constants.ts'
+import { ApiError, DaemonStartError } from './errors.ts'
 import { type ApiRequest, type ApiResponse, tooLarge } from './http.ts'
 
 /** Binds the HTTP app to a node:http server: the only place that touches sockets. */
@@ -20,11 +28,50 @@ export interface HttpServer {
 
 export async function listenHttp(
   app: App,
-  options: { host: string; port: number; logger: Logger },
+  options: {
+    host: string
+    port: number
+    logger: Logger
+    /** Connections served at once; a new one beyond it is closed at once. */
+    maxConnections?: number
+    /** A request body idle this long is abandoned with 408. */
+    bodyIdleTimeoutMs?: number
+    /** Request body bytes buffered across all requests at once; beyond it, 503 SERVER_BUSY. */
+    bodyBudgetBytes?: number
+  },
 ): Promise<HttpServer> {
   let closing = false
-  const server = createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
-    const request = new NodeRequest(req, res)
+  const bodyIdleTimeoutMs = options.bodyIdleTimeoutMs ?? BODY_IDLE_TIMEOUT_MS
+  const budget: BodyBudget = { free: options.bodyBudgetBytes ?? MAX_BUFFERED_BODY_BYTES }
+  const server = createServer(
+    {
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      // Slow or stalled requests cannot hold a connection for node's default 300 s.
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      // How often node checks those two timeouts (default 30 s).
+      connectionsCheckingInterval: 1_000,
+    },
+    (req, res) => onRequest(req, res),
+  )
+  // Over the cap node closes a new connection as soon as it is accepted; the others keep working.
+  server.maxConnections = options.maxConnections ?? DEFAULT_API_MAX_CONNECTIONS
+  // One warning per 10 s at most, with how many were refused: a flood must not flood the log too.
+  let dropped = 0
+  let lastDropLog = 0
+  server.on('drop', () => {
+    dropped++
+    const now = Date.now()
+    if (now - lastDropLog < 10_000) return
+    lastDropLog = now
+    options.logger.warn(
+      { maxConnections: server.maxConnections, refused: dropped },
+      'API connections refused: at the connection cap',
+    )
+    dropped = 0
+  })
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    const request = new NodeRequest(req, res, bodyIdleTimeoutMs, budget)
     app.handle(request).then(
       (response) => {
         // Once closing, a connection ends with the answer in flight rather than idling until its timeout.
@@ -38,7 +85,7 @@ export async function listenHttp(
         res.end('{"error":{"code":"INTERNAL","message":"internal error"}}')
       },
     )
-  })
+  }
   server.on('clientError', (error, socket) => {
     // Malformed HTTP: answer 400 if the socket still takes it, as node's default handler would.
     if (socket.writable && !(error as NodeJS.ErrnoException).code?.startsWith('ECONN')) {
@@ -102,6 +149,11 @@ function closeServer(server: Server, graceMs: number): Promise<void> {
   })
 }
 
+/** What is left of the bytes all request bodies together may hold in memory. */
+interface BodyBudget {
+  free: number
+}
+
 class NodeRequest implements ApiRequest {
   readonly method: string
   readonly url: string
@@ -110,10 +162,16 @@ class NodeRequest implements ApiRequest {
   private readonly req: IncomingMessage
   private readonly res: ServerResponse
   private controller: AbortController | undefined
+  readonly idleTimeoutMs: number
+  private readonly budget: BodyBudget
+  /** Bytes of the budget this request holds, given back when its response is done. */
+  private held = 0
 
-  constructor(req: IncomingMessage, res: ServerResponse) {
+  constructor(req: IncomingMessage, res: ServerResponse, idleTimeoutMs: number, budget: BodyBudget) {
     this.req = req
     this.res = res
+    this.idleTimeoutMs = idleTimeoutMs
+    this.budget = budget
     this.method = req.method ?? 'GET'
     this.url = req.url ?? '/'
     this.headers = req.headers
@@ -131,6 +189,17 @@ class NodeRequest implements ApiRequest {
     return this.controller.signal
   }
 
+  private hold(bytes: number): void {
+    if (this.held === 0) this.res.once('close', () => this.release())
+    this.held += bytes
+    this.budget.free -= bytes
+  }
+
+  private release(): void {
+    this.budget.free += this.held
+    this.held = 0
+  }
+
   body(limit: number, code: 'PAYLOAD_TOO_LARGE' | 'VALUE_TOO_LARGE'): Promise<Uint8Array> {
     this.bodyRead = true
     const declared = Number(this.req.headers['content-length'])
@@ -139,22 +208,56 @@ class NodeRequest implements ApiRequest {
       const chunks: Buffer[] = []
       let size = 0
       let failed = false
+      const fail = (error: Error) => {
+        if (failed) return
+        failed = true
+        clearTimeout(idle)
+        chunks.length = 0
+        this.release()
+        reject(error)
+      }
+      // A body abandoned mid-way is not read further: the answer says why, then the connection closes.
+      const abandon = (error: ApiError) => {
+        fail(error)
+        this.res.once('finish', () => this.req.destroy())
+      }
+      const onIdle = () =>
+        abandon(
+          new ApiError(
+            408,
+            'REQUEST_TIMEOUT',
+            `the request body sent nothing for ${this.idleTimeoutMs} ms; send it without pausing`,
+            { headers: { connection: 'close' } },
+          ),
+        )
+      const idle = setTimeout(onIdle, this.idleTimeoutMs)
+      idle.unref()
       this.req.on('data', (chunk: Buffer) => {
         if (failed) return
+        idle.refresh()
         size += chunk.length
         if (size > limit) {
-          failed = true
-          reject(tooLarge(size, limit, code))
+          fail(tooLarge(size, limit, code))
           return
         }
+        if (chunk.length > this.budget.free) {
+          abandon(
+            new ApiError(503, 'SERVER_BUSY', 'too many request bodies are arriving at once; retry shortly', {
+              headers: { connection: 'close', 'retry-after': '1' },
+            }),
+          )
+          return
+        }
+        this.hold(chunk.length)
         chunks.push(chunk)
       })
       this.req.once('end', () => {
+        clearTimeout(idle)
         if (!failed) resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size))
       })
-      this.req.once('error', (error) => {
-        failed = true
-        reject(error)
+      this.req.once('error', (error) => fail(error))
+      this.req.once('close', () => {
+        if (!this.req.complete) fail(new Error('the client closed the request before its body ended'))
       })
     })
   }
@@ -182,8 +285,15 @@ function send(
     res.flushHeaders()
     void pipeStream(res, body, logger)
   }
-  // A body nobody read (an error before the handler got to it) is drained so keep-alive still works.
-  if (!request.bodyRead && !req.complete) req.resume()
+  // A body nobody read (an error before the handler got to it) is drained so keep-alive still works,
+  // unless it stalls: then the connection is closed.
+  if (!request.bodyRead && !req.complete) {
+    const idle = setTimeout(() => req.destroy(), request.idleTimeoutMs)
+    idle.unref()
+    req.on('data', () => idle.refresh())
+    req.once('close', () => clearTimeout(idle))
+    req.resume()
+  }
 }
 
 async function pipeStream(res: ServerResponse, body: AsyncIterable<string>, logger: Logger): Promise<void> {
@@ -196,7 +306,11 @@ async function pipeStream(res: ServerResponse, body: AsyncIterable<string>, logg
       if (done || res.destroyed) break
       if (!res.write(value)) {
         await new Promise<void>((resolve) => {
+          // A client that reads nothing for this long holds a chunk (up to watchQueueBytes) for
+          // nothing: close it, it resumes from its last event id.
+          const stuck = setTimeout(() => res.destroy(), STREAM_STALL_TIMEOUT_MS)
           const resume = () => {
+            clearTimeout(stuck)
             res.off('drain', resume)
             res.off('close', resume)
             resolve()

@@ -1,11 +1,13 @@
 import {
   DEFAULT_API_HOST,
+  DEFAULT_API_MAX_CONNECTIONS,
   DEFAULT_API_PORT,
   DEFAULT_LISTEN,
   DEFAULT_MESH,
   DEFAULT_NAMESPACES,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   DEFAULT_SSE_HEARTBEAT_MS,
+  DEFAULT_WATCH_QUEUE_BYTES,
 } from './constants.ts'
 
 /**
@@ -33,6 +35,10 @@ export interface Settings {
   loopbackTesting: boolean
   shutdownTimeoutMs: number
   sseHeartbeatMs: number
+  // API access and resource limits
+  apiAllowedHosts: string[]
+  apiMaxConnections: number
+  watchQueueBytes: number
 }
 
 export interface DaemonConfig extends Settings {
@@ -54,7 +60,7 @@ export function topologyOf(config: Pick<DaemonConfig, 'hub' | 'isHub'>): Topolog
 
 export type SettingSource = 'default' | 'file' | 'flag' | 'env'
 
-type Kind = 'string' | 'port' | 'boolean' | 'list' | 'enum' | 'milliseconds'
+type Kind = 'string' | 'port' | 'boolean' | 'list' | 'enum' | 'milliseconds' | 'count'
 
 export interface Setting {
   key: keyof Settings
@@ -73,7 +79,8 @@ export const SETTINGS: readonly Setting[] = [
     env: 'HEARSAY_API_HOST',
     kind: 'string',
     default: DEFAULT_API_HOST,
-    description: 'Address the HTTP API binds to. It has no authentication: keep it on loopback.',
+    description:
+      'Address the HTTP API binds to. Beyond loopback every request needs the bearer token in <data dir>/api.token.',
   },
   {
     key: 'apiPort',
@@ -217,5 +224,32 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'milliseconds',
     default: DEFAULT_SSE_HEARTBEAT_MS,
     description: 'Interval of keep-alive comments on idle watch streams, ms.',
+  },
+  // ---- API access and resource limits (docs/api.md "Access") ----
+  {
+    key: 'apiAllowedHosts',
+    flag: 'api-allowed-host',
+    env: 'HEARSAY_API_ALLOWED_HOSTS',
+    kind: 'list',
+    default: [],
+    description:
+      'Host names the API answers to besides localhost, 127.x and [::1] (e.g. a name in /etc/hosts); others get 403.',
+  },
+  {
+    key: 'apiMaxConnections',
+    flag: 'api-max-connections',
+    env: 'HEARSAY_API_MAX_CONNECTIONS',
+    kind: 'count',
+    default: DEFAULT_API_MAX_CONNECTIONS,
+    description: 'Connections the API serves at once, watch streams included; more are closed at once.',
+  },
+  {
+    key: 'watchQueueBytes',
+    flag: 'watch-queue-bytes',
+    env: 'HEARSAY_WATCH_QUEUE_BYTES',
+    kind: 'count',
+    default: DEFAULT_WATCH_QUEUE_BYTES,
+    description:
+      'Bytes of events queued for one slow watch client before it is cut off with an overflow event (it resumes).',
   },
 ]

@@ -3,10 +3,10 @@ import type { CausalContext } from '../crdt/context.ts'
 import { parseInternalKey } from '../crdt/document.ts'
 import type { HearsayPeer } from '../peer/peer.ts'
 import { type ChangeEvent, type Replica, replicaBase } from '../replica/replica.ts'
-import { MAX_WATCH_QUEUE, SINCE_TOKEN_PREFIX } from './constants.ts'
+import { DEFAULT_WATCH_QUEUE_BYTES, MAX_WATCH_QUEUE, SINCE_TOKEN_PREFIX } from './constants.ts'
 import { ApiError } from './errors.ts'
 import type { DaemonMetrics } from './metrics.ts'
-import { encodeValue } from './values.ts'
+import { encodeValue, stringifyJson } from './values.ts'
 
 /**
  * Watch streams (Server-Sent Events) and resume tokens.
@@ -59,10 +59,18 @@ export class WatchHub {
   private closed = false
   private readonly peer: HearsayPeer
   private readonly metrics: DaemonMetrics
+  private readonly queueBytes: number
 
-  constructor(peer: HearsayPeer, metrics: DaemonMetrics, heartbeatMs: number) {
+  /** `queueBytes`: what one watcher may have queued before it is cut off with `overflow`. */
+  constructor(
+    peer: HearsayPeer,
+    metrics: DaemonMetrics,
+    heartbeatMs: number,
+    queueBytes = DEFAULT_WATCH_QUEUE_BYTES,
+  ) {
     this.peer = peer
     this.metrics = metrics
+    this.queueBytes = queueBytes
     for (const name of peer.namespaces()) this.track(peer.namespace(name))
     peer.on('change', this.onChange)
     this.heartbeat = setInterval(() => {
@@ -96,7 +104,7 @@ export class WatchHub {
     // Let writes already applied in memory reach the disk, so the replay is of committed state.
     await replica.flush()
     const namespace = replica.namespace
-    const stream = new WatchStream(() => this.remove(watcher))
+    const stream = new WatchStream(() => this.remove(watcher), this.queueBytes)
     const watcher: Watcher = { namespace, prefix, stream }
     let set = this.watchers.get(namespace)
     if (set === undefined) {
@@ -106,31 +114,43 @@ export class WatchHub {
     set.add(watcher)
     this.metrics.watchOpened()
 
-    // From here to the end of this function nothing awaits: the replay and the token describe one
-    // instant, and every later commit reaches the stream live.
+    // From here to the end of this function nothing awaits: the set of replayed keys and the token
+    // describe one instant, and every later commit reaches the stream live.
     const committed = this.committed.get(namespace) ?? replica.context()
-    let replayed = 0
-    let reset = false
-    if (since !== undefined) {
-      const delta = replica.deltasSince(since)
-      // deltasSince falls back to a full snapshot when the token predates collected tombstones:
-      // deletions from before then cannot be replayed, so tell the client to start over.
-      reset = !delta.context.intersection(since).isEmpty()
-      if (reset)
-        stream.push(sseBlock('reset', { namespace, reason: 'the token is older than this peer can replay' }))
-      const seen = new Set<string>()
-      for (const entry of delta.entries) {
-        if (!committed.has(entry.replica, entry.counter) || seen.has(entry.key)) continue
-        seen.add(entry.key)
-        const parsed = parseInternalKey(entry.key)
-        if (!parsed.key.startsWith(prefix)) continue
-        const data = describeChange(replica, parsed, 'replay')
-        if (data === undefined) continue
-        stream.push(sseBlock('change', data))
-        replayed++
-      }
+    const token = encodeSince(committed)
+    if (since === undefined) {
+      stream.push(sseBlock('ready', { namespace, prefix, replayed: 0, reset: false }, token))
+      return stream
     }
-    stream.push(sseBlock('ready', { namespace, prefix, replayed, reset }, encodeSince(committed)))
+    const delta = replica.deltasSince(since)
+    // deltasSince falls back to a full snapshot when the token predates collected tombstones:
+    // deletions from before then cannot be replayed, so tell the client to start over.
+    const reset = !delta.context.intersection(since).isEmpty()
+    // Which keys changed is fixed now; each is described when the client reads that far (so a large
+    // replay is never all in memory at once), with its state then: at least as new as now, and any
+    // later change also arrives live.
+    const changed: { type: 'register' | 'counter' | 'set'; key: string; element?: string }[] = []
+    const seen = new Set<string>()
+    for (const entry of delta.entries) {
+      if (!committed.has(entry.replica, entry.counter) || seen.has(entry.key)) continue
+      seen.add(entry.key)
+      const parsed = parseInternalKey(entry.key)
+      if (parsed.key.startsWith(prefix)) changed.push(parsed)
+    }
+    stream.replay(
+      (function* () {
+        if (reset)
+          yield sseBlock('reset', { namespace, reason: 'the token is older than this peer can replay' })
+        let replayed = 0
+        for (const change of changed) {
+          const data = describeChange(replica, change, 'replay')
+          if (data === undefined) continue
+          replayed++
+          yield sseBlock('change', data)
+        }
+        yield sseBlock('ready', { namespace, prefix, replayed, reset }, token)
+      })(),
+    )
     return stream
   }
 
@@ -171,20 +191,28 @@ export class WatchHub {
       const current = burst
       queueMicrotask(() => this.flush(current))
     }
-    const remoteRegister = event.origin === 'remote' && event.type === 'register'
-    if (burst.watchers.length === 0 && !remoteRegister) return
+    if (event.origin === 'remote' && event.type === 'register') this.recordLag(replica, event.key)
+    if (burst.watchers.length === 0) return
     const data = describeChange(replica, event, event.origin)
     if (data === undefined) return
-    if (remoteRegister && data.op === 'put' && typeof data.wall === 'number') {
-      if (replicaBase(String(data.replica)) !== this.peer.peerId)
-        this.metrics.convergenceLag((Date.now() - data.wall) / 1000)
+    burst.events.push(data)
+  }
+
+  /** How long a remote write took to arrive (without encoding its value: nobody may be watching). */
+  private recordLag(replica: Replica, key: string): void {
+    try {
+      const winner = replica.get(key)?.winner
+      if (winner !== undefined && replicaBase(winner.replica) !== this.peer.peerId)
+        this.metrics.convergenceLag((Date.now() - winner.wall) / 1000)
+    } catch {
+      // A key that cannot be read has no lag to show.
     }
-    if (burst.watchers.length > 0) burst.events.push(data)
   }
 
   private flush(burst: Burst): void {
     this.bursts.delete(burst.namespace)
     if (burst.events.length === 0) return
+    const blocks: string[] = []
     for (const watcher of burst.watchers) {
       let last = -1
       for (let i = 0; i < burst.events.length; i++)
@@ -194,8 +222,13 @@ export class WatchHub {
       let text = ''
       for (let i = 0; i <= last; i++) {
         const data = burst.events[i]
-        if (data.key.startsWith(watcher.prefix))
-          text += sseBlock('change', data, i === last ? burst.token : undefined)
+        if (!data.key.startsWith(watcher.prefix)) continue
+        if (i === last) text += sseBlock('change', data, burst.token)
+        else {
+          // Watchers share one string per event (a 1 MiB value is not copied per watcher).
+          blocks[i] ??= sseBlock('change', data)
+          text += blocks[i]
+        }
       }
       watcher.stream.push(text)
     }
@@ -232,8 +265,8 @@ function describeChange(
 }
 
 export function sseBlock(event: string, data: unknown, id?: string): string {
-  // JSON.stringify escapes newlines, so the data is always one `data:` line.
-  return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+  // JSON strings escape newlines and embedded values have none, so the data is always one `data:` line.
+  return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${stringifyJson(data)}\n\n`
 }
 
 export function encodeSince(context: CausalContext): string {
@@ -260,18 +293,32 @@ export function decodeSince(token: string): CausalContext {
 
 /**
  * The body of one watch response: a queue of text chunks the HTTP adapter drains (honouring socket
- * backpressure). A client that falls MAX_WATCH_QUEUE events behind is cut off with an `overflow`
- * event; it resumes from its last id and loses nothing.
+ * backpressure). A client that falls MAX_WATCH_QUEUE events or `maxBytes` of text behind is cut off
+ * with an `overflow` event; it resumes from its last id and loses nothing.
  */
+/** Replay text handed to the socket per read. */
+const REPLAY_CHUNK_UNITS = 64 * 1024
+
 export class WatchStream implements AsyncIterableIterator<string> {
   private queue: string[] = []
+  /** UTF-16 code units queued: a cheap bound on bytes (a unit is at most 3 bytes of UTF-8). */
+  private queuedUnits = 0
+  /** Events described as the client reads them, sent before anything queued. */
+  private replaying: Iterator<string> | undefined
   private waiting: ((result: IteratorResult<string>) => void) | undefined
   private ended = false
   private cleaned = false
   private readonly onClose: () => void
+  private readonly maxUnits: number
 
-  constructor(onClose: () => void) {
+  constructor(onClose: () => void, maxBytes = DEFAULT_WATCH_QUEUE_BYTES) {
     this.onClose = onClose
+    this.maxUnits = maxBytes
+  }
+
+  /** Sends these chunks first, producing each only when the client has read what came before. */
+  replay(chunks: Iterator<string>): void {
+    this.replaying = chunks
   }
 
   push(chunk: string): void {
@@ -283,8 +330,11 @@ export class WatchStream implements AsyncIterableIterator<string> {
       return
     }
     this.queue.push(chunk)
-    if (this.queue.length > MAX_WATCH_QUEUE) {
+    this.queuedUnits += chunk.length
+    if (this.queue.length > MAX_WATCH_QUEUE || this.queuedUnits > this.maxUnits) {
       this.queue = []
+      this.queuedUnits = 0
+      this.replaying = undefined
       this.end(sseBlock('overflow', { reason: 'the client read too slowly; resume with the last event id' }))
     }
   }
@@ -292,7 +342,11 @@ export class WatchStream implements AsyncIterableIterator<string> {
   /** Ends the stream after what is queued (and `last`, if given). */
   end(last?: string): void {
     if (this.ended) return
-    if (last !== undefined) this.push(last)
+    if (last !== undefined) {
+      this.push(last)
+      // The closing event is always delivered, even to a full queue.
+      if (this.ended) return
+    }
     this.ended = true
     this.cleanup()
     if (this.waiting !== undefined && this.queue.length === 0) {
@@ -303,9 +357,23 @@ export class WatchStream implements AsyncIterableIterator<string> {
   }
 
   next(): Promise<IteratorResult<string>> {
+    if (this.replaying !== undefined) {
+      let text = ''
+      // Up to REPLAY_CHUNK_UNITS per read, so the socket's backpressure paces the replay.
+      while (text.length < REPLAY_CHUNK_UNITS) {
+        const item = this.replaying.next()
+        if (item.done === true) {
+          this.replaying = undefined
+          break
+        }
+        text += item.value
+      }
+      if (text !== '') return Promise.resolve({ value: text, done: false })
+    }
     if (this.queue.length > 0) {
       const value = this.queue.length === 1 ? this.queue[0] : this.queue.join('')
       this.queue = []
+      this.queuedUnits = 0
       return Promise.resolve({ value, done: false })
     }
     if (this.ended) return Promise.resolve({ value: undefined, done: true })
@@ -316,7 +384,9 @@ export class WatchStream implements AsyncIterableIterator<string> {
 
   return(): Promise<IteratorResult<string>> {
     this.ended = true
+    this.replaying = undefined
     this.queue = []
+    this.queuedUnits = 0
     this.cleanup()
     if (this.waiting !== undefined) {
       const resolve = this.waiting
