@@ -76,6 +76,8 @@ import {
 } from './constants.ts'
 import {
   AlreadySubscribedError,
+  asError,
+  describeThrown,
   GossipsubInternalsChangedError,
   InvalidAddressError,
   MeshNodeStoppedError,
@@ -429,7 +431,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     try {
       handler({ topic: msg.topic, data: msg.data, from: propagationSource, id: msgId })
     } catch (err) {
-      onError(err as Error, { where: 'message handler', topic: msg.topic, peer: propagationSource })
+      onError(asError(err), { where: 'message handler', topic: msg.topic, peer: propagationSource })
     }
   })
 
@@ -447,7 +449,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       if (remaining == null) return
       libp2p.services.identify
         .identify(remaining, { signal: AbortSignal.timeout(OPEN_STREAM_TIMEOUT_MS) })
-        .catch((err: Error) => onError(err, { where: 'gossip stream repair', peer }))
+        .catch((err: unknown) => onError(asError(err), { where: 'gossip stream repair', peer }))
     }, 0)
   })
 
@@ -515,7 +517,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         try {
           return toResult(await validate({ topic: msg.topic, data: msg.data, from: peer }))
         } catch (err) {
-          onError(err as Error, { where: 'validator', topic: msg.topic, peer })
+          onError(asError(err), { where: 'validator', topic: msg.topic, peer })
           return TopicValidatorResult.Ignore
         }
       })
@@ -544,7 +546,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         try {
           t = multiaddr(target)
         } catch (err) {
-          throw new InvalidAddressError(target, (err as Error).message, { cause: err })
+          throw new InvalidAddressError(target, describeThrown(err), { cause: err })
         }
       } else {
         t = target
@@ -604,14 +606,14 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
           try {
             watcher.onConnect?.(peer, connection)
           } catch (err) {
-            onError(err as Error, { where: `${protocol} onConnect`, peer })
+            onError(asError(err), { where: `${protocol} onConnect`, peer })
           }
         },
         onDisconnect: (peer) => {
           try {
             watcher.onDisconnect?.(peer)
           } catch (err) {
-            onError(err as Error, { where: `${protocol} onDisconnect`, peer })
+            onError(asError(err), { where: `${protocol} onDisconnect`, peer })
           }
         },
       })
@@ -731,7 +733,7 @@ function checkBootstrapAddr(a: string): string {
   try {
     ma = multiaddr(a)
   } catch (err) {
-    throw new InvalidAddressError(a, (err as Error).message, { cause: err })
+    throw new InvalidAddressError(a, describeThrown(err), { cause: err })
   }
   if (!ma.getComponents().some((c) => c.name === 'p2p')) {
     throw new InvalidAddressError(a, 'a bootstrap address must end in /p2p/<peer id>')

@@ -1,6 +1,7 @@
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Delta } from '../crdt/causal-map.ts'
+import { describeThrown } from '../mesh/errors.ts'
 import { createMeshNode, type MeshNode } from '../mesh/node.ts'
 import { meshTopic } from '../mesh/topics.ts'
 import type { Replica } from '../replica/replica.ts'
@@ -99,7 +100,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       : options.gossipDegree !== undefined
         ? { D: options.gossipDegree }
         : undefined,
-    onError: (error, context) => logOnce('mesh', context.peer?.toString(), error.message, context),
+    onError: (error, context) => logOnce('mesh', context.peer?.toString(), error, context),
   })
   const self = node.peerId.toString()
   const membership = new Membership({ self })
@@ -125,8 +126,16 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   let stopped = false
 
   // Errors from peers are logged once per (peer, kind), so a hostile peer cannot flood the log.
+  // `problem` is whatever was thrown or rejected: libp2p streams reject with undefined at times.
   const logged = new Set<string>()
-  function logOnce(kind: string, peerId: string | undefined, message: string, fields: object = {}): void {
+  function logOnce(
+    kind: string,
+    peerId: string | undefined,
+    problem: unknown,
+    fields: object = {},
+    prefix = '',
+  ): void {
+    const message = prefix + describeThrown(problem)
     const key = `${kind} ${peerId ?? ''} ${message.slice(0, 80)}`
     if (logged.has(key)) return
     if (logged.size > 10_000) logged.clear()
@@ -156,7 +165,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     onError: (error, remote, namespace) => {
       counters.syncFailures++
       if ((error as { code?: string }).code === 'remote-not-joined') return
-      logOnce('sync', remote.toString(), `anti-entropy failed: ${error.message}`, { namespace })
+      logOnce('sync', remote.toString(), error, { namespace }, 'anti-entropy failed: ')
     },
   })
   await sync.start()
@@ -178,7 +187,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       if (recipients === 0 && node.peers().length > 0) pushSoon(namespace)
     } catch (error) {
       // Anti-entropy repairs whatever gossip could not carry.
-      if (!stopped) logOnce('gossip', undefined, `publish failed: ${(error as Error).message}`, { namespace })
+      if (!stopped) logOnce('gossip', undefined, error, { namespace }, 'publish failed: ')
       pushSoon(namespace)
     }
   }
@@ -220,7 +229,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
           .then((change) => {
             counters.entriesMerged += change.added.length
           })
-          .catch((error) => logOnce('merge', result.signer, `merge failed: ${(error as Error).message}`))
+          .catch((error: unknown) => logOnce('merge', result.signer, error, {}, 'merge failed: '))
       },
       async (message) => {
         if (!flood.take(message.from.toString())) {
