@@ -1,4 +1,4 @@
-import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Delta } from '../crdt/causal-map.ts'
 import { describeThrown } from '../mesh/errors.ts'
@@ -7,6 +7,7 @@ import { meshTopic } from '../mesh/topics.ts'
 import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
 import { SyncService } from '../sync/service.ts'
+import { AckTracker } from './ack-tracker.ts'
 import { type CheckedBatch, checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
 import { Membership } from './membership.ts'
 import type { HearsayPeer, MeshAttachment, MeshCounters, PeerInfo } from './peer.ts'
@@ -143,6 +144,17 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     log?.warn({ ...fields, kind, peer: peerId }, message)
   }
 
+  // `?ack=N`: waits on what sync sessions teach membership and on peers connecting.
+  const acks = new AckTracker({
+    connectedPeers: () => node.peers().map((p) => p.toString()),
+    holds: (peerId, namespace, replica, counter) => membership.hasDot(peerId, namespace, replica, counter),
+    holders: (namespace, replica, counter) =>
+      membership.list().filter((m) => membership.hasDot(m.peerId, namespace, replica, counter)).length,
+    // A session both pushes the write and tells us, once it is durable there, what the peer holds.
+    push: (peerId, namespace, signal) => sync.syncWith(peerIdFromString(peerId), namespace, signal),
+  })
+  acks.start()
+
   const sync = new SyncService({
     node,
     replica: (namespace) => joined.get(namespace),
@@ -161,6 +173,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
         // The session ended only after the other side merged what we sent: it holds our context too.
         if (event.role === 'initiator') membership.holds(remote, event.namespace, event.localContext)
       }
+      acks.changed()
     },
     onError: (error, remote, namespace) => {
       counters.syncFailures++
@@ -257,6 +270,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   const unwatch = await node.watchProtocol(SYNC_PROTOCOL, {
     onConnect: (remote) => {
       membership.saw(remote.toString(), { connected: true })
+      acks.changed()
       if (self < remote.toString() || hubMode) {
         for (const namespace of joined.keys()) void sync.syncWith(remote, namespace).catch(() => {})
       }
@@ -308,30 +322,6 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     )
   })
 
-  async function replicatedTo(
-    namespace: string,
-    replica: string,
-    counter: number,
-    count: number,
-    signal: AbortSignal,
-  ): Promise<number> {
-    const holders = () =>
-      membership.list().filter((m) => m.connected && membership.hasDot(m.peerId, namespace, replica, counter))
-        .length
-    while (!signal.aborted && holders() < count) {
-      const lacking = node
-        .peers()
-        .filter((p) => !membership.hasDot(p.toString(), namespace, replica, counter))
-      if (lacking.length === 0) break
-      // A session both pushes the write and tells us what the peer holds once it is durable there.
-      await Promise.allSettled(lacking.map((remote: PeerId) => sync.syncWith(remote, namespace, signal)))
-      if (holders() < count && !signal.aborted) {
-        await new Promise((resolve) => setTimeout(resolve, 25).unref())
-      }
-    }
-    return holders()
-  }
-
   const mesh: HearsayMesh = {
     node,
     membership,
@@ -354,7 +344,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       return remote.toString()
     },
     join,
-    replicatedTo,
+    replicatedTo: (namespace, replica, counter, count, signal) =>
+      acks.waitFor(namespace, replica, counter, count, signal),
     hangUp: async (peerId) => {
       const target = node.peers().find((p) => p.toString() === peerId)
       if (target !== undefined) await node.hangUp(target)
@@ -365,6 +356,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       if (stopped) return
       stopped = true
       for (const timer of timers) clearTimeout(timer)
+      acks.stop()
       batcher.flushAll()
       unwatch()
       await sync.stop()
