@@ -494,7 +494,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         })
         await libp2p.hangUp(peer).catch(() => {})
       }
-    })()
+    })().catch((err: unknown) => onError(asError(err), { where: 'gossip link check' }))
   }, GOSSIP_LINK_CHECK_MS)
   linkCheck.unref()
 
