@@ -5,14 +5,18 @@ import { AckTracker } from '../src/peer/ack-tracker.ts'
 function fakeMesh() {
   const connected = new Set<string>()
   const holding = new Set<string>()
-  const pushes: Array<{ peer: string; settle(ok: boolean): void }> = []
+  const pushes: Array<{ peer: string; settle(ok: boolean | 'refused'): void }> = []
   const tracker = new AckTracker({
     connectedPeers: () => [...connected],
     holds: (peer) => holding.has(peer),
     holders: () => holding.size,
     push: (peer) =>
-      new Promise<void>((resolve, reject) => {
-        pushes.push({ peer, settle: (ok) => (ok ? resolve() : reject(new Error('session failed'))) })
+      new Promise<boolean>((resolve, reject) => {
+        pushes.push({
+          peer,
+          settle: (ok) =>
+            ok === 'refused' ? resolve(false) : ok ? resolve(true) : reject(new Error('failed')),
+        })
       }),
     retryDelayMs: 30,
   })
@@ -88,6 +92,19 @@ describe('AckTracker', () => {
     holding.add('a')
     pushes[2]!.settle(true)
     expect(await answer).toBe(1)
+  })
+
+  it('stops pushing to a peer that does not replicate the namespace', async () => {
+    const { connected, pushes, tracker } = fakeMesh()
+    connected.add('other')
+    const deadline = new AbortController()
+    const answer = tracker.waitFor('ns', 'r', 1, 1, deadline.signal)
+    pushes[0]!.settle('refused')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    tracker.changed()
+    expect(pushes).toHaveLength(1)
+    deadline.abort()
+    expect(await answer).toBe(0)
   })
 
   it('a holder learned from elsewhere (a session the peer started) answers the waiter', async () => {

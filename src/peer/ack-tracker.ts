@@ -23,8 +23,10 @@ export interface AckTrackerInit {
   /**
    * Pushes a namespace to a peer (one anti-entropy session); resolves when the session ended, after
    * which `holds` tells whether the peer has the dot. May be shared with a session already running.
+   * Resolves false when the peer cannot hold the write at all (it does not replicate the namespace):
+   * it is not pushed to again for this write.
    */
-  push(peerId: string, namespace: string, signal: AbortSignal): Promise<unknown>
+  push(peerId: string, namespace: string, signal: AbortSignal): Promise<boolean | undefined>
   /** Wait after a failed push before the next one to the same peer. Default 250 ms. */
   retryDelayMs?: number
   /** Pushes to one peer for one write, at most. Default 40. */
@@ -156,22 +158,23 @@ export class AckTracker {
   private pushTo(waiter: Waiter, peerId: string, attempts: Attempts): void {
     attempts.inflight = true
     attempts.count++
-    const settled = (ok: boolean) => {
+    const settled = (ok: boolean, refused = false) => {
       attempts.inflight = false
+      if (refused) attempts.count = Number.POSITIVE_INFINITY
       attempts.notBefore = performance.now() + (ok ? MIN_GAP_MS : (this.init.retryDelayMs ?? 250))
       // Every waiter may learn from this session's outcome, not only the one that started it.
       this.changed()
     }
     // The tracker's own signal, not the request's: a session shared by many waiters must not end
     // with the first one's deadline. Sessions have their own timeouts.
-    let pushing: Promise<unknown>
+    let pushing: Promise<boolean | undefined>
     try {
       pushing = this.init.push(peerId, waiter.namespace, this.controller.signal)
     } catch {
       pushing = Promise.reject(new Error('push failed to start'))
     }
     pushing.then(
-      () => settled(true),
+      (result) => settled(true, result === false),
       () => settled(false),
     )
   }

@@ -172,7 +172,14 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     holders: (namespace, replica, counter) =>
       membership.list().filter((m) => membership.hasDot(m.peerId, namespace, replica, counter)).length,
     // A session both pushes the write and tells us, once it is durable there, what the peer holds.
-    push: (peerId, namespace, signal) => sync.syncWith(peerIdFromString(peerId), namespace, signal),
+    push: (peerId, namespace, signal) =>
+      sync.syncWith(peerIdFromString(peerId), namespace, signal).then(
+        () => true,
+        (error: unknown) => {
+          if ((error as { code?: string }).code === 'remote-not-joined') return false
+          throw error
+        },
+      ),
   })
   acks.start()
 
