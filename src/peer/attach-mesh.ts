@@ -169,8 +169,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   const acks = new AckTracker({
     connectedPeers: () => node.peers().map((p) => p.toString()),
     holds: (peerId, namespace, replica, counter) => membership.hasDot(peerId, namespace, replica, counter),
-    holders: (namespace, replica, counter) =>
-      membership.list().filter((m) => membership.hasDot(m.peerId, namespace, replica, counter)).length,
+    holders: (namespace, replica, counter) => membership.holdersOf(namespace, replica, counter),
     // A session both pushes the write and tells us, once it is durable there, what the peer holds.
     push: (peerId, namespace, signal) =>
       sync.syncWith(peerIdFromString(peerId), namespace, signal).then(
