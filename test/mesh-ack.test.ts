@@ -2,7 +2,9 @@
  * `?ack=N` (HearsayPeer.replicatedTo, as the HTTP API calls it) on real peers over TCP, with a link
  * made silent by a relay that drops every byte while the connection stays open.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { api, type DaemonProcess, removeHomes, startDaemon, stopAllDaemons } from './helpers/daemon.ts'
+import { expectCleanLog } from './helpers/log-check.ts'
 import { eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
 import { type SilentRelay, startSilentRelay } from './helpers/silent-relay.ts'
 
@@ -114,5 +116,50 @@ describe('?ack with no peer connected yet', () => {
       await writer.peer.replicatedTo('ns', write.replica, write.counter, 3, AbortSignal.timeout(800)),
     ).toBe(0)
     expect(performance.now() - started).toBeGreaterThanOrEqual(790)
+  })
+})
+
+describe('?ack through the HTTP API, daemons with a silent link', () => {
+  afterAll(async () => {
+    await stopAllDaemons()
+    removeHomes()
+  })
+
+  it('200 as soon as the reachable peer holds the write, 202 at the timeout with the count', async () => {
+    const [writer, reachable, silent] = await Promise.all([startDaemon(), startDaemon(), startDaemon()])
+    const relay = await startSilentRelay(portOf(silent.addresses[0]!))
+    relays.push(relay)
+    const dial = (address: string) =>
+      api(writer.url, '/v1/peers', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ address }),
+      })
+    expect((await dial(reachable.addresses[0]!)).status).toBe(200)
+    expect((await dial(relay.address(silent.peerId))).status).toBe(200)
+    const put = (key: string, query: string) =>
+      api(writer.url, `/v1/ns/default/kv/${key}?${query}`, { method: 'PUT', body: key })
+    expect((await put('before', 'ack=2&timeout=10000')).status).toBe(200)
+    relay.silence()
+
+    let started = performance.now()
+    const one = await put('one', 'ack=1&timeout=6000')
+    expect(one.status).toBe(200)
+    expect(one.json.ack).toEqual({ requested: 1, replicated: 1, reached: true, timeoutMs: 6000 })
+    expect(performance.now() - started).toBeLessThan(3000)
+
+    started = performance.now()
+    const two = await put('two', 'ack=2&timeout=1000')
+    expect(two.status).toBe(202)
+    expect(two.json.ack).toEqual({ requested: 2, replicated: 1, reached: false, timeoutMs: 1000 })
+    expect(two.headers.get('x-hearsay-replicated')).toBe('1')
+    expect(performance.now() - started).toBeLessThan(2500)
+
+    const peers = (await api(writer.url, '/v1/peers')).json
+    expect(JSON.stringify(peers)).toContain(silent.peerId)
+    for (const [name, daemon] of Object.entries({ writer, reachable, silent }) as Array<
+      [string, DaemonProcess]
+    >)
+      expectCleanLog(daemon.stderr(), name)
   })
 })
