@@ -175,7 +175,9 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       sync.syncWith(peerIdFromString(peerId), namespace, signal).then(
         () => true,
         (error: unknown) => {
+          // It does not replicate the namespace, or does not speak the sync protocol at all.
           if ((error as { code?: string }).code === 'remote-not-joined') return false
+          if ((error as { name?: string }).name === 'UnsupportedProtocolError') return false
           throw error
         },
       ),
