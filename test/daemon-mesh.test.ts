@@ -17,6 +17,7 @@ import {
   tempHome,
   until,
 } from './helpers/daemon.ts'
+import { expectCleanLog } from './helpers/log-check.ts'
 
 let a: DaemonProcess
 let b: DaemonProcess
@@ -163,6 +164,21 @@ describe('replication seen through the API (needs the mesh)', () => {
     expect(value(/hearsay_key_changes_total\{namespace="default",origin="remote"\} (\d+)/)).toBeGreaterThan(0)
     expect(value(/hearsay_convergence_lag_seconds_count (\d+)/)).toBeGreaterThan(0)
     expect(value(/hearsay_peers\{state="connected"\} (\d+)/)).toBeGreaterThan(0)
+    expect(text).toMatch(/^hearsay_unhandled_rejections_total 0$/m)
+  })
+
+  it('?ack on a peer with nobody connected waits for the timeout and answers 202', async () => {
+    const alone = await startDaemon()
+    const started = performance.now()
+    const res = await api(alone.url, `${kv('lonely')}?ack=1&timeout=1500`, { method: 'PUT', body: 'x' })
+    expect(res.status).toBe(202)
+    expect(res.json.ack).toEqual({ requested: 1, replicated: 0, reached: false, timeoutMs: 1500 })
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1450)
+    expectCleanLog(alone.stderr(), 'lone peer')
+  })
+
+  it('no daemon logged an error or an unhandled rejection', () => {
+    for (const [name, daemon] of Object.entries({ a, b, c })) expectCleanLog(daemon.stderr(), name)
   })
 })
 

@@ -18,6 +18,7 @@ import {
   stopAllDaemons,
   until,
 } from './helpers/daemon.ts'
+import { expectCleanLog } from './helpers/log-check.ts'
 
 let hub: DaemonProcess
 let clients: DaemonProcess[]
@@ -126,6 +127,11 @@ describe('hub mode with real daemons (one hub, three clients)', () => {
       message: 'catch-up of the delete',
     })
     expect(await connectedPeers(back)).toEqual([hub.peerId])
+  })
+
+  it('no daemon logged an error or an unhandled rejection', () => {
+    expectCleanLog(hub.stderr(), 'hub')
+    for (const [i, client] of clients.entries()) expectCleanLog(client.stderr(), `client ${i}`)
   })
 })
 

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { PeerProcess } from '../bench/processes.ts'
+import { expectCleanLog } from './helpers/log-check.ts'
 import { eventually } from './helpers/mesh-peers.ts'
 
 const processes: PeerProcess[] = []
@@ -25,5 +26,6 @@ describe('peers as separate OS processes', () => {
       for (let i = 0; i < 3; i++)
         expect((await p.request({ cmd: 'get', key: `from/${i}` })).value).toBe(`peer ${i}`)
     }
+    for (const [i, p] of processes.entries()) expectCleanLog(p.stderr, `peer process ${i}`)
   }, 90_000)
 })

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { RateLimiter } from '../src/peer/rate-limit.ts'
+import { TurnBudget } from '../src/peer/turn-budget.ts'
 
 describe('RateLimiter', () => {
   it('allows a burst, then the sustained rate, per key', () => {
@@ -14,5 +15,46 @@ describe('RateLimiter', () => {
     expect(taken()).toBe(3)
     // Another key has its own bucket.
     expect(limiter.take('b')).toBe(true)
+  })
+})
+
+describe('TurnBudget', () => {
+  it('lets at most perTurn callers through per turn, in order, and drains the rest turn by turn', async () => {
+    const turns: Array<() => void> = []
+    const budget = new TurnBudget({ perTurn: 2, defer: (next) => turns.push(next) })
+    const started: number[] = []
+    const all = Array.from({ length: 5 }, (_, i) => budget.take().then(() => started.push(i)))
+    await Promise.resolve()
+    expect(started).toEqual([0, 1])
+    expect(budget.queued).toBe(3)
+    turns.shift()!()
+    await Promise.resolve()
+    expect(started).toEqual([0, 1, 2, 3])
+    turns.shift()!()
+    await Promise.all(all)
+    expect(started).toEqual([0, 1, 2, 3, 4])
+    // Bounded: once idle, a last turn resets the count and no more turns are scheduled.
+    while (turns.length > 0) turns.shift()!()
+    expect(turns).toHaveLength(0)
+  })
+
+  it('with real turns, lets I/O callbacks run between bursts', async () => {
+    const budget = new TurnBudget({ perTurn: 10 })
+    let timerRan = -1
+    let done = 0
+    setTimeout(() => {
+      timerRan = done
+    }, 0)
+    await Promise.all(
+      Array.from({ length: 100 }, () =>
+        budget.take().then(() => {
+          done++
+        }),
+      ),
+    )
+    expect(done).toBe(100)
+    // The timer fired while the burst was still being worked through, not after all of it.
+    expect(timerRan).toBeGreaterThanOrEqual(0)
+    expect(timerRan).toBeLessThan(100)
   })
 })

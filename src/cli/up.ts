@@ -11,6 +11,7 @@ import {
 import { dirname, join } from 'node:path'
 import { SWARM_KEY_FILE } from '../daemon/constants.ts'
 import { DaemonStartError } from '../daemon/errors.ts'
+import { countUnhandledRejection } from '../daemon/metrics.ts'
 import { resolveDataDir } from '../daemon/paths.ts'
 import {
   type DaemonConfig,
@@ -244,6 +245,7 @@ async function runDaemon(context: CommandContext, isHub: boolean): Promise<numbe
   // and keep serving (Node's default would turn it into an uncaught exception and stop the daemon).
   // State is only ever changed through awaited commits, so nothing half-done is left behind.
   process.on('unhandledRejection', (reason) => {
+    countUnhandledRejection()
     daemon.logger.error({ err: reason }, 'unhandled rejection; the daemon keeps running')
   })
   process.on('uncaughtException', (error) => {

@@ -11,6 +11,17 @@ import type { HearsayPeer, MeshCounters as PeerMeshCounters } from '../peer/peer
 /** Running totals a mesh keeps; a peer without a mesh reports zeros. */
 type MeshCounters = Partial<PeerMeshCounters>
 
+/**
+ * Process-wide counts of events no request or peer owns. The process's `unhandledRejection` handler
+ * increments them; each daemon's registry reports them (one daemon per process in production).
+ */
+const processTotals = { unhandledRejections: 0 }
+
+/** Counts a promise rejection nobody handled (the daemon logs it and keeps running). */
+export function countUnhandledRejection(): void {
+  processTotals.unhandledRejections++
+}
+
 export type WriteOp = 'put' | 'delete' | 'increment' | 'reset' | 'set_add' | 'set_remove'
 
 export class DaemonMetrics {
@@ -153,6 +164,15 @@ export class DaemonMetrics {
         sync: 'syncEntriesReceived',
       },
     )
+    new Counter({
+      name: 'hearsay_unhandled_rejections_total',
+      help: 'Promise rejections nobody handled (each is a bug: logged at error level, the daemon keeps running)',
+      registers,
+      collect() {
+        this.reset()
+        this.inc(processTotals.unhandledRejections)
+      },
+    })
     new Counter({
       name: 'hearsay_tombstones_collected_total',
       help: 'Tombstones collected once every known member had seen them',

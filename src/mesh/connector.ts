@@ -19,6 +19,7 @@ import {
   REDIAL_MAX_ATTEMPTS,
   REDIAL_MAX_MS,
 } from './constants.ts'
+import { asError } from './errors.ts'
 
 export interface ConnectorInit {
   /**
@@ -279,7 +280,7 @@ class DefaultConnector implements Connector {
       k.attempts = 0 // peer:connect also resets, but a dial can find an existing connection
     } catch (err) {
       if (!this.#started || k.abort?.signal.aborted === true) return
-      this.#onDialError?.(k.id, err as Error)
+      this.#onDialError?.(k.id, asError(err))
       k.attempts++
       const limit = k.everConnected ? this.#maxAttempts : this.#maxAttemptsNew
       if (!k.pinned && k.attempts >= limit) {

@@ -127,3 +127,29 @@ export class GossipsubInternalsChangedError extends Error {
     super(`@libp2p/gossipsub no longer has ${what}; re-check src/mesh/node.ts against the installed version`)
   }
 }
+
+/**
+ * A thrown value as an Error. JavaScript lets anything be thrown or rejected, and libp2p streams do
+ * reject with `undefined` (a stream that closed without an error while a read waited on it): code
+ * that logs a failure must not assume a `message`, or the logging itself throws.
+ */
+export function asError(value: unknown): Error {
+  if (value instanceof Error) return value
+  return new Error(describeThrown(value), { cause: value })
+}
+
+/** A one-line description of any thrown value, never throwing itself. */
+export function describeThrown(value: unknown): string {
+  if (value instanceof Error) return typeof value.message === 'string' ? value.message : String(value.name)
+  if (value === undefined) return 'failed without an error (undefined)'
+  if (value === null) return 'failed without an error (null)'
+  if (typeof value === 'string') return value
+  if (typeof value === 'object') {
+    const message = (value as { message?: unknown }).message
+    if (typeof message === 'string') return message
+    const type = (value as { type?: unknown }).type
+    if (typeof type === 'string') return `failed with a ${type} event`
+    return `failed with a non-error value (${Object.prototype.toString.call(value)})`
+  }
+  return `failed with ${typeof value} ${String(value)}`
+}

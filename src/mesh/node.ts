@@ -76,6 +76,8 @@ import {
 } from './constants.ts'
 import {
   AlreadySubscribedError,
+  asError,
+  describeThrown,
   GossipsubInternalsChangedError,
   InvalidAddressError,
   MeshNodeStoppedError,
@@ -157,6 +159,12 @@ export interface MeshNodeInit {
   peerExchange?: false | PeerExchangeInit
   /** Connector (dial on discovery, redial with backoff) options. */
   connector?: ConnectorInit
+  /**
+   * Called for every gossip message as it comes off the wire, before gossipsub hashes, caches or
+   * validates it: false drops it on the spot (a per-neighbour rate limit). A dropped message is not
+   * marked seen, so the same message from another neighbour is still taken. Default: admit all.
+   */
+  admitMessage?: (from: PeerId, topic: string) => boolean
   /** Errors that have no caller to throw to (a failed background dial, a throwing handler). Default: ignored. */
   onError?: (err: Error, context: { where: string; peer?: PeerId; topic?: string }) => void
 }
@@ -256,6 +264,11 @@ export interface MeshNode {
   score(peer: PeerId): number
   /** Stops everything; idempotent. */
   stop(): Promise<void>
+}
+
+/** The gossipsub class method every received RPC goes through (public on the class, not the interface). */
+interface RpcHandler {
+  handleReceivedRpc(from: PeerId, rpc: { messages: Array<{ topic: string }> }): Promise<void>
 }
 
 /** The gossipsub class members we use beyond its public `GossipSub` interface; checked at start. */
@@ -366,6 +379,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       pubsub: (components: Parameters<ReturnType<typeof gossipsub>>[0]) => {
         const gs = gossipsub(gossipOpts)(components)
         installAllowlist(gs, allowlist)
+        if (init.admitMessage !== undefined) installAdmission(gs, init.admitMessage)
         return gs
       },
     },
@@ -429,7 +443,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     try {
       handler({ topic: msg.topic, data: msg.data, from: propagationSource, id: msgId })
     } catch (err) {
-      onError(err as Error, { where: 'message handler', topic: msg.topic, peer: propagationSource })
+      onError(asError(err), { where: 'message handler', topic: msg.topic, peer: propagationSource })
     }
   })
 
@@ -447,7 +461,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       if (remaining == null) return
       libp2p.services.identify
         .identify(remaining, { signal: AbortSignal.timeout(OPEN_STREAM_TIMEOUT_MS) })
-        .catch((err: Error) => onError(err, { where: 'gossip stream repair', peer }))
+        .catch((err: unknown) => onError(asError(err), { where: 'gossip stream repair', peer }))
     }, 0)
   })
 
@@ -480,7 +494,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         })
         await libp2p.hangUp(peer).catch(() => {})
       }
-    })()
+    })().catch((err: unknown) => onError(asError(err), { where: 'gossip link check' }))
   }, GOSSIP_LINK_CHECK_MS)
   linkCheck.unref()
 
@@ -515,7 +529,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         try {
           return toResult(await validate({ topic: msg.topic, data: msg.data, from: peer }))
         } catch (err) {
-          onError(err as Error, { where: 'validator', topic: msg.topic, peer })
+          onError(asError(err), { where: 'validator', topic: msg.topic, peer })
           return TopicValidatorResult.Ignore
         }
       })
@@ -544,7 +558,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         try {
           t = multiaddr(target)
         } catch (err) {
-          throw new InvalidAddressError(target, (err as Error).message, { cause: err })
+          throw new InvalidAddressError(target, describeThrown(err), { cause: err })
         }
       } else {
         t = target
@@ -604,14 +618,14 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
           try {
             watcher.onConnect?.(peer, connection)
           } catch (err) {
-            onError(err as Error, { where: `${protocol} onConnect`, peer })
+            onError(asError(err), { where: `${protocol} onConnect`, peer })
           }
         },
         onDisconnect: (peer) => {
           try {
             watcher.onDisconnect?.(peer)
           } catch (err) {
-            onError(err as Error, { where: `${protocol} onDisconnect`, peer })
+            onError(asError(err), { where: `${protocol} onDisconnect`, peer })
           }
         },
       })
@@ -731,7 +745,7 @@ function checkBootstrapAddr(a: string): string {
   try {
     ma = multiaddr(a)
   } catch (err) {
-    throw new InvalidAddressError(a, (err as Error).message, { cause: err })
+    throw new InvalidAddressError(a, describeThrown(err), { cause: err })
   }
   if (!ma.getComponents().some((c) => c.name === 'p2p')) {
     throw new InvalidAddressError(a, 'a bootstrap address must end in /p2p/<peer id>')
@@ -748,6 +762,26 @@ function installAllowlist(gs: GossipSub, allowlist: TopicAllowlist): void {
   const current: unknown = Reflect.get(gs, 'allowedTopics')
   if (!(current instanceof Set)) throw new GossipsubInternalsChangedError('a private allowedTopics Set')
   Reflect.set(gs, 'allowedTopics', allowlist)
+}
+
+/**
+ * Filters each received RPC's messages through `admit` before gossipsub touches them. gossipsub
+ * starts every message of every RPC at once without waiting for the previous ones, and computes the
+ * message id, the seen cache entry and the IDONTWANTs before any topic validator runs: a limit in the
+ * validator is checked only after that work, and at the pace the node manages to do it, so a flood
+ * that outruns the node is never seen above the limit. Here the check is the first thing done.
+ */
+function installAdmission(pubsub: GossipSub, admit: (from: PeerId, topic: string) => boolean): void {
+  const gs = pubsub as unknown as Partial<RpcHandler>
+  const handle = gs.handleReceivedRpc
+  if (typeof handle !== 'function') throw new GossipsubInternalsChangedError('handleReceivedRpc()')
+  gs.handleReceivedRpc = async function admitted(this: RpcHandler, from, rpc) {
+    if (rpc.messages.length > 0) {
+      const messages = rpc.messages.filter((message) => admit(from, message.topic))
+      if (messages.length !== rpc.messages.length) rpc = { ...rpc, messages }
+    }
+    return handle.call(this, from, rpc)
+  }
 }
 
 function checkInternals(gs: GossipSub): GossipsubInternals {

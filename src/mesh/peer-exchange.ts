@@ -34,7 +34,7 @@ import {
   PEX_MAX_STREAMS,
   PEX_TIMEOUT_MS,
 } from './constants.ts'
-import { PeerExchangeFrameError } from './errors.ts'
+import { asError, PeerExchangeFrameError } from './errors.ts'
 
 export interface PeerExchangeInit {
   /** Protocol id. Default: `/hearsay/peers/1.0.0`. */
@@ -141,7 +141,7 @@ class DefaultPeerExchange implements PeerExchange {
           const peers = this.#connectedPeers()
           if (peers.length === 0) return
           const peer = peers[Math.floor(Math.random() * peers.length)]!
-          await this.exchange(peer, options).catch((err) => this.#onError?.(peer, err as Error))
+          await this.exchange(peer, options).catch((err) => this.#onError?.(peer, asError(err)))
         },
         this.#interval,
         { timeout: this.#timeout },
@@ -170,14 +170,14 @@ class DefaultPeerExchange implements PeerExchange {
       await stream.close({ signal })
       return this.#accept(peer, decodePexFrame(reply.subarray(), this.#limits()))
     } catch (err) {
-      stream.abort(err as Error)
+      stream.abort(asError(err))
       throw err
     }
   }
 
   #exchangeLogged(peer: PeerId): void {
     if (!this.#started) return
-    this.exchange(peer).catch((err) => this.#onError?.(peer, err as Error))
+    this.exchange(peer).catch((err) => this.#onError?.(peer, asError(err)))
   }
 
   async #onStream(stream: Stream, connection: Connection): Promise<void> {
@@ -192,8 +192,8 @@ class DefaultPeerExchange implements PeerExchange {
       this.#accept(peer, entries)
     } catch (err) {
       // Aborted, not closed: the peer must not take a truncated exchange for a complete one.
-      stream.abort(err as Error)
-      this.#onError?.(peer, err as Error)
+      stream.abort(asError(err))
+      this.#onError?.(peer, asError(err))
     }
   }
 

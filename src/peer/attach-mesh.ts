@@ -1,15 +1,18 @@
-import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Delta } from '../crdt/causal-map.ts'
+import { describeThrown } from '../mesh/errors.ts'
 import { createMeshNode, type MeshNode } from '../mesh/node.ts'
 import { meshTopic } from '../mesh/topics.ts'
 import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
 import { SyncService } from '../sync/service.ts'
+import { AckTracker } from './ack-tracker.ts'
 import { type CheckedBatch, checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
 import { Membership } from './membership.ts'
 import type { HearsayPeer, MeshAttachment, MeshCounters, PeerInfo } from './peer.ts'
 import { RateLimiter } from './rate-limit.ts'
+import { TurnBudget } from './turn-budget.ts'
 
 /** How a peer joins the network. Every field has a default suitable for one laptop on a LAN. */
 export interface MeshOptions {
@@ -43,7 +46,10 @@ export interface MeshOptions {
   allowPeers?: string[]
   /** Private mesh: a pre-shared swarm key (see `generateSwarmKey`). Default: none. */
   swarmKey?: Uint8Array
-  /** Gossip messages per second one neighbour may deliver (burst 5×). Default 2,000. */
+  /**
+   * Gossip messages per second one neighbour may deliver (burst: 2 s worth). Checked as each message
+   * comes off the wire; beyond it messages are dropped unchecked. Default 1,000.
+   */
   gossipRateLimit?: number
   /** Gossip mesh degree (D). Default 4. */
   gossipDegree?: number
@@ -75,12 +81,39 @@ export interface HearsayMesh extends MeshAttachment {
  * gossip on the next heartbeat (measured: p50 ~470 ms instead of a few ms with 8 peers). Beyond
  * Dhi clients, the rest still get messages through IHAVE/IWANT and anti-entropy, only later.
  */
+/** Default of `gossipRateLimit`, messages per second per neighbour. */
+export const DEFAULT_GOSSIP_RATE_LIMIT = 1000
+/** A neighbour's burst allowance, in seconds of its rate. */
+const GOSSIP_BURST_SECONDS = 2
+/** Gossip validations (signature check, then merge) started per event-loop turn at most. */
+const VALIDATIONS_PER_TURN = 32
+
 const HUB_GOSSIP = { D: 64, Dlo: 32, Dhi: 256, Dlazy: 8, floodPublish: true }
 
 export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promise<HearsayMesh> {
   const meshName = options.meshName ?? 'default'
   const hubMode = options.hub !== undefined && options.hub.length > 0
   const log = options.log
+  // Batching keeps honest traffic below this: one writer's 10,000 writes/s travel as ~500 batches/s.
+  const rate = options.gossipRateLimit ?? DEFAULT_GOSSIP_RATE_LIMIT
+  const flood = new RateLimiter({ ratePerSecond: rate, burst: rate * GOSSIP_BURST_SECONDS })
+  const logged = new Set<string>()
+  const counters: MeshCounters = {
+    gossipPublished: 0,
+    gossipBytesSent: 0,
+    gossipReceived: 0,
+    gossipBytesReceived: 0,
+    gossipRejected: 0,
+    gossipIgnored: 0,
+    gossipThrottled: 0,
+    entriesMerged: 0,
+    syncSessions: 0,
+    syncFailures: 0,
+    syncBytesSent: 0,
+    syncBytesReceived: 0,
+    syncEntriesReceived: 0,
+    tombstonesCollected: 0,
+  }
   const node = await createMeshNode({
     privateKey: options.privateKey,
     listen: options.listen ?? ['/ip4/0.0.0.0/tcp/0'],
@@ -99,40 +132,57 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       : options.gossipDegree !== undefined
         ? { D: options.gossipDegree }
         : undefined,
-    onError: (error, context) => logOnce('mesh', context.peer?.toString(), error.message, context),
+    onError: (error, context) => logOnce('mesh', context.peer?.toString(), error, context),
+    // Checked as each message comes off the wire: a flood costs a counter increment per message.
+    admitMessage: (from, topic) => {
+      if (flood.take(from.toString())) return true
+      counters.gossipThrottled++
+      logOnce('gossip', from.toString(), 'gossip above the rate limit: dropping', { topic })
+      return false
+    },
   })
   const self = node.peerId.toString()
   const membership = new Membership({ self })
-  const counters: MeshCounters = {
-    gossipPublished: 0,
-    gossipBytesSent: 0,
-    gossipReceived: 0,
-    gossipBytesReceived: 0,
-    gossipRejected: 0,
-    gossipIgnored: 0,
-    gossipThrottled: 0,
-    entriesMerged: 0,
-    syncSessions: 0,
-    syncFailures: 0,
-    syncBytesSent: 0,
-    syncBytesReceived: 0,
-    syncEntriesReceived: 0,
-    tombstonesCollected: 0,
-  }
   const topicOf = (namespace: string) => meshTopic(meshName, namespace)
   const joined = new Map<string, Replica>()
   const timers: NodeJS.Timeout[] = []
   let stopped = false
 
   // Errors from peers are logged once per (peer, kind), so a hostile peer cannot flood the log.
-  const logged = new Set<string>()
-  function logOnce(kind: string, peerId: string | undefined, message: string, fields: object = {}): void {
+  // `problem` is whatever was thrown or rejected: libp2p streams reject with undefined at times.
+  function logOnce(
+    kind: string,
+    peerId: string | undefined,
+    problem: unknown,
+    fields: object = {},
+    prefix = '',
+  ): void {
+    const message = prefix + describeThrown(problem)
     const key = `${kind} ${peerId ?? ''} ${message.slice(0, 80)}`
     if (logged.has(key)) return
     if (logged.size > 10_000) logged.clear()
     logged.add(key)
     log?.warn({ ...fields, kind, peer: peerId }, message)
   }
+
+  // `?ack=N`: waits on what sync sessions teach membership and on peers connecting.
+  const acks = new AckTracker({
+    connectedPeers: () => node.peers().map((p) => p.toString()),
+    holds: (peerId, namespace, replica, counter) => membership.hasDot(peerId, namespace, replica, counter),
+    holders: (namespace, replica, counter) => membership.holdersOf(namespace, replica, counter),
+    // A session both pushes the write and tells us, once it is durable there, what the peer holds.
+    push: (peerId, namespace, signal) =>
+      sync.syncWith(peerIdFromString(peerId), namespace, signal).then(
+        () => true,
+        (error: unknown) => {
+          // It does not replicate the namespace, or does not speak the sync protocol at all.
+          if ((error as { code?: string }).code === 'remote-not-joined') return false
+          if ((error as { name?: string }).name === 'UnsupportedProtocolError') return false
+          throw error
+        },
+      ),
+  })
+  acks.start()
 
   const sync = new SyncService({
     node,
@@ -152,11 +202,12 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
         // The session ended only after the other side merged what we sent: it holds our context too.
         if (event.role === 'initiator') membership.holds(remote, event.namespace, event.localContext)
       }
+      acks.changed()
     },
     onError: (error, remote, namespace) => {
       counters.syncFailures++
       if ((error as { code?: string }).code === 'remote-not-joined') return
-      logOnce('sync', remote.toString(), `anti-entropy failed: ${error.message}`, { namespace })
+      logOnce('sync', remote.toString(), error, { namespace }, 'anti-entropy failed: ')
     },
   })
   await sync.start()
@@ -178,7 +229,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       if (recipients === 0 && node.peers().length > 0) pushSoon(namespace)
     } catch (error) {
       // Anti-entropy repairs whatever gossip could not carry.
-      if (!stopped) logOnce('gossip', undefined, `publish failed: ${(error as Error).message}`, { namespace })
+      if (!stopped) logOnce('gossip', undefined, error, { namespace }, 'publish failed: ')
       pushSoon(namespace)
     }
   }
@@ -195,9 +246,9 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     timer.unref()
   }
 
-  // Batching keeps honest traffic far below this: 10,000 writes/s travel as ~500 batches/s.
-  const rate = options.gossipRateLimit ?? 2000
-  const flood = new RateLimiter({ ratePerSecond: rate, burst: rate * 5 })
+  // Signature checks (and the merges they lead to) spread over event-loop turns, so a burst of gossip
+  // cannot starve the HTTP API and the pings.
+  const validationTurns = new TurnBudget({ perTurn: VALIDATIONS_PER_TURN })
 
   // Decode and check once in the validator; the handler reuses the result.
   const checked = new WeakMap<Uint8Array, CheckedBatch>()
@@ -220,14 +271,10 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
           .then((change) => {
             counters.entriesMerged += change.added.length
           })
-          .catch((error) => logOnce('merge', result.signer, `merge failed: ${(error as Error).message}`))
+          .catch((error: unknown) => logOnce('merge', result.signer, error, {}, 'merge failed: '))
       },
       async (message) => {
-        if (!flood.take(message.from.toString())) {
-          counters.gossipThrottled++
-          logOnce('gossip', message.from.toString(), 'gossip above the rate limit: dropping', { topic })
-          return 'ignore'
-        }
+        await validationTurns.take()
         const result = await checkBatch(topic, message.data, self)
         checked.set(message.data, result)
         if (result.verdict === 'reject') {
@@ -248,6 +295,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   const unwatch = await node.watchProtocol(SYNC_PROTOCOL, {
     onConnect: (remote) => {
       membership.saw(remote.toString(), { connected: true })
+      acks.changed()
       if (self < remote.toString() || hubMode) {
         for (const namespace of joined.keys()) void sync.syncWith(remote, namespace).catch(() => {})
       }
@@ -299,30 +347,6 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     )
   })
 
-  async function replicatedTo(
-    namespace: string,
-    replica: string,
-    counter: number,
-    count: number,
-    signal: AbortSignal,
-  ): Promise<number> {
-    const holders = () =>
-      membership.list().filter((m) => m.connected && membership.hasDot(m.peerId, namespace, replica, counter))
-        .length
-    while (!signal.aborted && holders() < count) {
-      const lacking = node
-        .peers()
-        .filter((p) => !membership.hasDot(p.toString(), namespace, replica, counter))
-      if (lacking.length === 0) break
-      // A session both pushes the write and tells us what the peer holds once it is durable there.
-      await Promise.allSettled(lacking.map((remote: PeerId) => sync.syncWith(remote, namespace, signal)))
-      if (holders() < count && !signal.aborted) {
-        await new Promise((resolve) => setTimeout(resolve, 25).unref())
-      }
-    }
-    return holders()
-  }
-
   const mesh: HearsayMesh = {
     node,
     membership,
@@ -345,7 +369,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       return remote.toString()
     },
     join,
-    replicatedTo,
+    replicatedTo: (namespace, replica, counter, count, signal) =>
+      acks.waitFor(namespace, replica, counter, count, signal),
     hangUp: async (peerId) => {
       const target = node.peers().find((p) => p.toString() === peerId)
       if (target !== undefined) await node.hangUp(target)
@@ -356,6 +381,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       if (stopped) return
       stopped = true
       for (const timer of timers) clearTimeout(timer)
+      acks.stop()
       batcher.flushAll()
       unwatch()
       await sync.stop()

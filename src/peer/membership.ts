@@ -81,6 +81,14 @@ export class Membership {
     return this.members.get(peerId)?.holds.get(namespace)?.has(replica, counter) ?? false
   }
 
+  /** How many members are known to hold the dot (connected or not: a holder stays one). */
+  holdersOf(namespace: string, replica: string, counter: number): number {
+    let count = 0
+    for (const member of this.members.values())
+      if (member.holds.get(namespace)?.has(replica, counter) === true) count++
+    return count
+  }
+
   list(): Member[] {
     return [...this.members.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
   }
