@@ -91,9 +91,18 @@ it can connect. Others join with a ticket from "hearsay invite" (run once this p
 With --open no key is made: an open mesh that anyone on the network can join.
 
   hearsay init --api-port 7700 --mesh home --no-mdns --bootstrap /ip4/10.0.0.2/tcp/7601/p2p/12D3KooW…`,
-  options: SETTING_OPTIONS,
+  options: {
+    ...SETTING_OPTIONS,
+    'new-swarm-key': {
+      type: 'boolean',
+      description: 'insist on a new mesh key: fail if one exists (without it an existing key is kept)',
+    },
+  },
   async run(context) {
     const { config, file } = await loadFor(context)
+    if (context.values['new-swarm-key'] === true && config.open) {
+      throw new CliError(EXIT.USAGE, '--new-swarm-key makes a private mesh; it does not go with --open')
+    }
     const { configFileFor, settingsFromFlags } = await import('../daemon/config.ts')
     const { loadOrCreateIdentity } = await import('../mesh/identity.ts')
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -105,6 +114,9 @@ With --open no key is made: an open mesh that anyone on the network can join.
     const wrote = !file.found || JSON.stringify(merged) !== JSON.stringify(existing)
     if (wrote) writeAtomic(file.path, `${JSON.stringify(merged, null, 2)}\n`)
     const meshKey = config.open ? undefined : await initMeshKey(config)
+    if (context.values['new-swarm-key'] === true && meshKey?.created === false) {
+      throw new CliError(EXIT.START_FAILED, `${meshKey.path} exists; move it aside first to make a new one`)
+    }
     const result = {
       dataDir: config.dataDir,
       peerId: identity.peerId.toString(),
