@@ -148,9 +148,9 @@ describe('private by default', () => {
     const home = tempHome()
     const flipped = ticket.slice(0, 20) + (ticket[20] === 'a' ? 'b' : 'a') + ticket.slice(21)
     const cases: Array<[string, string]> = [
-      [ticket.slice(0, Math.floor(ticket.length / 2)), 'wrong checksum'],
+      [ticket.slice(0, Math.floor(ticket.length / 2)), 'mistyped or truncated'],
       [ticket.slice(0, 12), 'truncated'],
-      [flipped, 'wrong checksum'],
+      [flipped, 'mistyped or truncated'],
       [`hsy9${ticket.slice(4)}`, 'version 9'],
       [`${ticket.slice(0, 30)}!${ticket.slice(31)}`, 'not part of a ticket'],
       [`x${'a'.repeat(80)}`, 'not a hearsay invite ticket'],

@@ -195,5 +195,9 @@ export function base32Decode(text: string): Uint8Array {
     }
     buffer &= (1 << bits) - 1
   }
+  // Only the canonical encoding is accepted, so every changed character is caught: no spare
+  // character, and the unused low bits of the last one are zero.
+  if (bits >= 5 || buffer !== 0)
+    throw new InvalidTicketError('has a wrong last character: it was mistyped or truncated')
   return Uint8Array.from(out)
 }
