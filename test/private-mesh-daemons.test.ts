@@ -142,6 +142,19 @@ describe('private by default', () => {
     expect(readFileSync(join(other, 'swarm.key'))).toEqual(readFileSync(join(inviter.home, 'swarm.key')))
   })
 
+  it("a hub's ticket makes the joiner its client", async () => {
+    const hub = await startDaemon({ command: 'hub', meshKey: 'none' })
+    const ticket = (await runCli(['invite'], { home: hub.home })).stdout.trim()
+    const home = tempHome()
+    const joined = await runCli(['join', ticket, '--json'], { home })
+    expect(joined.code, joined.stderr).toBe(0)
+    expect(JSON.parse(readFileSync(join(home, 'config.json'), 'utf8'))).toEqual({ hub: hub.addresses })
+    const client = await startDaemon({ home, meshKey: 'none' })
+    expect(client.topology).toBe('hub-client')
+    await put(client, 'via-hub', 'yes')
+    expect(await until(() => read(hub, 'via-hub'), { message: 'the hub reads its client' })).toBe('yes')
+  })
+
   it('bad tickets get a clear error and change nothing', async () => {
     const inviter = await startDaemon()
     const ticket = (await runCli(['invite'], { home: inviter.home })).stdout.trim()

@@ -195,6 +195,10 @@ export const upCommand: Command = {
 variables (strongest); see docs/configuration.md. Prints the API URL, the peer id and the addresses
 once ready (--json: one JSON line {"event":"ready",...}). Logs go to stderr.
 
+The mesh is private: a data dir with no mesh key gets a new one (<data dir>/swarm.key), and only
+peers holding it can connect; "hearsay invite" and "hearsay join <ticket>" bring others in. With
+--open there is no key: anyone on the network can join.
+
 With --hub <address> (repeatable) the peer is a hub client: it talks only to those hubs (started
 with "hearsay hub"), never to other peers; --bootstrap and --mdns do not go with it.
 
@@ -213,7 +217,10 @@ to the other clients and serves their catch-up. Same protocol, API and settings 
 hub never dials peers, so --hub, --bootstrap and --mdns are refused (mDNS is off).
 
   hearsay hub --listen /ip4/0.0.0.0/tcp/7601
-  hearsay up --hub /ip4/192.168.1.7/tcp/7601/p2p/12D3KooW…     # on each client
+  hearsay invite                                    # on the hub: prints a ticket
+  hearsay join <ticket> && hearsay up               # on each client: it becomes a client of the hub
+
+(An open mesh: hearsay hub --open, and on each client hearsay up --hub /ip4/…/p2p/12D3KooW… --open.)
 
 ${DAEMON_EXIT_CODES}`,
   options: SETTING_OPTIONS,
@@ -364,12 +371,12 @@ function printBanner(
     '',
     ...(ready.meshKey !== undefined && ready.meshAttached
       ? [
-          `Invite another peer: run "${cli} invite" here, then "${cli} join <ticket>" and "${cli} up" there.`,
+          `Invite ${ready.topology === 'hub' ? 'a client of this hub' : 'another peer'}: run "${cli} invite" here, then "${cli} join <ticket>" and "${cli} up" there.`,
           '',
         ]
       : []),
-    ...(ready.topology === 'hub' && forClients !== undefined
-      ? ['Start clients of this hub with:', `  ${cli} up --hub ${forClients}`, '']
+    ...(ready.topology === 'hub' && forClients !== undefined && ready.meshKey === undefined
+      ? ['Start clients of this hub with:', `  ${cli} up --open --hub ${forClients}`, '']
       : []),
     'Try, in another terminal:',
     `  ${cli} put greeting hello`,
