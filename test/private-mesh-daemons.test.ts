@@ -179,11 +179,16 @@ describe('private by default', () => {
     expect(existsSync(join(home, 'config.json'))).toBe(false)
   })
 
-  it('an open daemon has no ticket to give', async () => {
+  it('an open daemon has no ticket to give; status tells open from private', async () => {
     const open = await startDaemon({ args: ['--open'] })
     const invite = await runCli(['invite'], { home: open.home })
     expect(invite.code).toBe(5)
     expect(invite.stderr).toContain('open mesh')
+    expect((await runCli(['status'], { home: open.home })).stdout).toContain(
+      'OPEN: anyone on the network can join',
+    )
+    const closed = await startDaemon()
+    expect((await runCli(['status'], { home: closed.home })).stdout).toContain('private: mesh key')
   })
 
   it('up with no key makes a new private mesh and says so; --open says anyone can join', async () => {

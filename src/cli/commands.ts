@@ -552,7 +552,7 @@ export const statusCommand: Command = {
       return EXIT.OK
     }
     const closed = [
-      ...(body.mesh.private?.swarmKey ? ['swarm key'] : []),
+      ...(body.mesh.private?.swarmKey ? ['mesh key'] : []),
       ...(body.mesh.private?.allowPeers ? [`${body.mesh.private.allowPeers} allowed peers`] : []),
     ]
     const topology = body.topology ?? 'mesh'
@@ -561,7 +561,15 @@ export const statusCommand: Command = {
         ? [`mDNS ${body.mesh.mdns ? 'on' : 'off'}`, `${body.mesh.bootstrap.length} bootstrap`]
         : ['mDNS off']
     const mesh = body.mesh.attached
-      ? `${body.mesh.name} (${[...discovery, ...(closed.length > 0 ? [`private: ${closed.join(', ')}`] : [])].join(', ')})`
+      ? `${body.mesh.name} (${[
+          ...discovery,
+          // Daemons older than private-by-default do not report it: say nothing rather than guess.
+          ...(closed.length > 0
+            ? [`private: ${closed.join(', ')}`]
+            : body.mesh.private !== undefined
+              ? ['OPEN: anyone on the network can join']
+              : []),
+        ].join(', ')})`
       : 'not attached: this peer runs alone and does not replicate'
     const hubs = body.mesh.hubs ?? []
     const shape =
