@@ -95,6 +95,13 @@ export async function startDaemon(
     })
     const peerId = identity.peerId.toString()
     if (identity.created) logger.info({ peerId, keyFile: identity.path }, 'created a new identity')
+    if (meshKey?.created && !identity.created) {
+      // A data dir from before private-by-default: its peers, in an open mesh, will not connect now.
+      logger.warn(
+        { keyFile: meshKey.path },
+        'this data dir had no mesh key, so this start made a new private mesh: peers of its former open mesh cannot connect until they join it (hearsay invite / join), or run every peer with --open',
+      )
+    }
     lock.update({ peerId })
 
     const store = openStore(config, files.database)
