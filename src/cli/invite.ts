@@ -1,5 +1,5 @@
 import { mkdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { DEFAULT_MESH, SWARM_KEY_FILE } from '../daemon/constants.ts'
 import { readLock } from '../daemon/lock.ts'
 import { dataDirFiles } from '../daemon/paths.ts'
@@ -179,7 +179,7 @@ export async function joinWithTicket(context: CommandContext, text: string): Pro
 }
 
 function meshKeyPath(config: DaemonConfig): string {
-  return config.swarmKeyFile === '' ? join(config.dataDir, SWARM_KEY_FILE) : config.swarmKeyFile
+  return config.swarmKeyFile === '' ? join(config.dataDir, SWARM_KEY_FILE) : resolve(config.swarmKeyFile)
 }
 
 function isLoopback(address: string): boolean {

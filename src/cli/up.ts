@@ -1,5 +1,5 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { SWARM_KEY_FILE } from '../daemon/constants.ts'
 import { DaemonStartError } from '../daemon/errors.ts'
 import { resolveDataDir } from '../daemon/paths.ts'
@@ -147,7 +147,8 @@ With --open no key is made: an open mesh that anyone on the network can join.
 /** The mesh key of `hearsay init`: the configured file must exist; the data dir's one is made if missing. */
 async function initMeshKey(config: DaemonConfig): Promise<{ path: string; created: boolean }> {
   const { newSwarmKeyFile, readSwarmKeyFile, writeSwarmKeyFile } = await import('../mesh/swarm-key.ts')
-  const path = config.swarmKeyFile === '' ? join(config.dataDir, SWARM_KEY_FILE) : config.swarmKeyFile
+  const path =
+    config.swarmKeyFile === '' ? join(config.dataDir, SWARM_KEY_FILE) : resolve(config.swarmKeyFile)
   try {
     if ((await readSwarmKeyFile(path)) !== undefined) return { path, created: false }
     if (config.swarmKeyFile !== '') throw new Error(`swarm key ${path}: no such file`)
