@@ -7,6 +7,7 @@
  *       HEARSAY_MDNS=1: the defaults a user gets (listen on 0.0.0.0, mDNS on); only ever inside a
  *       network namespace a test made, since it sends multicast on every interface it sees
  *       HEARSAY_MESH: mesh name (default 'default')
+ *       HEARSAY_SWARM_KEY_FILE: the mesh key file (as `hearsay up` uses it); without it the mesh is open
  * stdin commands:  {"cmd":"put","key":"k","value":"v"} | {"cmd":"get","key":"k"} | {"cmd":"digest"}
  *                  {"cmd":"write-rate","prefix":"p","rate":200,"durationMs":20000}
  *                  {"cmd":"watch","prefix":"p"} | {"cmd":"observations"} | {"cmd":"io"} | {"cmd":"peers"}
@@ -14,6 +15,8 @@
  * stdout events:   {"event":"ready","address":...,"peerId":...} | {"event":"reply","id":...,...}
  *                  {"event":"discovered","peerId":...,"addresses":[...],"at":ms}
  *                  {"event":"connected","peerId":...,"at":ms}
+ *                  {"event":"dial-failed","peerId":...,"error":...,"at":ms} (each failed dial of the
+ *                  connector, to see how often a peer that cannot connect is retried)
  * `observations` returns the [key, time] pairs of remote changes under the watched prefix and of
  * acknowledged write-rate writes, kept in memory until asked. Times are wall-clock milliseconds with
  * sub-millisecond precision, comparable across processes.
@@ -60,6 +63,7 @@ const mesh = await attachMesh(peer, {
   hub: role === 'client' ? bootstrap : undefined,
   isHub: role === 'hub',
   mdns,
+  swarmKey: process.env.HEARSAY_SWARM_KEY_FILE ? readFileSync(process.env.HEARSAY_SWARM_KEY_FILE) : undefined,
   loopbackTesting: true,
   // The defaults a user gets, unless a run overrides them.
   syncIntervalMs: process.env.HEARSAY_SYNC_INTERVAL_MS
@@ -76,6 +80,18 @@ libp2p.addEventListener('peer:discovery', (evt) => {
     at: clock(),
   })
 })
+// The connector dials through this method: wrapped, every failed dial shows up as an event.
+const dial = libp2p.dial.bind(libp2p)
+libp2p.dial = async (...args: Parameters<typeof dial>) => {
+  try {
+    return await dial(...args)
+  } catch (error) {
+    const target = args[0]
+    const peerId = typeof target === 'object' && 'toMultihash' in target ? target.toString() : String(target)
+    emit({ event: 'dial-failed', peerId, error: (error as Error).message, at: clock() })
+    throw error
+  }
+}
 libp2p.addEventListener('peer:connect', (evt) => {
   emit({ event: 'connected', peerId: evt.detail.toString(), at: clock() })
 })

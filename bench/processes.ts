@@ -1,11 +1,25 @@
 /** Spawns and drives bench/peer-process.ts children (shared by the multi-process test and benchmarks). */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { newSwarmKeyFile } from '../src/mesh/swarm-key.ts'
 
 const SCRIPT = new URL('./peer-process.ts', import.meta.url).pathname
+
+let meshKeyFile: string | undefined
+
+/** The mesh key every peer process of this run shares; removed when this process exits. */
+export function sharedMeshKey(): string {
+  if (meshKeyFile === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'hearsay-proc-key-'))
+    meshKeyFile = join(dir, 'swarm.key')
+    writeFileSync(meshKeyFile, newSwarmKeyFile(), { mode: 0o600 })
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+  }
+  return meshKeyFile
+}
 
 export interface PeerEvent {
   event: string
@@ -43,12 +57,16 @@ export class PeerProcess {
     })
   }
 
-  /** Starts a peer process and resolves once it listens. */
+  /**
+   * Starts a peer process and resolves once it listens. Every peer started here is in one private
+   * mesh (a key made once per process), as a mesh of `hearsay up` peers is by default; pass
+   * HEARSAY_SWARM_KEY_FILE in `env` for another key, or '' for an open mesh.
+   */
   static async start(bootstrap: string[] = [], env: Record<string, string> = {}): Promise<PeerProcess> {
     const dir = mkdtempSync(join(tmpdir(), 'hearsay-proc-'))
     const child = spawn(process.execPath, ['--no-warnings', SCRIPT, dir, ...bootstrap], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
+      env: { ...process.env, HEARSAY_SWARM_KEY_FILE: sharedMeshKey(), ...env },
     })
     const peer = new PeerProcess(child, dir)
     await new Promise<void>((resolve, reject) => {

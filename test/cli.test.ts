@@ -265,6 +265,8 @@ describe.concurrent('without a daemon, and usage', () => {
       'smembers',
       'peers',
       'connect',
+      'invite',
+      'join',
       'status',
       'hub',
     ]) {
@@ -273,11 +275,12 @@ describe.concurrent('without a daemon, and usage', () => {
     expect(main.stdout).toContain('Exit codes')
     expect(up.stdout).toContain('--api-port')
     expect(up.stdout).toContain('--[no-]mdns')
+    expect(up.stdout).toContain('--open')
     expect(put.stdout).toContain('--if-match')
     expect(version.stdout.trim()).toBe(JSON.parse(readFileSync('package.json', 'utf8')).version)
   })
 
-  it('init creates the data dir, a 0600 identity and config.json from flags', async () => {
+  it('init creates the data dir, a 0600 identity, a 0600 mesh key and config.json from flags', async () => {
     const home = join(tempHome(), 'nested', 'home')
     const result = await runCli(['init', '--api-port', '7711', '--no-mdns', '--mesh', 'lab', '--json'], {
       home,
@@ -291,15 +294,26 @@ describe.concurrent('without a daemon, and usage', () => {
       mdns: false,
       mesh: 'lab',
     })
+    expect(out).toMatchObject({ open: false, swarmKeyFile: join(home, 'swarm.key'), swarmKeyCreated: true })
+    expect(statSync(out.swarmKeyFile).mode & 0o777).toBe(0o600)
+    const key = readFileSync(out.swarmKeyFile, 'utf8')
+    expect(key).toMatch(/^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}$/)
     const again = JSON.parse((await runCli(['init', '--json'], { home })).stdout)
-    expect(again).toMatchObject({ peerId: out.peerId, identityCreated: false, configWritten: false })
-    const keyed = JSON.parse((await runCli(['init', '--new-swarm-key', '--json'], { home })).stdout)
-    expect(keyed.swarmKeyFile).toBe(join(home, 'swarm.key'))
-    expect(statSync(keyed.swarmKeyFile).mode & 0o777).toBe(0o600)
-    expect(readFileSync(keyed.swarmKeyFile, 'utf8')).toMatch(
-      /^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}$/,
-    )
+    expect(again).toMatchObject({
+      peerId: out.peerId,
+      identityCreated: false,
+      configWritten: false,
+      swarmKeyCreated: false,
+    })
+    expect(readFileSync(out.swarmKeyFile, 'utf8')).toBe(key)
+    // --new-swarm-key insists on a new key: refused while one exists.
     expect((await runCli(['init', '--new-swarm-key'], { home })).code).toBe(7)
+    // An open mesh gets no key.
+    const openHome = join(tempHome(), 'open')
+    const open = JSON.parse((await runCli(['init', '--open', '--json'], { home: openHome })).stdout)
+    expect(open.open).toBe(true)
+    expect(open.swarmKeyFile).toBeUndefined()
+    expect(existsSync(join(openHome, 'swarm.key'))).toBe(false)
     const bad = await runCli(['init', '--api-port', 'x'], { home })
     expect(bad.code).toBe(7)
     expect(existsSync(join(home, 'config.json'))).toBe(true)

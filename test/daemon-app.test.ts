@@ -21,6 +21,7 @@ import { WatchHub } from '../src/daemon/watch.ts'
 import { HearsayPeer } from '../src/peer/peer.ts'
 import { Replica } from '../src/replica/replica.ts'
 import { createMemoryStore } from '../src/store/memory.ts'
+import { holdOpen } from './helpers/lock-holder.ts'
 
 const dirs: string[] = []
 const tempDir = () => {
@@ -280,7 +281,7 @@ describe('configuration', () => {
 })
 
 describe('lock file', () => {
-  it('is exclusive while its process lives, taken over when it is dead', () => {
+  it('is exclusive while its process lives, taken over when it is dead', async () => {
     const path = join(tempDir(), 'daemon.lock')
     writeFileSync(path, JSON.stringify({ pid: 999_999_999, startedAt: '' }))
     expect(readLock(path).state).toBe('stale')
@@ -290,11 +291,16 @@ describe('lock file', () => {
       pid: process.pid,
       url: 'http://127.0.0.1:1',
     })
-    // A lock held by a live process (the parent of this worker) is refused.
-    writeFileSync(path, JSON.stringify({ pid: process.ppid, startedAt: '' }))
-    expect(() => acquireLock(path)).toThrow(/another hearsay daemon/)
-    lock.release()
-    // Released while naming another process: the file is left alone.
-    expect(readLock(path).state).toBe('live')
+    // A lock held by a live process that has it open (as a daemon does) is refused.
+    const holder = await holdOpen(path)
+    try {
+      writeFileSync(path, JSON.stringify({ pid: holder.pid, startedAt: '' }))
+      expect(() => acquireLock(path)).toThrow(/another hearsay daemon/)
+      lock.release()
+      // Released while naming another process: the file is left alone.
+      expect(readLock(path).state).toBe('live')
+    } finally {
+      await holder.stop()
+    }
   })
 })

@@ -1,13 +1,26 @@
 /**
  * The daemon as a process: one per data dir (lock file), a taken port, config precedence, identity,
- * and that nothing acknowledged is lost on SIGTERM or SIGKILL.
+ * that nothing acknowledged is lost on SIGTERM or SIGKILL, a data dir only its owner can read, and
+ * a full disk.
  */
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   api,
+  giveSharedKey,
   removeHomes,
   runDaemonExpectingFailure,
   startDaemon,
@@ -175,6 +188,96 @@ describe('durability', () => {
     const again = await startDaemon({ home: daemon.home })
     expect(acked.length).toBeGreaterThan(200)
     expect(await missingKeys(again.url, acked)).toEqual([])
+  })
+})
+
+describe('a data dir nobody else can read', () => {
+  it('a data dir made 0755 with 0644 files is tightened at start; new files start private', async () => {
+    const first = await startDaemon()
+    await api(first.url, '/v1/ns/default/kv/k', { method: 'PUT', body: 'v' })
+    await first.stop()
+    // As older versions left it: world-readable data dir and files.
+    chmodSync(first.home, 0o755)
+    for (const name of readdirSync(first.home)) chmodSync(join(first.home, name), 0o644)
+    // Key files were always made 0600 (and one readable by others is refused: below).
+    chmodSync(join(first.home, 'swarm.key'), 0o600)
+    chmodSync(join(first.home, 'peer.key'), 0o600)
+    const again = await startDaemon({ home: first.home })
+    await api(again.url, '/v1/ns/default/kv/k2', { method: 'PUT', body: 'v' })
+    expect(statSync(again.home).mode & 0o777).toBe(0o700)
+    const modes = Object.fromEntries(
+      readdirSync(again.home).map((name) => [name, statSync(join(again.home, name)).mode & 0o777]),
+    )
+    expect(Object.keys(modes)).toEqual(
+      expect.arrayContaining(['hearsay.db', 'hearsay.db-wal', 'daemon.lock']),
+    )
+    for (const [name, mode] of Object.entries(modes)) expect([name, mode]).toEqual([name, 0o600])
+  })
+
+  it('a swarm.key that others can read stops the start in one line naming the chmod fix', async () => {
+    const home = tempHome()
+    giveSharedKey(home)
+    const key = join(home, 'swarm.key')
+    chmodSync(key, 0o640)
+    const result = await runDaemonExpectingFailure({ home })
+    expect(result.code).toBe(7)
+    expect(result.stderr.trim().split('\n')).toHaveLength(1)
+    expect(result.stderr).toContain(
+      `swarm key ${key} can be read by others (mode 0640); run: chmod 600 ${key}`,
+    )
+    expect(existsSync(join(home, 'daemon.lock'))).toBe(false)
+  })
+
+  it('a lock naming a live process that does not hold it (pid 1) is taken over', async () => {
+    const home = tempHome()
+    writeFileSync(
+      join(home, 'daemon.lock'),
+      JSON.stringify({ pid: 1, url: 'http://127.0.0.1:9', startedAt: '2020-01-01T00:00:00.000Z' }),
+    )
+    const daemon = await startDaemon({ home })
+    const lock = JSON.parse(readFileSync(join(home, 'daemon.lock'), 'utf8'))
+    expect(lock).toMatchObject({ pid: daemon.pid, url: daemon.url })
+    // The running daemon's own lock is still respected.
+    const second = await runDaemonExpectingFailure({ home })
+    expect(second.code).toBe(7)
+    expect(second.stderr).toContain(`pid ${daemon.pid}`)
+  })
+})
+
+const isRoot = process.getuid?.() === 0
+if (!isRoot) console.warn('[daemon-lifecycle] SKIPPED the full-disk test: mounting a tmpfs needs root')
+
+describe('a full disk', () => {
+  const mounts: string[] = []
+  afterEach(() => {
+    for (const dir of mounts.splice(0)) {
+      spawnSync('umount', [dir])
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  /** A 64 KiB tmpfs this test mounts, filled but for `freeKiB`. */
+  function smallDisk(freeKiB: number): string {
+    const dir = mkdtempSync(join(tmpdir(), 'hearsay-full-'))
+    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { encoding: 'utf8' })
+    if (mount.status !== 0) throw new Error(`mount failed: ${mount.stderr}`)
+    mounts.push(dir)
+    writeFileSync(join(dir, 'filler'), Buffer.alloc((64 - freeKiB) * 1024))
+    return dir
+  }
+
+  it.skipIf(!isRoot)('exits 7 with one line and leaves no lock, wherever the space runs out', async () => {
+    // No space at all (the lock cannot be written), then room for the keys but not the store.
+    for (const freeKiB of [0, 12]) {
+      const home = join(smallDisk(freeKiB), 'home')
+      const result = await runDaemonExpectingFailure({ home })
+      expect(result.code, `${freeKiB} KiB free: ${result.stderr}`).toBe(7)
+      // Log lines (JSON) aside, one line says what happened; no stack trace.
+      const said = result.stderr.split('\n').filter((line) => line !== '' && !line.startsWith('{'))
+      expect(said, result.stderr).toHaveLength(1)
+      expect(said[0]).toMatch(/^hearsay up: .*(no space left|disk is full|ENOSPC)/)
+      expect(existsSync(join(home, 'daemon.lock'))).toBe(false)
+    }
   })
 })
 

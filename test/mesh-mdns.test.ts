@@ -1,5 +1,5 @@
 /**
- * mDNS (issue 3): peers inside a network namespace the test creates (lo up, multicast on) find each other
+ * mDNS: peers inside a network namespace the test creates (lo up, multicast on) find each other
  * with no bootstrap list. Each peer is a real hearsay peer in its own OS process
  * (bench/peer-process.ts with HEARSAY_MDNS=1: SQLite store, default listen 0.0.0.0, mDNS on), started with
  * `ip netns exec`, so its multicast only ever sees the namespace's loopback: nothing reaches the host's
@@ -7,11 +7,12 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { newSwarmKeyFile } from '../src/mesh/swarm-key.ts'
 import { eventually } from './helpers/mesh-peers.ts'
 
 const FIXTURE = new URL('../bench/peer-process.ts', import.meta.url).pathname
@@ -58,14 +59,20 @@ class NamespacedPeer {
   private nextId = 1
   private readonly waiting = new Map<number, (reply: Record<string, unknown>) => void>()
 
-  constructor(namespace: string, meshName: string) {
+  /** `swarmKeyFile`: the mesh key (a private mesh); none: an open mesh. */
+  constructor(namespace: string, meshName: string, swarmKeyFile = '') {
     this.dir = mkdtempSync(join(tmpdir(), 'hearsay-mdns-'))
     this.child = spawn(
       'ip',
       ['netns', 'exec', namespace, process.execPath, '--no-warnings', FIXTURE, this.dir],
       {
         stdio: ['pipe', 'pipe', 'pipe'],
-        env: { ...process.env, HEARSAY_MESH: meshName, HEARSAY_MDNS: '1' },
+        env: {
+          ...process.env,
+          HEARSAY_MESH: meshName,
+          HEARSAY_MDNS: '1',
+          HEARSAY_SWARM_KEY_FILE: swarmKeyFile,
+        },
       },
     )
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
@@ -196,5 +203,59 @@ describe('mDNS inside a network namespace', () => {
       )
     },
     30_000,
+  )
+
+  it.skipIf(!canNetns)(
+    'key holders find each other by mDNS and replicate; a peer without the key is refused, and not redialled in a hot loop',
+    async () => {
+      const keyDir = mkdtempSync(join(tmpdir(), 'hearsay-mdns-key-'))
+      const key = join(keyDir, 'swarm.key')
+      const otherKey = join(keyDir, 'other.key')
+      writeFileSync(key, newSwarmKeyFile(), { mode: 0o600 })
+      writeFileSync(otherKey, newSwarmKeyFile(), { mode: 0o600 })
+      try {
+        // Mesh 'lab', so the peers of the other test in this namespace stay apart.
+        const a = new NamespacedPeer(namespace, 'lab', key)
+        const b = new NamespacedPeer(namespace, 'lab', key)
+        const outsider = new NamespacedPeer(namespace, 'lab', otherKey)
+        peers.push(a, b, outsider)
+        await Promise.all([a.ready(15_000), b.ready(15_000), outsider.ready(15_000)])
+
+        const found = await eventually(
+          async () => (await a.peers()).includes(b.peerId) && (await b.peers()).includes(a.peerId),
+          10_000,
+        )
+        expect(found, `a and b connected; a: ${a.stderr} b: ${b.stderr}`).toBe(true)
+        await a.request({ cmd: 'put', key: 'private', value: 'key holders only' })
+        expect(
+          await eventually(
+            async () => (await b.request({ cmd: 'get', key: 'private' })).value === 'key holders only',
+            10_000,
+          ),
+        ).toBe(true)
+
+        // mDNS tells a about the outsider (same mesh name), but the pnet handshake never completes
+        // (each dial ends at the dial timeout), every time.
+        const failures = () =>
+          a.events.filter((e) => e.event === 'dial-failed' && e.peerId === outsider.peerId)
+        const observed = await eventually(() => failures().length >= 3, 40_000)
+        expect(observed, `a's failed dials of the outsider: ${JSON.stringify(failures())}`).toBe(true)
+        expect(await a.peers()).not.toContain(outsider.peerId)
+        expect(await outsider.peers()).toEqual([])
+        expect((await outsider.request({ cmd: 'get', key: 'private' })).value ?? null).toBeNull()
+        // A hot loop would fail dials back to back; the dial timeout, backoff and mDNS interval space them.
+        const times = failures().map((e) => Number(e.at))
+        const spanMs = times[2] - times[0]
+        expect(spanMs).toBeGreaterThan(2_000)
+        console.info(
+          `[mesh-mdns] a peer without the key: ${times.length} failed dials by a key holder over ${Math.round(
+            times[times.length - 1] - times[0],
+          )} ms (${String(failures()[0]?.error).slice(0, 80)})`,
+        )
+      } finally {
+        rmSync(keyDir, { recursive: true, force: true })
+      }
+    },
+    80_000,
   )
 })

@@ -1,11 +1,11 @@
 /**
  * Starts hearsay peers on this machine for the examples: each peer is a real daemon process
  * (`hearsay up`), with its own data dir under the system temp dir, its API on a free loopback port,
- * mDNS off, and the first peer as everyone's bootstrap. Everything here is plain HTTP against the
- * peers' APIs, as an application would do it.
+ * mDNS off, and the first peer as everyone's bootstrap. The first peer makes a new private mesh; the
+ * others get its key. Everything here is plain HTTP against the peers' APIs, as an application would.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -43,10 +43,12 @@ export async function startLocalMesh(
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   try {
+    // The first peer makes a new private mesh; the others get its key, as `hearsay join` would give them.
     const first = await startPeer(names[0], [])
     peers.push(first)
     const bootstrap = first.addresses.slice(0, 1).flatMap((address) => ['--bootstrap', address])
-    const rest = await Promise.allSettled(names.slice(1).map((name) => startPeer(name, bootstrap)))
+    const meshKey = join(first.home, 'swarm.key')
+    const rest = await Promise.allSettled(names.slice(1).map((name) => startPeer(name, bootstrap, meshKey)))
     for (const result of rest) if (result.status === 'fulfilled') peers.push(result.value)
     const failure = rest.find((result) => result.status === 'rejected')
     if (failure !== undefined) throw failure.reason
@@ -69,8 +71,9 @@ export async function startLocalMesh(
   return { peers, stop }
 }
 
-function startPeer(name: string, extraArgs: string[]): Promise<Peer> {
+function startPeer(name: string, extraArgs: string[], meshKey?: string): Promise<Peer> {
   const home = mkdtempSync(join(tmpdir(), `hearsay-example-${name}-`))
+  if (meshKey !== undefined) copyFileSync(meshKey, join(home, 'swarm.key'))
   const child = spawn(
     process.execPath,
     [

@@ -5,6 +5,7 @@ import { keyPath, nsPath } from './client.ts'
 import type { Command, CommandContext } from './command.ts'
 import { CliError, EXIT } from './exit-codes.ts'
 import { bytes, duration, preview, shortId, table } from './format.ts'
+import { joinWithTicket, looksLikeTicket } from './invite.ts'
 import { watchCommand } from './watch.ts'
 
 /** The client commands: each one HTTP request (or a few) to the local daemon. */
@@ -485,11 +486,22 @@ export const connectCommand: Command = {
 
 export const joinCommand: Command = {
   name: 'join',
-  args: '<namespace>',
-  summary: 'join a namespace: start replicating it (writing to a namespace joins it too)',
+  args: '<ticket | namespace>',
+  summary: 'join a private mesh with an invite ticket, or start replicating a namespace',
+  details: `With a ticket (from "hearsay invite" on a peer of the mesh, it starts with hsy1): writes the
+mesh key into the data dir and the inviter's addresses into config.json as bootstrap peers; then
+"hearsay up" joins the mesh. No daemon needs to run. A different mesh key already in the data dir is
+kept unless --force.
+
+With a namespace name: the running daemon starts replicating it (writing to a namespace joins it too).`,
   client: true,
+  options: {
+    force: { type: 'boolean', description: 'replace a different mesh key already in the data dir' },
+  },
   async run(context) {
-    const [ns] = need(context, 1, 'namespace')
+    const [argument] = need(context, 1, 'ticket or namespace')
+    if (looksLikeTicket(argument)) return joinWithTicket(context, argument)
+    const ns = argument
     const { status, body } = await context.client().json(nsPath(ns), { method: 'PUT' })
     if (context.json) context.printJson(body)
     else context.out(status === 201 ? `joined ${ns}` : `already in ${ns}`)
@@ -540,7 +552,7 @@ export const statusCommand: Command = {
       return EXIT.OK
     }
     const closed = [
-      ...(body.mesh.private?.swarmKey ? ['swarm key'] : []),
+      ...(body.mesh.private?.swarmKey ? ['mesh key'] : []),
       ...(body.mesh.private?.allowPeers ? [`${body.mesh.private.allowPeers} allowed peers`] : []),
     ]
     const topology = body.topology ?? 'mesh'
@@ -549,7 +561,15 @@ export const statusCommand: Command = {
         ? [`mDNS ${body.mesh.mdns ? 'on' : 'off'}`, `${body.mesh.bootstrap.length} bootstrap`]
         : ['mDNS off']
     const mesh = body.mesh.attached
-      ? `${body.mesh.name} (${[...discovery, ...(closed.length > 0 ? [`private: ${closed.join(', ')}`] : [])].join(', ')})`
+      ? `${body.mesh.name} (${[
+          ...discovery,
+          // Daemons older than private-by-default do not report it: say nothing rather than guess.
+          ...(closed.length > 0
+            ? [`private: ${closed.join(', ')}`]
+            : body.mesh.private !== undefined
+              ? ['OPEN: anyone on the network can join']
+              : []),
+        ].join(', ')})`
       : 'not attached: this peer runs alone and does not replicate'
     const hubs = body.mesh.hubs ?? []
     const shape =

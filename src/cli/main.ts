@@ -21,6 +21,7 @@ import {
   watchCommand,
 } from './commands.ts'
 import { CliError, EXIT } from './exit-codes.ts'
+import { inviteCommand } from './invite.ts'
 import { hubCommand, initCommand, upCommand } from './up.ts'
 
 /**
@@ -58,6 +59,7 @@ const COMMANDS: Command[] = [
   smembersCommand,
   peersCommand,
   connectCommand,
+  inviteCommand,
   joinCommand,
   statusCommand,
   openapiCommand,

@@ -1,14 +1,5 @@
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-} from 'node:fs'
-import { dirname, join } from 'node:path'
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { SWARM_KEY_FILE } from '../daemon/constants.ts'
 import { DaemonStartError } from '../daemon/errors.ts'
 import { countUnhandledRejection } from '../daemon/metrics.ts'
@@ -73,7 +64,7 @@ function flagsOf(context: CommandContext): Partial<Record<keyof Settings, string
   return flags
 }
 
-async function loadFor(
+export async function loadFor(
   context: CommandContext,
   options: { isHub?: boolean } = {},
 ): Promise<{ config: DaemonConfig; file: { path: string; found: boolean } }> {
@@ -94,21 +85,25 @@ async function loadFor(
 export const initCommand: Command = {
   name: 'init',
   args: '',
-  summary: 'create the data dir, the identity key and config.json (settings from the flags)',
-  details: `Safe to run again: the identity is kept, and flags given now are merged into config.json.
+  summary: 'create the data dir, the identity key, the mesh key and config.json (settings from the flags)',
+  details: `Safe to run again: the identity and the mesh key are kept, and flags given now are merged
+into config.json. The mesh key (<data dir>/swarm.key) makes a new private mesh: only peers holding
+it can connect. Others join with a ticket from "hearsay invite" (run once this peer is up).
+With --open no key is made: an open mesh that anyone on the network can join.
 
-  hearsay init --api-port 7700 --mesh home --no-mdns --bootstrap /ip4/10.0.0.2/tcp/7601/p2p/12D3KooW…
-  hearsay init --new-swarm-key     # a private mesh: copy <data dir>/swarm.key to every peer`,
+  hearsay init --api-port 7700 --mesh home --no-mdns --bootstrap /ip4/10.0.0.2/tcp/7601/p2p/12D3KooW…`,
   options: {
     ...SETTING_OPTIONS,
     'new-swarm-key': {
       type: 'boolean',
-      description:
-        'create <data dir>/swarm.key, the pre-shared key of a private mesh (copy it to every peer)',
+      description: 'insist on a new mesh key: fail if one exists (without it an existing key is kept)',
     },
   },
   async run(context) {
     const { config, file } = await loadFor(context)
+    if (context.values['new-swarm-key'] === true && config.open) {
+      throw new CliError(EXIT.USAGE, '--new-swarm-key makes a private mesh; it does not go with --open')
+    }
     const { configFileFor, settingsFromFlags } = await import('../daemon/config.ts')
     const { loadOrCreateIdentity } = await import('../mesh/identity.ts')
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -119,14 +114,9 @@ export const initCommand: Command = {
     const merged = { ...existing, ...configFileFor(settingsFromFlags(flagsOf(context))) }
     const wrote = !file.found || JSON.stringify(merged) !== JSON.stringify(existing)
     if (wrote) writeAtomic(file.path, `${JSON.stringify(merged, null, 2)}\n`)
-    let swarmKeyFile: string | undefined
-    if (context.values['new-swarm-key'] === true) {
-      const { generateSwarmKey } = await import('../mesh/node.ts')
-      swarmKeyFile = join(config.dataDir, SWARM_KEY_FILE)
-      if (existsSync(swarmKeyFile)) {
-        throw new CliError(EXIT.START_FAILED, `${swarmKeyFile} exists; move it aside first to make a new one`)
-      }
-      writeAtomic(swarmKeyFile, generateSwarmKey())
+    const meshKey = config.open ? undefined : await initMeshKey(config)
+    if (context.values['new-swarm-key'] === true && meshKey?.created === false) {
+      throw new CliError(EXIT.START_FAILED, `${meshKey.path} exists; move it aside first to make a new one`)
     }
     const result = {
       dataDir: config.dataDir,
@@ -134,25 +124,43 @@ export const initCommand: Command = {
       identityCreated: identity.created,
       configFile: file.path,
       configWritten: wrote,
-      ...(swarmKeyFile === undefined ? {} : { swarmKeyFile }),
+      open: config.open,
+      ...(meshKey === undefined ? {} : { swarmKeyFile: meshKey.path, swarmKeyCreated: meshKey.created }),
     }
     if (context.json) {
       context.printJson(result)
       return EXIT.OK
     }
+    const cli = hint(context)
     context.out(`data dir   ${result.dataDir}`)
     context.out(`peer id    ${result.peerId}${identity.created ? '  (new identity)' : ''}`)
     context.out(`config     ${result.configFile}${wrote ? '  (written)' : '  (unchanged)'}`)
-    if (swarmKeyFile !== undefined)
-      context.out(`swarm key  ${swarmKeyFile}  (copy it to every peer of this mesh)`)
+    if (meshKey === undefined) context.out('mesh key   none: an open mesh, anyone on the network can join')
+    else
+      context.out(`mesh key   ${meshKey.path}${meshKey.created ? '  (new: a new private mesh)' : '  (kept)'}`)
     context.out('')
-    context.out(`start the peer with: ${hint(context)} up`)
+    context.out(`start the peer with: ${cli} up`)
+    if (meshKey !== undefined) context.out(`then invite others with: ${cli} invite`)
     return EXIT.OK
   },
 }
 
+/** The mesh key of `hearsay init`: the configured file must exist; the data dir's one is made if missing. */
+async function initMeshKey(config: DaemonConfig): Promise<{ path: string; created: boolean }> {
+  const { newSwarmKeyFile, readSwarmKeyFile, writeSwarmKeyFile } = await import('../mesh/swarm-key.ts')
+  const path =
+    config.swarmKeyFile === '' ? join(config.dataDir, SWARM_KEY_FILE) : resolve(config.swarmKeyFile)
+  try {
+    if ((await readSwarmKeyFile(path)) !== undefined) return { path, created: false }
+    if (config.swarmKeyFile !== '') throw new Error(`swarm key ${path}: no such file`)
+    return { path, created: await writeSwarmKeyFile(path, newSwarmKeyFile()) }
+  } catch (error) {
+    throw new CliError(EXIT.START_FAILED, (error as Error).message)
+  }
+}
+
 /** Temp file, fsync, rename, fsync the directory: a crash leaves the old file or the new one, never half. */
-function writeAtomic(path: string, data: string | Uint8Array): void {
+export function writeAtomic(path: string, data: string | Uint8Array): void {
   const temp = `${path}.tmp-${process.pid}`
   const fd = openSync(temp, 'w', 0o600)
   try {
@@ -174,7 +182,7 @@ function writeAtomic(path: string, data: string | Uint8Array): void {
  * How to call the CLI in hints: started by an npm script (`npm start`) it runs from a checkout where
  * `hearsay` is not on PATH, and `npx hearsay` would look for an unrelated package on the registry.
  */
-function hint(context: CommandContext): string {
+export function hint(context: CommandContext): string {
   return context.io.env.npm_lifecycle_event !== undefined ? 'npm run -s hearsay --' : 'hearsay'
 }
 
@@ -188,6 +196,10 @@ export const upCommand: Command = {
   details: `Settings come from <data dir>/config.json, then these flags, then HEARSAY_* environment
 variables (strongest); see docs/configuration.md. Prints the API URL, the peer id and the addresses
 once ready (--json: one JSON line {"event":"ready",...}). Logs go to stderr.
+
+The mesh is private: a data dir with no mesh key gets a new one (<data dir>/swarm.key), and only
+peers holding it can connect; "hearsay invite" and "hearsay join <ticket>" bring others in. With
+--open there is no key: anyone on the network can join.
 
 With --hub <address> (repeatable) the peer is a hub client: it talks only to those hubs (started
 with "hearsay hub"), never to other peers; --bootstrap and --mdns do not go with it.
@@ -207,7 +219,10 @@ to the other clients and serves their catch-up. Same protocol, API and settings 
 hub never dials peers, so --hub, --bootstrap and --mdns are refused (mDNS is off).
 
   hearsay hub --listen /ip4/0.0.0.0/tcp/7601
-  hearsay up --hub /ip4/192.168.1.7/tcp/7601/p2p/12D3KooW…     # on each client
+  hearsay invite                                    # on the hub: prints a ticket
+  hearsay join <ticket> && hearsay up               # on each client: it becomes a client of the hub
+
+(An open mesh: hearsay hub --open, and on each client hearsay up --hub /ip4/…/p2p/12D3KooW… --open.)
 
 ${DAEMON_EXIT_CODES}`,
   options: SETTING_OPTIONS,
@@ -221,11 +236,20 @@ async function runDaemon(context: CommandContext, isHub: boolean): Promise<numbe
   const tty = context.io.stderr.isTTY === true && !context.json
   if (tty) context.io.stderr.write(`starting hearsay${isHub ? ' as a hub' : ''}…\n`)
   const { startDaemon } = await import('../daemon/daemon.ts')
+  // Everything the daemon creates (database, WAL, keys, lock) is for its owner's eyes only.
+  if (process.platform !== 'win32') process.umask(0o077)
   let daemon: Awaited<ReturnType<typeof startDaemon>>
   try {
     daemon = await startDaemon(config)
   } catch (error) {
     if (error instanceof DaemonStartError) throw new CliError(EXIT.START_FAILED, error.message, error.code)
+    if (isDiskFull(error)) {
+      throw new CliError(
+        EXIT.START_FAILED,
+        `no space left on the device of ${config.dataDir}; free some space and start again`,
+        'DISK_FULL',
+      )
+    }
     throw error
   }
 
@@ -267,6 +291,10 @@ async function runDaemon(context: CommandContext, isHub: boolean): Promise<numbe
       topology,
       dataDir: config.dataDir,
       pid: process.pid,
+      meshKey:
+        daemon.meshKey === undefined
+          ? { private: false }
+          : { private: true, file: daemon.meshKey.file, created: daemon.meshKey.created },
     })
   } else {
     printBanner(context, {
@@ -276,10 +304,25 @@ async function runDaemon(context: CommandContext, isHub: boolean): Promise<numbe
       meshAttached,
       topology,
       config,
+      meshKey: daemon.meshKey,
     })
   }
   const outcome = await daemon.done
   return outcome.failed ? EXIT.FAILURE : EXIT.OK
+}
+
+/** ENOSPC anywhere in an error's cause chain (the store and the key files wrap the system error). */
+function isDiskFull(error: unknown): boolean {
+  let current = error
+  for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
+    if (
+      (current as NodeJS.ErrnoException).code === 'ENOSPC' ||
+      /ENOSPC|SQLITE_FULL|database or disk is full/.test(current.message)
+    )
+      return true
+    current = current.cause
+  }
+  return false
 }
 
 function printBanner(
@@ -291,6 +334,7 @@ function printBanner(
     meshAttached: boolean
     topology: Topology
     config: DaemonConfig
+    meshKey: { file: string; created: boolean } | undefined
   },
 ): void {
   const { url, peerId, addresses, config } = ready
@@ -321,9 +365,21 @@ function printBanner(
     ...topology,
     `  mesh       ${mesh}`,
     `  data dir   ${config.dataDir}`,
+    ...(ready.meshKey === undefined
+      ? ['  access     OPEN mesh: anyone on the network can join and read and write every namespace']
+      : [
+          `  access     private mesh: only peers holding ${ready.meshKey.file} can connect`,
+          ...(ready.meshKey.created ? ['             (a new private mesh: this start created its key)'] : []),
+        ]),
     '',
-    ...(ready.topology === 'hub' && forClients !== undefined
-      ? ['Start clients of this hub with:', `  ${cli} up --hub ${forClients}`, '']
+    ...(ready.meshKey !== undefined && ready.meshAttached
+      ? [
+          `Invite ${ready.topology === 'hub' ? 'a client of this hub' : 'another peer'}: run "${cli} invite" here, then "${cli} join <ticket>" and "${cli} up" there.`,
+          '',
+        ]
+      : []),
+    ...(ready.topology === 'hub' && forClients !== undefined && ready.meshKey === undefined
+      ? ['Start clients of this hub with:', `  ${cli} up --open --hub ${forClients}`, '']
       : []),
     'Try, in another terminal:',
     `  ${cli} put greeting hello`,

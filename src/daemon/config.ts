@@ -220,6 +220,9 @@ function checkConfig(config: DaemonConfig): void {
       throw invalid('allowPeers', `"${id}" is not a peer id`)
     }
   }
+  if (config.open && config.swarmKeyFile !== '') {
+    throw invalid('open', 'cannot go with swarmKeyFile: an open mesh has no key; remove one of the two')
+  }
   if (config.sseHeartbeatMs < 100) throw invalid('sseHeartbeatMs', 'must be at least 100')
 }
 

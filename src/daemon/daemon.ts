@@ -1,6 +1,8 @@
-import { mkdirSync, readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { InsecureKeyFileError } from '../mesh/errors.ts'
 import { loadOrCreateIdentity } from '../mesh/identity.ts'
+import { newSwarmKeyFile, readSwarmKeyFile, writeSwarmKeyFile } from '../mesh/swarm-key.ts'
 import { attachMesh } from '../peer/attach-mesh.ts'
 import { HearsayPeer } from '../peer/peer.ts'
 import { createMemoryStore } from '../store/memory.ts'
@@ -30,12 +32,20 @@ export interface RunningDaemon {
   readonly config: DaemonConfig
   readonly peer: HearsayPeer
   readonly logger: Logger
+  /** The mesh key in use (undefined: an open mesh), and whether this start created it. */
+  readonly meshKey: MeshKey | undefined
   /** p2p addresses (empty without a mesh). */
   addresses(): string[]
   /** Stops once; later calls return the same promise. */
   stop(reason?: string): Promise<void>
   /** Settles when the daemon has stopped; `failed` when the store failure stopped it. */
   readonly done: Promise<{ failed: boolean }>
+}
+
+export interface MeshKey {
+  file: string
+  /** This start made the key: a new private mesh, which others join with `hearsay invite`. */
+  created: boolean
 }
 
 export function packageVersion(): string {
@@ -77,17 +87,27 @@ export async function startDaemon(
   try {
     const lock: DataDirLock = acquireLock(files.lock)
     undo.push(() => lock.release())
-    const swarmKey = readSwarmKey(config, files.swarmKey)
+    const meshKey = await loadOrCreateSwarmKey(config, files.swarmKey)
+    const swarmKey = meshKey?.file
+    if (meshKey?.created) logger.info({ keyFile: meshKey.path }, 'created a new mesh key: a new private mesh')
 
     const identity = await loadOrCreateIdentity({ dataDir: config.dataDir }).catch((error: Error) => {
       throw new DaemonStartError('IDENTITY_FAILED', error.message, { cause: error })
     })
     const peerId = identity.peerId.toString()
     if (identity.created) logger.info({ peerId, keyFile: identity.path }, 'created a new identity')
+    if (meshKey?.created && !identity.created) {
+      // A data dir from before private-by-default: its peers, in an open mesh, will not connect now.
+      logger.warn(
+        { keyFile: meshKey.path },
+        'this data dir had no mesh key, so this start made a new private mesh: peers of its former open mesh cannot connect until they join it (hearsay invite / join), or run every peer with --open',
+      )
+    }
     lock.update({ peerId })
 
     const store = openStore(config, files.database)
     undo.push(() => store.close())
+    tightenDataDir(config.dataDir, logger)
     let peer: HearsayPeer
     try {
       peer = new HearsayPeer({
@@ -184,6 +204,7 @@ export async function startDaemon(
       config,
       peer,
       logger,
+      meshKey: meshKey === undefined ? undefined : { file: meshKey.path, created: meshKey.created },
       addresses: () => peer.attachedMesh?.addresses() ?? [],
       stop(reason = 'stop requested') {
         stopping ??= (async () => {
@@ -229,19 +250,81 @@ export async function startDaemon(
   }
 }
 
-/** The private mesh key: the configured file (which must exist), else `swarm.key` in the data dir if present. */
-function readSwarmKey(config: DaemonConfig, inDataDir: string): Uint8Array | undefined {
+/**
+ * The mesh key: the configured file (which must exist), else `swarm.key` in the data dir, created
+ * there when missing, so a new peer starts a private mesh rather than one anyone nearby can join.
+ * None for an open mesh, which refuses to start next to a key it would ignore.
+ */
+async function loadOrCreateSwarmKey(
+  config: DaemonConfig,
+  inDataDir: string,
+): Promise<{ file: Uint8Array; path: string; created: boolean } | undefined> {
   const path = config.swarmKeyFile === '' ? inDataDir : resolve(config.swarmKeyFile)
+  let existing: Awaited<ReturnType<typeof readSwarmKeyFile>>
   try {
-    return readFileSync(path)
+    existing = await readSwarmKeyFile(path)
   } catch (error) {
-    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT'
-    if (missing && config.swarmKeyFile === '') return undefined
+    const message =
+      error instanceof InsecureKeyFileError
+        ? `swarm key ${path} can be read by others (mode ${error.mode.toString(8).padStart(4, '0')}); run: chmod 600 ${path}`
+        : (error as Error).message
+    throw new DaemonStartError('DATA_DIR', message, { cause: error })
+  }
+  if (config.open) {
+    if (existing === undefined) return undefined
     throw new DaemonStartError(
-      missing ? 'CONFIG_INVALID' : 'DATA_DIR',
-      `swarm key ${path}: ${missing ? 'no such file' : (error as Error).message}`,
-      { cause: error },
+      'CONFIG_INVALID',
+      `open mesh asked for, but ${path} holds the key of a private mesh; start without --open to use it, or move the key aside to run an open mesh`,
     )
+  }
+  if (existing !== undefined) return { file: existing.file, path, created: false }
+  if (config.swarmKeyFile !== '') {
+    throw new DaemonStartError('CONFIG_INVALID', `swarm key ${path}: no such file`)
+  }
+  const file = newSwarmKeyFile()
+  try {
+    if (await writeSwarmKeyFile(path, file)) return { file, path, created: true }
+  } catch (error) {
+    throw new DaemonStartError('DATA_DIR', (error as Error).message, { cause: error })
+  }
+  // Another process wrote one between our read and write: that one is the key.
+  const theirs = await readSwarmKeyFile(path)
+  if (theirs === undefined)
+    throw new DaemonStartError('DATA_DIR', `swarm key ${path} vanished while starting`)
+  return { file: theirs.file, path, created: false }
+}
+
+/**
+ * The data dir holds the identity, the mesh key and every replicated value: owner only. Data dirs
+ * made before this rule (0755, files 0644) are tightened at start; a failure (another owner) is
+ * logged, not fatal.
+ */
+function tightenDataDir(dir: string, logger: Logger): void {
+  if (process.platform === 'win32') return
+  const fix = (path: string, mode: number) => {
+    try {
+      const st = lstatSync(path)
+      if (st.isSymbolicLink() || (st.mode & 0o777) === mode || (st.mode & 0o077) === 0) return
+      chmodSync(path, mode)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code !== 'ENOENT') logger.warn({ path, err: error }, 'could not make this private to its owner')
+    }
+  }
+  fix(dir, 0o700)
+  let names: string[] = []
+  try {
+    names = readdirSync(dir)
+  } catch (error) {
+    logger.warn({ dir, err: error }, 'could not list the data dir')
+  }
+  for (const name of names.slice(0, 1_000)) {
+    const path = join(dir, name)
+    try {
+      if (lstatSync(path).isFile()) fix(path, 0o600)
+    } catch {
+      // Removed meanwhile (a -shm file at checkpoint): nothing to tighten.
+    }
   }
 }
 

@@ -4,7 +4,9 @@ import {
   fsyncSync,
   ftruncateSync,
   openSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
   statSync,
   unlinkSync,
   writeSync,
@@ -92,7 +94,25 @@ export function acquireLock(path: string): DataDirLock {
     writeSync(lockFd, bytes, 0, bytes.length, 0)
     fsyncSync(lockFd)
   }
-  write()
+  try {
+    write()
+  } catch (error) {
+    // A full disk (or a read-only one) must not leave an empty lock behind for the next start.
+    closeSync(lockFd)
+    try {
+      unlinkSync(path)
+    } catch {
+      // Already gone.
+    }
+    const code = (error as NodeJS.ErrnoException).code
+    throw new DaemonStartError(
+      'DATA_DIR',
+      code === 'ENOSPC'
+        ? `no space left on the device of ${path}; free some space and start again`
+        : `cannot write lock file ${path}: ${(error as Error).message}`,
+      { cause: error },
+    )
+  }
   return {
     path,
     update(next) {
@@ -150,7 +170,63 @@ export function readLock(path: string): LockState {
     }
     return { state: 'unreadable' }
   }
-  return { state: isAlive(info.pid) ? 'live' : 'stale', info }
+  return { state: isAlive(info.pid) && holdsLock(info.pid, path) ? 'live' : 'stale', info }
+}
+
+/** Open file descriptors looked at per process: a daemon has a few dozen. */
+const MAX_FDS_CHECKED = 4_096
+
+/**
+ * Whether a live pid is really the daemon of this lock, not an unrelated process that got its pid
+ * after a crash (after a reboot or in a container, pid 1 or any low pid is soon taken again). A
+ * daemon keeps its lock file open for its whole life, so on Linux the holder has it among its open
+ * files. When its file descriptors cannot be read (another user's process) its command line must at
+ * least look like hearsay's. Elsewhere, without /proc, a live pid counts as the holder.
+ */
+function holdsLock(pid: number, path: string): boolean {
+  if (process.platform !== 'linux') return true
+  let lock: { dev: number; ino: number }
+  try {
+    lock = statSync(path)
+  } catch {
+    return false
+  }
+  let fds: string[]
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return !existsProc()
+    return looksLikeHearsay(pid)
+  }
+  for (const fd of fds.slice(0, MAX_FDS_CHECKED)) {
+    try {
+      const target = statSync(`/proc/${pid}/fd/${fd}`)
+      if (target.dev === lock.dev && target.ino === lock.ino) return true
+    } catch {
+      // Closed meanwhile, or not a file.
+    }
+  }
+  return false
+}
+
+/** Without /proc mounted there is nothing to check: trust the pid. */
+function existsProc(): boolean {
+  try {
+    readlinkSync('/proc/self')
+    return true
+  } catch {
+    return false
+  }
+}
+
+function looksLikeHearsay(pid: number): boolean {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+    return args.some((arg) => /hearsay|[/\\]cli[/\\]main\.[jt]s$|daemon/.test(arg))
+  } catch {
+    // Unreadable (hidepid): cannot tell, so it may be ours; refusing is the safe side.
+    return true
+  }
 }
 
 function isAlive(pid: number): boolean {

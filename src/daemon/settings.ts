@@ -26,6 +26,7 @@ export interface Settings {
   mesh: string
   namespaces: string[]
   swarmKeyFile: string
+  open: boolean
   allowPeers: string[]
   storage: 'sqlite' | 'memory'
   synchronous: 'FULL' | 'NORMAL'
@@ -146,7 +147,16 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'string',
     default: '',
     description:
-      'Private mesh: a pre-shared key file (libp2p pnet); only peers with the same key connect. Default: <data dir>/swarm.key if it exists.',
+      'Mesh key file (libp2p pnet pre-shared key): only peers with the same key connect. Default: <data dir>/swarm.key, created at first start unless the mesh is open.',
+  },
+  {
+    key: 'open',
+    flag: 'open',
+    env: 'HEARSAY_OPEN',
+    kind: 'boolean',
+    default: false,
+    description:
+      'Open mesh: no mesh key, anyone on the network can connect and replicate. Without it a peer with no key creates one (a new private mesh).',
   },
   {
     key: 'allowPeers',

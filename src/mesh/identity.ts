@@ -113,10 +113,14 @@ async function readKeyFile(path: string, strictMode: boolean): Promise<PrivateKe
  * Writes `bytes` to `path` durably, without ever replacing an existing file.
  * Returns false if `path` already existed (someone else won the race).
  */
-async function writeKeyFileNoClobber(path: string, bytes: Uint8Array): Promise<boolean> {
+export async function writeKeyFileNoClobber(
+  path: string,
+  bytes: Uint8Array,
+  mode: number = KEY_FILE_MODE,
+): Promise<boolean> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`
   try {
-    const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, KEY_FILE_MODE)
+    const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, mode)
     try {
       let written = 0
       while (written < bytes.byteLength) {
@@ -124,7 +128,7 @@ async function writeKeyFileNoClobber(path: string, bytes: Uint8Array): Promise<b
         written += bytesWritten
       }
       // The umask may have narrowed the mode; it can only have removed bits, but make it exact.
-      await fh.chmod(KEY_FILE_MODE)
+      await fh.chmod(mode)
       await fh.sync()
     } finally {
       await fh.close()

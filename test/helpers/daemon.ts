@@ -4,9 +4,10 @@
  * `stopAllDaemons()` in afterEach/afterAll. Waits poll with deadlines, never sleep.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { newSwarmKeyFile } from '../../src/mesh/swarm-key.ts'
 
 export const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname
 /**
@@ -22,6 +23,28 @@ export function tempHome(prefix = 'hearsay-test-'): string {
   const home = mkdtempSync(join(tmpdir(), prefix))
   homes.add(home)
   return home
+}
+
+let sharedKey: string | undefined
+
+/**
+ * One mesh key for every daemon this test process starts, so the daemons a test means to connect
+ * are in one private mesh, as peers joined with `hearsay invite`/`join` would be.
+ */
+export function sharedSwarmKeyFile(): string {
+  if (sharedKey === undefined || !existsSync(sharedKey)) {
+    sharedKey = join(tempHome('hearsay-test-key-'), 'swarm.key')
+    writeFileSync(sharedKey, newSwarmKeyFile(), { mode: 0o600 })
+  }
+  return sharedKey
+}
+
+/** Puts the shared mesh key in a data dir that has none yet. */
+export function giveSharedKey(home: string): void {
+  const path = join(home, 'swarm.key')
+  if (existsSync(path)) return
+  mkdirSync(home, { recursive: true, mode: 0o700 })
+  copyFileSync(sharedSwarmKeyFile(), path)
 }
 
 /** The environment of a child: no HEARSAY_* leaking in from the developer's shell. */
@@ -43,6 +66,8 @@ export interface DaemonProcess {
   addresses: string[]
   meshAttached: boolean
   topology: 'mesh' | 'hub' | 'hub-client'
+  /** The mesh key the daemon uses (`private: false`: an open mesh) and whether it made it at this start. */
+  meshKey: { private: boolean; file?: string; created?: boolean }
   home: string
   child: ChildProcess
   exited: Promise<Exit>
@@ -60,12 +85,20 @@ export interface StartOptions {
   env?: Record<string, string>
   /** Default: loopback p2p on a free port, mDNS off, loopback limits relaxed. */
   mesh?: boolean
+  /**
+   * `shared` (default): the data dir gets this test process's shared mesh key unless it has a key
+   * already; `none`: nothing is added (the daemon makes its own key, or runs open with --open, which
+   * implies `none`).
+   */
+  meshKey?: 'shared' | 'none'
   timeoutMs?: number
 }
 
 /** Spawns `hearsay up` (or `hub`); rejects (with its stderr) if it exits or takes longer than the deadline. */
 export function startDaemon(options: StartOptions = {}): Promise<DaemonProcess> {
   const home = options.home ?? tempHome()
+  const keyChosen = options.args?.some((arg) => arg === '--open' || arg === '--swarm-key') === true
+  if ((options.meshKey ?? 'shared') === 'shared' && !keyChosen) giveSharedKey(home)
   const args = [
     CLI,
     options.command ?? 'up',
@@ -119,6 +152,7 @@ export function startDaemon(options: StartOptions = {}): Promise<DaemonProcess> 
         addresses: ready.addresses,
         meshAttached: ready.meshAttached,
         topology: ready.topology,
+        meshKey: ready.meshKey,
         home,
         child,
         exited,
@@ -215,6 +249,7 @@ export async function stopAllDaemons(): Promise<void> {
 export function removeHomes(): void {
   for (const home of homes) rmSync(home, { recursive: true, force: true })
   homes.clear()
+  sharedKey = undefined
 }
 
 /** Polls `probe` until it returns something other than undefined, or fails at the deadline. */
