@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { entryBodyHash } from '../src/codec/signature.ts'
 import {
@@ -18,6 +21,7 @@ import {
   verifyHead,
 } from '../src/replica/signing.ts'
 import { createMemoryStore } from '../src/store/memory.ts'
+import { openSqliteStore } from '../src/store/sqlite.ts'
 import { decodeSyncFrame, encodeSyncFrame, type SyncFrame } from '../src/sync/frames.ts'
 import { SyncSession } from '../src/sync/session.ts'
 
@@ -135,9 +139,11 @@ async function exchange(a: Replica, b: Replica): Promise<void> {
 }
 
 describe('signed heads', () => {
-  it('carry an author’s overwritten writes to a peer that never saw them, and survive a restart', async () => {
+  it('carry an author’s overwritten writes to a peer that never saw them, and survive a restart (SQLite)', async () => {
     const a = Replica.open({ namespace: 'ns', store: createMemoryStore() })
-    const bStore = createMemoryStore()
+    const dir = mkdtempSync(join(tmpdir(), 'hearsay-heads-'))
+    const path = join(dir, 'b.db')
+    let bStore = openSqliteStore({ path })
     const bSigner = generateEntrySigner()
     let b = Replica.open({ namespace: 'ns', store: bStore, signer: bSigner })
     const c = Replica.open({ namespace: 'ns', store: createMemoryStore() })
@@ -145,6 +151,8 @@ describe('signed heads', () => {
     await exchange(b, a)
     await b.put('k', te.encode('b'), 'text/plain') // supersedes all of a's entries
     await b.flush()
+    bStore.close()
+    bStore = openSqliteStore({ path })
     b = Replica.open({ namespace: 'ns', store: bStore, signer: bSigner }) // heads persist
     expect(b.head(a.replicaId)?.counter).toBe(3)
     // c learns a's dots 1..3 from b, which no longer holds any entry of a: only a's head vouches.
@@ -153,5 +161,7 @@ describe('signed heads', () => {
     expect(c.digest()).toBe(b.digest())
     await exchange(c, a)
     expect(c.digest()).toBe(a.digest())
+    bStore.close()
+    rmSync(dir, { recursive: true, force: true })
   })
 })

@@ -25,6 +25,7 @@ const KEYS = ['a', 'b', 'c']
 type Step =
   | { kind: 'write'; peer: number; key: number; value: number; remove: boolean }
   | { kind: 'exchange'; from: number; to: number }
+  | { kind: 'gc'; peer: number }
   | { kind: 'attack'; target: number; entries: ForgedEntry[]; claims: Claim[]; heads: ForgedHead[] }
 
 type Signature = 'random' | 'foreign' | 'replay' | 'tampered' | 'own'
@@ -54,6 +55,7 @@ const arbitraryStep: fc.Arbitrary<Step> = fc.oneof(
     remove: fc.boolean(),
   }),
   fc.record({ kind: fc.constant('exchange' as const), from: fc.nat(HONEST - 1), to: fc.nat(HONEST - 1) }),
+  fc.record({ kind: fc.constant('gc' as const), peer: fc.nat(HONEST - 1) }),
   fc.record({
     kind: fc.constant('attack' as const),
     target: fc.nat(HONEST - 1),
@@ -287,6 +289,12 @@ describe('a hostile sync partner', () => {
         for (const step of steps) {
           if (step.kind === 'write') {
             await write(world, world.honest[step.peer], KEYS[step.key], `v${step.value}`, step.remove)
+          } else if (step.kind === 'gc') {
+            // Collect what every honest peer has seen, as membership would: the collection horizon
+            // and the snapshots it triggers then travel with signed heads.
+            let stable = world.honest[0].context()
+            for (const replica of world.honest) stable = stable.intersection(replica.context())
+            await world.honest[step.peer].collectGarbage(stable)
           } else if (step.kind === 'exchange') {
             if (step.from !== step.to) await exchange(world.honest[step.from], world.honest[step.to])
           } else {

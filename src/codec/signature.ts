@@ -14,7 +14,7 @@ import { Writer as ByteWriter } from './wire.ts'
  *   covers  = n:uint (replica:string ranges){n}, replicas in sorted order
  *
  * The body is hashed (SHA-256) rather than signed whole, so a peer can keep and pass on an author's
- * signed head (dot, body hash, signature: ~110 bytes) after the entry itself is gone, and still
+ * signed head (dot, body hash, signature: ~160 bytes) after the entry itself is gone, and still
  * prove what that author wrote. The namespace is in the message so an entry cannot be replayed
  * into another namespace; the encoding is this file's own, independent of the wire and store
  * formats, so either can change without invalidating signatures.

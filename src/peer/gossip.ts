@@ -12,7 +12,9 @@ import { replicaAuthor, verifyEd25519, verifyEntry } from '../replica/signing.ts
 /**
  * Gossip of deltas: local writes are coalesced per namespace for a few milliseconds (or until a
  * size bound) into one signed batch, published once; received batches are decoded once, checked
- * (decode, author, signature) in gossipsub's validator and merged.
+ * (decode, batch author and signature, each entry's own signature) in gossipsub's validator and
+ * merged. The batch signature binds the batch's context to its author; the entry signatures travel
+ * on with the entries (stores, anti-entropy).
  */
 
 export interface BatcherInit {

@@ -139,15 +139,16 @@ interface PendingBatch {
   local: Delta[]
   waiters: Array<{ resolve: () => void; reject: (error: Error) => void }>
   meta: Map<string, Uint8Array>
-  /** A head was raised: persist the list with the batch. */
-  headsChanged: boolean
+  /** Heads raised by this batch, persisted with it (one meta value per replica). */
+  raisedHeads: Map<string, SignedHead>
 }
 
 const META_CONTEXT = 'context'
 const META_COLLECTED = 'collected'
 const META_REPLICA = 'replica'
 const META_HOME = 'home'
-const META_HEADS = 'heads'
+/** One meta value per author replica, so raising a head rewrites that head alone. */
+const META_HEAD_PREFIX = 'head/'
 const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,126}$/
 const textEncoder = new TextEncoder()
 
@@ -196,8 +197,10 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     try {
       const context = decodeOptional(snapshot.meta.get(META_CONTEXT))
       const collected = decodeOptional(snapshot.meta.get(META_COLLECTED))
-      const heads = snapshot.meta.get(META_HEADS)
-      if (heads !== undefined) for (const head of decodeHeadList(heads)) replica.heads.set(head.replica, head)
+      for (const [name, value] of snapshot.meta) {
+        if (!name.startsWith(META_HEAD_PREFIX)) continue
+        for (const head of decodeHeadList(value)) replica.heads.set(head.replica, head)
+      }
       doc.load(
         snapshot.entries.map((row) => decodeEntryBody(row.key, row.replica, row.counter, row.data)),
         context,
@@ -368,7 +371,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     const current = this.heads.get(head.replica)
     if (current !== undefined && current.counter >= head.counter) return
     this.heads.set(head.replica, head)
-    batch.headsChanged = true
+    batch.raisedHeads.set(head.replica, head)
   }
 
   /**
@@ -487,7 +490,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
         local: [],
         waiters: [],
         meta: new Map(),
-        headsChanged: false,
+        raisedHeads: new Map(),
       }
       this.pending = batch
       const scheduled = batch
@@ -536,7 +539,8 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       // Any recorded change may have grown the context: encode it once per batch, at commit time,
       // however many writes and merges the batch holds.
       if (batch.changes.length > 0) meta.push([META_CONTEXT, encodeContext(this.doc.map.context())])
-      if (batch.headsChanged) meta.push([META_HEADS, encodeHeadList(this.heads.values())])
+      for (const [replica, head] of batch.raisedHeads)
+        meta.push([META_HEAD_PREFIX + replica, encodeHeadList([head])])
       this.store.commit(
         this.namespace,
         { put: [...batch.put.values()], remove: batch.remove, meta },

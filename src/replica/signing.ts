@@ -176,7 +176,7 @@ export class SignatureError extends Error {
   readonly code = 'INVALID_SIGNATURE'
 }
 
-/** The list of heads a replica persists (meta 'heads'): n:uint (replica counter hash signature){n}. */
+/** Heads as a replica persists them (meta `head/<replica>`): n:uint (replica counter hash signature){n}. */
 export function encodeHeadList(heads: Iterable<SignedHead>): Uint8Array {
   const writer = new Writer()
   writeHeads(writer, [...heads])

@@ -136,7 +136,7 @@ export class SyncService {
     } catch (caught) {
       const error = toError(caught)
       this.init.onError?.(error, peer, namespace)
-      if (!told.has(error)) await tellRefusal(lp, error)
+      await tellRefusal(lp, error)
       stream.abort(error)
     }
   }
@@ -273,6 +273,8 @@ const told = new WeakSet<Error>()
 /** Tells the peer why we end the session (protocol errors only), briefly; never throws. */
 async function tellRefusal(lp: ReturnType<typeof lpStream<Stream>>, error: Error): Promise<void> {
   if (told.has(error) || !(error instanceof SyncProtocolError || error instanceof DecodeError)) return
+  // The other side's own refusal: it has ended the session already.
+  if (error instanceof SyncProtocolError && error.code.startsWith('remote-')) return
   told.add(error)
   const code = error instanceof DecodeError ? 'malformed-frame' : error.code
   await lp
