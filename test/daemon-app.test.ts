@@ -269,6 +269,12 @@ describe('configuration', () => {
     expect(attempt({ HEARSAY_LISTEN: 'not-an-address' })).toThrow(/multiaddr/)
     expect(attempt({ HEARSAY_NAMESPACES: 'ok,bad name' })).toThrow(/bad name/)
     expect(attempt({ HEARSAY_ALLOW_PEERS: 'not-a-peer-id' })).toThrow(/not a peer id/)
+    expect(attempt({ HEARSAY_API_MAX_CONNECTIONS: '0' })).toThrow(/apiMaxConnections/)
+    expect(attempt({ HEARSAY_WATCH_QUEUE_BYTES: '1000' })).toThrow(/watchQueueBytes/)
+    expect(attempt({ HEARSAY_WATCH_QUEUE_BYTES: '8MiB' })).toThrow(/HEARSAY_WATCH_QUEUE_BYTES/)
+    expect(
+      loadConfig({ dataDir, env: { HEARSAY_API_ALLOWED_HOSTS: 'a.test, b.test' } }).config.apiAllowedHosts,
+    ).toEqual(['a.test', 'b.test'])
     writeFileSync(join(dataDir, 'config.json'), '[]')
     expect(attempt({})).toThrow(/JSON object/)
   })

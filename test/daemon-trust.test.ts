@@ -11,6 +11,7 @@ import { request as httpRequest } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { CrdtDocument } from '../src/crdt/document.ts'
 import {
   api,
   collectEvents,
@@ -176,6 +177,43 @@ describe('values the API cannot be broken by', () => {
     expect((await daemon.stop()).code).toBe(0)
     daemon = await startDaemon({ home })
     await checkRoutes(daemon.url)
+  })
+})
+
+describe('content types from peers', () => {
+  it('a content type no HTTP header may carry is served as application/octet-stream, in every route', async () => {
+    const daemon = await startDaemon()
+    const peer = await startTestPeer({ namespaces: ['default'] })
+    peers.push(peer)
+    // A peer may send any content type (peers never interpret them): write one below every check.
+    const forged = new CrdtDocument({ replica: 'mallory~1' }).put(
+      'forged',
+      new TextEncoder().encode('hello'),
+      'text/plain\r\nset-cookie: x=1',
+    )
+    await peer.peer.namespace('default').merge(forged.delta)
+    const dial = await api(daemon.url, '/v1/peers', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ address: peer.address }),
+    })
+    expect(dial.status).toBe(200)
+    await until(
+      async () =>
+        (await api(daemon.url, '/v1/ns/default/kv?values=0')).json.items.length === 1 ? true : undefined,
+      {
+        timeoutMs: 20_000,
+        message: 'the forged entry reached the daemon by anti-entropy',
+      },
+    )
+    const read = await fetch(`${daemon.url}/v1/ns/default/kv/forged`, { signal: AbortSignal.timeout(5_000) })
+    expect(read.status).toBe(200)
+    expect(read.headers.get('content-type')).toBe('application/octet-stream')
+    expect(read.headers.get('set-cookie')).toBeNull()
+    expect(await read.text()).toBe('hello')
+    const siblings = await api(daemon.url, '/v1/ns/default/kv/forged?siblings=1')
+    expect(siblings.json.siblings[0].contentType).toBe('text/plain\r\nset-cookie: x=1')
+    expect((await api(daemon.url, '/healthz')).status).toBe(200)
   })
 })
 

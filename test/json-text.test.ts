@@ -1,7 +1,12 @@
-/** The non-recursive JSON check: same verdict as JSON.parse on valid depths, and a hard depth bound. */
+/**
+ * The non-recursive JSON check (same verdict as JSON.parse, and a hard depth bound), how values are
+ * embedded in the API's JSON, and the byte bound of a watch stream.
+ */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { jsonTextProblem, MAX_JSON_DEPTH } from '../src/daemon/json-text.ts'
+import { encodeValue, RawJson, stringifyJson } from '../src/daemon/values.ts'
+import { WatchStream } from '../src/daemon/watch.ts'
 
 function parses(text: string): boolean {
   try {
@@ -102,5 +107,94 @@ describe('jsonTextProblem', () => {
     expect(jsonTextProblem(deep(200_000), Number.POSITIVE_INFINITY)).toBeUndefined()
     expect(jsonTextProblem(`${'{"a":'.repeat(3)}1${'}'.repeat(3)}`, 3)).toBeUndefined()
     expect(jsonTextProblem(`${'{"a":'.repeat(4)}1${'}'.repeat(4)}`, 3)?.kind).toBe('too-deep')
+  })
+})
+
+describe('values inside JSON', () => {
+  const bytes = (text: string) => new TextEncoder().encode(text)
+
+  it('embeds valid, shallow JSON as its own text, on one line', () => {
+    const encoded = encodeValue(bytes('{\r\n  "a": [1, 2.50, "x\\ny"]\n}'), 'application/json')
+    expect(encoded.encoding).toBe('json')
+    const text = stringifyJson({ key: 'k', ...encoded })
+    expect(text).not.toMatch(/[\r\n]/)
+    // The number keeps its stored spelling: the value is embedded, not re-serialized.
+    expect(text).toContain('2.50')
+    expect(JSON.parse(text)).toEqual({
+      key: 'k',
+      contentType: 'application/json',
+      encoding: 'json',
+      value: { a: [1, 2.5, 'x\ny'] },
+    })
+  })
+
+  it('sends JSON-typed values that fail the check as text, and non-UTF-8 as base64', () => {
+    const deep = `${'['.repeat(30_000)}${']'.repeat(30_000)}`
+    expect(encodeValue(bytes(deep), 'application/json')).toMatchObject({ encoding: 'utf8', value: deep })
+    expect(encodeValue(bytes('{nope'), 'application/vnd.x+json')).toMatchObject({
+      encoding: 'utf8',
+      value: '{nope',
+    })
+    expect(encodeValue(bytes('\ufeff{}'), 'application/json')).toMatchObject({
+      encoding: 'utf8',
+      value: '\ufeff{}',
+    })
+    expect(encodeValue(new Uint8Array([0xc3, 0x28]), 'application/json')).toMatchObject({
+      encoding: 'base64',
+      value: 'wyg=',
+    })
+    expect(encodeValue(bytes('plain'), 'text/plain')).toMatchObject({ encoding: 'utf8', value: 'plain' })
+    expect(encodeValue(bytes('{}'), 'application/octet-stream')).toMatchObject({
+      encoding: 'base64',
+      value: 'e30=',
+    })
+    // Whatever the value, the envelope is valid JSON of bounded depth.
+    const envelope = stringifyJson({ items: [encodeValue(bytes(deep), 'application/json')] })
+    expect(JSON.parse(envelope).items[0].value).toBe(deep)
+  })
+
+  it('stringifyJson matches JSON.stringify on plain envelopes', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 4 }), (value) => {
+        expect(stringifyJson(value)).toBe(JSON.stringify(value))
+      }),
+      { numRuns: 300 },
+    )
+    expect(stringifyJson({ a: undefined, b: [undefined, 1], c: new RawJson('[1]') })).toBe(
+      '{"b":[null,1],"c":[1]}',
+    )
+  })
+})
+
+describe('a watch stream', () => {
+  it('ends with overflow once more than its byte bound is queued, and closes once', async () => {
+    let closed = 0
+    const stream = new WatchStream(() => closed++, 100)
+    stream.push('a'.repeat(60))
+    expect(closed).toBe(0)
+    stream.push('b'.repeat(60))
+    expect(closed).toBe(1)
+    const first = await stream.next()
+    expect(first.value).toMatch(/^event: overflow\n/)
+    expect((await stream.next()).done).toBe(true)
+    stream.push('late')
+    expect(closed).toBe(1)
+  })
+
+  it('sends a replay before what is queued, producing it as it is read', async () => {
+    const stream = new WatchStream(() => {}, 1024)
+    let produced = 0
+    stream.replay(
+      (function* () {
+        for (let i = 0; i < 3; i++) {
+          produced++
+          yield `r${i};`
+        }
+      })(),
+    )
+    stream.push('live;')
+    expect(produced).toBe(0)
+    expect((await stream.next()).value).toBe('r0;r1;r2;')
+    expect((await stream.next()).value).toBe('live;')
   })
 })

@@ -1,6 +1,4 @@
-import { join } from 'node:path'
-import { readApiToken } from '../daemon/access.ts'
-import { API_TOKEN_FILE } from '../daemon/constants.ts'
+import { apiTokenPath, readApiToken } from '../daemon/access.ts'
 import { readLock } from '../daemon/lock.ts'
 import { dataDirFiles, type Env, resolveDataDir } from '../daemon/paths.ts'
 import { CliError, EXIT } from './exit-codes.ts'
@@ -31,7 +29,7 @@ export function findDaemon(options: ClientOptions): DaemonTarget {
   if (explicit) return { url: explicit.replace(/\/+$/, ''), token: explicitToken }
   const dataDir = resolveDataDir({ flag: options.dataDir, env: options.env })
   const url = daemonUrl(dataDir)
-  return { url, token: explicitToken ?? readApiToken(join(dataDir, API_TOKEN_FILE)) }
+  return { url, token: explicitToken ?? readApiToken(apiTokenPath(dataDir)) }
 }
 
 function daemonUrl(dataDir: string): string {

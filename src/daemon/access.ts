@@ -171,6 +171,10 @@ export function readApiToken(path: string): string | undefined {
   }
 }
 
+export function apiTokenPath(dataDir: string): string {
+  return join(dataDir, API_TOKEN_FILE)
+}
+
 /**
  * The policy of a daemon's config. The token file is created on every start (so moving the API off
  * loopback later keeps the token clients already have) but required only beyond loopback.
@@ -180,7 +184,7 @@ export function apiAccessPolicy(config: {
   apiAllowedHosts: readonly string[]
   dataDir: string
 }): AccessPolicy {
-  const path = join(config.dataDir, API_TOKEN_FILE)
+  const path = apiTokenPath(config.dataDir)
   let token: string
   try {
     token = loadOrCreateApiToken(path)

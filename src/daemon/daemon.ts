@@ -8,7 +8,7 @@ import { HearsayPeer } from '../peer/peer.ts'
 import { createMemoryStore } from '../store/memory.ts'
 import { openSqliteStore } from '../store/sqlite.ts'
 import { type Store, StoreError } from '../store/types.ts'
-import { apiAccessPolicy } from './access.ts'
+import { apiAccessPolicy, apiTokenPath } from './access.ts'
 import { type App, createApp, type DaemonInfo } from './app.ts'
 import { type DaemonConfig, topologyOf } from './config.ts'
 import { DaemonStartError } from './errors.ts'
@@ -155,8 +155,8 @@ export async function startDaemon(
     })
     if (access.token !== undefined) {
       logger.warn(
-        { apiHost: config.apiHost },
-        'the API listens beyond loopback: requests need the token in api.token',
+        { apiHost: config.apiHost, tokenFile: apiTokenPath(config.dataDir) },
+        'the API listens beyond loopback: every request needs the bearer token in tokenFile',
       )
     }
     // The API binds before the mesh starts, so a taken port fails fast and cheaply.

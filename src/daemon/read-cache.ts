@@ -37,7 +37,7 @@ export class ReadCache {
     if (read === undefined) return undefined
     const fresh: CachedRead = {
       value: read.winner.value,
-      contentType: read.winner.contentType === '' ? 'application/octet-stream' : read.winner.contentType,
+      contentType: headerSafeType(read.winner.contentType),
       etag: `"${read.etag}"`,
       siblings: read.siblings.length,
     }
@@ -45,6 +45,15 @@ export class ReadCache {
     this.reads.set(id, fresh)
     return fresh
   }
+}
+
+/**
+ * The Content-Type header of a stored value. A peer may have stored any text as a content type (peers
+ * never interpret it); one that an HTTP header cannot carry is served as application/octet-stream,
+ * and the JSON views (`?siblings=1`, listings, watch) still show it as stored.
+ */
+function headerSafeType(contentType: string): string {
+  return /^[\x21-\x7e][\x20-\x7e]{0,126}$/.test(contentType) ? contentType : 'application/octet-stream'
 }
 
 function cacheKey(namespace: string, key: string): string {

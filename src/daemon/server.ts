@@ -76,7 +76,17 @@ export async function listenHttp(
       (response) => {
         // Once closing, a connection ends with the answer in flight rather than idling until its timeout.
         if (closing) res.shouldKeepAlive = false
-        send(req, res, request, response, options.logger)
+        try {
+          send(req, res, request, response, options.logger)
+        } catch (error) {
+          // A header node refuses (a bug: routes send safe headers): the client still gets an answer.
+          options.logger.error({ err: error, url: req.url }, 'response could not be sent')
+          if (res.headersSent) res.destroy()
+          else {
+            res.writeHead(500, { 'content-type': 'application/json', connection: 'close' })
+            res.end('{"error":{"code":"INTERNAL","message":"internal error"}}')
+          }
+        }
       },
       (error) => {
         // handle() answers every error itself; reaching this is a bug, but the client still gets a reply.
