@@ -45,13 +45,14 @@ describe('TurnBudget', () => {
     setTimeout(() => {
       timerRan = done
     }, 0)
-    await Promise.all(
-      Array.from({ length: 100 }, () =>
-        budget.take().then(() => {
-          done++
-        }),
-      ),
-    )
+    // Each unit is 1 ms of CPU work (a signature check and a merge, say): the timer is due after the
+    // first turn, and must not wait for the whole burst.
+    const work = () => {
+      const end = performance.now() + 1
+      while (performance.now() < end) {}
+      done++
+    }
+    await Promise.all(Array.from({ length: 100 }, () => budget.take().then(work)))
     expect(done).toBe(100)
     // The timer fired while the burst was still being worked through, not after all of it.
     expect(timerRan).toBeGreaterThanOrEqual(0)

@@ -283,7 +283,15 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
   const loopback = init.loopbackTesting === true
   const maxMessageBytes = init.maxMessageBytes ?? MAX_MESSAGE_BYTES
   const allowlist = topicAllowlist(init.allowedTopics ?? [meshTopicPattern(init.meshName)])
-  const onError = init.onError ?? (() => {})
+  // Reporting must never fail in turn: it runs inside catch handlers, where a throw would become an
+  // unhandled rejection.
+  const onError = (err: Error, context: { where: string; peer?: PeerId; topic?: string }): void => {
+    try {
+      init.onError?.(err, context)
+    } catch {
+      // The reporter's own bug: nothing sensible left to tell.
+    }
+  }
   const allowPeers =
     init.allowPeers == null ? null : new Set(init.allowPeers.map((p) => peerIdFromString(p).toString()))
   const blocked = new Set<string>()

@@ -75,12 +75,6 @@ export interface HearsayMesh extends MeshAttachment {
   unblock(peerId: string): void
 }
 
-/**
- * A hub forwards every client's batch to every other client at once: its gossip mesh must hold all
- * of them. With the default degree (4) it would forward to 4 clients and leave the rest to IHAVE
- * gossip on the next heartbeat (measured: p50 ~470 ms instead of a few ms with 8 peers). Beyond
- * Dhi clients, the rest still get messages through IHAVE/IWANT and anti-entropy, only later.
- */
 /** Default of `gossipRateLimit`, messages per second per neighbour. */
 export const DEFAULT_GOSSIP_RATE_LIMIT = 1000
 /** A neighbour's burst allowance, in seconds of its rate. */
@@ -88,6 +82,12 @@ const GOSSIP_BURST_SECONDS = 2
 /** Gossip validations (signature check, then merge) started per event-loop turn at most. */
 const VALIDATIONS_PER_TURN = 32
 
+/**
+ * A hub forwards every client's batch to every other client at once: its gossip mesh must hold all
+ * of them. With the default degree (4) it would forward to 4 clients and leave the rest to IHAVE
+ * gossip on the next heartbeat (measured: p50 ~470 ms instead of a few ms with 8 peers). Beyond
+ * Dhi clients, the rest still get messages through IHAVE/IWANT and anti-entropy, only later.
+ */
 const HUB_GOSSIP = { D: 64, Dlo: 32, Dhi: 256, Dlazy: 8, floodPublish: true }
 
 export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promise<HearsayMesh> {
