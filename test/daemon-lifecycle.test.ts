@@ -22,6 +22,7 @@ import {
   api,
   giveSharedKey,
   removeHomes,
+  runCli,
   runDaemonExpectingFailure,
   startDaemon,
   stopAllDaemons,
@@ -277,6 +278,14 @@ describe('a full disk', () => {
       expect(said, result.stderr).toHaveLength(1)
       expect(said[0]).toMatch(/^hearsay up: .*(no space left|disk is full|ENOSPC)/)
       expect(existsSync(join(home, 'daemon.lock'))).toBe(false)
+    }
+    // init writes the data dir too: one line and exit 7 there as well.
+    for (const freeKiB of [0, 4]) {
+      const home = join(smallDisk(freeKiB), 'home')
+      const result = await runCli(['init', '--api-port', '7700'], { home })
+      expect(result.code, `${freeKiB} KiB free: ${result.stderr}`).toBe(7)
+      expect(result.stderr.trim().split('\n'), result.stderr).toHaveLength(1)
+      expect(result.stderr).toMatch(/no space left|ENOSPC/)
     }
   })
 })

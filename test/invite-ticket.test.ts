@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../src/daemon/config.ts'
 import { InsecureKeyFileError } from '../src/mesh/errors.ts'
 import {
   base32Decode,
@@ -116,6 +117,14 @@ describe('mesh key files', () => {
     const psk = decodeSwarmKeyFile('x', made)
     expect(encodeSwarmKeyFile(psk)).toEqual(made)
     expect(decodeSwarmKeyFile('x', newSwarmKeyFile())).toHaveLength(32)
+  })
+
+  it('open and a configured key file contradict each other', () => {
+    expect(() => loadConfig({ dataDir: dir, flags: { open: true, swarmKeyFile: '/k' }, env: {} })).toThrow(
+      /open cannot go with swarmKeyFile/,
+    )
+    expect(loadConfig({ dataDir: dir, env: { HEARSAY_OPEN: 'yes' } }).config.open).toBe(true)
+    expect(loadConfig({ dataDir: dir, env: {} }).config.open).toBe(false)
   })
 
   it('reading: missing is undefined; readable by others, a symlink or garbage is refused', async () => {

@@ -105,8 +105,8 @@ function startPeer(name: string, extraArgs: string[], meshKey?: string): Promise
     }
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
-      fail(`peer ${name} did not start within 20 s:\n${stderr}`)
-    }, 20_000)
+      fail(`peer ${name} did not start within 30 s:\n${stderr}`)
+    }, 30_000)
     child.once('exit', (code) => {
       clearTimeout(timer)
       fail(`peer ${name} exited (${code}) before it was ready:\n${stderr}`)

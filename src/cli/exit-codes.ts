@@ -14,7 +14,10 @@ export const EXIT = {
   REJECTED: 5,
   /** The write is durable here, but fewer peers than --ack held it before the timeout (HTTP 202). */
   ACK_TIMEOUT: 6,
-  /** `hearsay up`/`hub` could not start the daemon (data dir locked, port in use, bad config, store). */
+  /**
+   * `hearsay up`/`hub` could not start the daemon (data dir locked, port in use, bad config, store,
+   * a full disk); `init` or `join` could not write the data dir.
+   */
   START_FAILED: 7,
   // 8: `hearsay hub` exited 8 before hub mode existed; nothing uses it now. Left unassigned so it
   // takes no second meaning for scripts written against older versions.
@@ -34,4 +37,19 @@ export class CliError extends Error {
     this.exitCode = exitCode
     this.code = code
   }
+}
+
+/** ENOSPC anywhere in an error's cause chain (the store and the key files wrap the system error). */
+export function isDiskFull(error: unknown): boolean {
+  let current = error
+  for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
+    if (
+      (current as NodeJS.ErrnoException).code === 'ENOSPC' ||
+      /ENOSPC|SQLITE_FULL|database or disk is full/.test(current.message)
+    ) {
+      return true
+    }
+    current = current.cause
+  }
+  return false
 }

@@ -20,7 +20,7 @@ import {
   statusCommand,
   watchCommand,
 } from './commands.ts'
-import { CliError, EXIT } from './exit-codes.ts'
+import { CliError, EXIT, isDiskFull } from './exit-codes.ts'
 import { inviteCommand } from './invite.ts'
 import { hubCommand, initCommand, upCommand } from './up.ts'
 
@@ -192,7 +192,16 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const context = commandContext(io, positionals, values, { ns: io.env.HEARSAY_NAMESPACE || DEFAULT_NS })
   try {
     return await command.run(context)
-  } catch (error) {
+  } catch (thrown) {
+    // init and join write the data dir: a full disk there is one line, not a stack trace.
+    const error =
+      !(thrown instanceof CliError) && isDiskFull(thrown)
+        ? new CliError(
+            EXIT.START_FAILED,
+            `no space left on the device: ${(thrown as Error).message}`,
+            'DISK_FULL',
+          )
+        : thrown
     if (error instanceof CliError) {
       if (context.json) {
         io.stderr.write(

@@ -13,7 +13,7 @@ import {
   topologyOf,
 } from '../daemon/settings.ts'
 import type { Command, CommandContext, OptionSpec } from './command.ts'
-import { CliError, EXIT } from './exit-codes.ts'
+import { CliError, EXIT, isDiskFull } from './exit-codes.ts'
 
 /** `hearsay init`, `hearsay up` and `hearsay hub`: the commands that run in the daemon's own data dir. */
 
@@ -309,20 +309,6 @@ async function runDaemon(context: CommandContext, isHub: boolean): Promise<numbe
   }
   const outcome = await daemon.done
   return outcome.failed ? EXIT.FAILURE : EXIT.OK
-}
-
-/** ENOSPC anywhere in an error's cause chain (the store and the key files wrap the system error). */
-function isDiskFull(error: unknown): boolean {
-  let current = error
-  for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
-    if (
-      (current as NodeJS.ErrnoException).code === 'ENOSPC' ||
-      /ENOSPC|SQLITE_FULL|database or disk is full/.test(current.message)
-    )
-      return true
-    current = current.cause
-  }
-  return false
 }
 
 function printBanner(

@@ -222,7 +222,7 @@ function existsProc(): boolean {
 function looksLikeHearsay(pid: number): boolean {
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
-    return args.some((arg) => /hearsay|[/\\]cli[/\\]main\.[jt]s$|daemon/.test(arg))
+    return args.some((arg) => /hearsay|[/\\]cli[/\\]main\.[jt]s$/.test(arg))
   } catch {
     // Unreadable (hidepid): cannot tell, so it may be ours; refusing is the safe side.
     return true
