@@ -57,6 +57,47 @@ export function whyNoNamespaces(): string | undefined {
   return undefined
 }
 
+/** Set in the runner re-run inside a user namespace, so it does not try again. */
+export const IN_USER_NAMESPACE = 'CHAOS_IN_USER_NAMESPACE'
+
+/**
+ * Without root, a user namespace (with its own network, mount and pid namespaces) makes the run as
+ * its mapped root: `ip netns`, veths, iptables and tc all work there, inside a private /run, and the
+ * kernel kills everything in it when the runner, its pid 1, exits. Returns the command prefix that
+ * runs a command that way, or undefined when this machine does not allow it.
+ */
+export function userNamespacePrefix(): string[] | undefined {
+  if (process.env[IN_USER_NAMESPACE] === '1') return undefined
+  const prefix = [
+    'unshare',
+    '--user',
+    '--map-root-user',
+    '--net',
+    '--mount',
+    '--pid',
+    '--fork',
+    '--mount-proc',
+    '--kill-child=SIGTERM',
+    'sh',
+    '-c',
+    'mount -t tmpfs chaos /run && mkdir -p /run/netns && exec "$@"',
+    'sh',
+  ]
+  try {
+    execFileSync(
+      prefix[0]!,
+      [...prefix.slice(1), 'sh', '-c', 'ip netns add probe && ip netns exec probe iptables -L INPUT'],
+      {
+        stdio: 'ignore',
+        timeout: 10_000,
+      },
+    )
+    return prefix
+  } catch {
+    return undefined
+  }
+}
+
 function randomHex(): string {
   return Math.floor(Math.random() * 0xffffff)
     .toString(16)

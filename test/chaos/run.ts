@@ -1,9 +1,12 @@
 /**
- * `npm run chaos -- [--duration S] [--seed N] [--peers N] [--converge S] [--keep]`: a seeded chaos
- * run of real daemons in network namespaces (see docs/reliability.md). Prints the fault log, a
- * summary table and every violation; exits 1 on any violation, 2 when the run could not be made.
+ * `npm run chaos -- [--duration S] [--seed N] [--peers N] [--converge S] [--keep] [--json]`: a seeded
+ * chaos run of real daemons in network namespaces (see docs/reliability.md). Prints the fault log, a
+ * summary table and every violation (--json: then the result as one JSON line); exits 1 on any
+ * violation, 2 when the run could not be made. Not root, it re-runs itself in a user namespace.
  */
+import { spawn } from 'node:child_process'
 import { parseArgs } from 'node:util'
+import { IN_USER_NAMESPACE, userNamespacePrefix, whyNoNamespaces } from './netns.ts'
 import { ChaosUnavailableError, cleanUpAll, runChaos } from './runner.ts'
 
 const { values } = parseArgs({
@@ -13,6 +16,7 @@ const { values } = parseArgs({
     peers: { type: 'string', default: '5' },
     converge: { type: 'string', default: '90' },
     keep: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
   },
 })
 
@@ -27,6 +31,29 @@ function wholeNumber(name: string, raw: string, min: number): number {
 
 const seed =
   values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : wholeNumber('seed', values.seed, 0)
+
+// Not root: the same run inside a user namespace, where it is root of its own namespaces.
+const why = whyNoNamespaces()
+if (why !== undefined) {
+  const prefix = userNamespacePrefix()
+  if (prefix !== undefined) {
+    process.stderr.write(`chaos: ${why}: running inside a user namespace (unshare)\n`)
+    const args = process.argv.slice(2)
+    if (values.seed === undefined) args.push(`--seed=${seed}`)
+    const child = spawn(
+      prefix[0]!,
+      [...prefix.slice(1), process.execPath, '--no-warnings', process.argv[1]!, ...args],
+      { stdio: 'inherit', env: { ...process.env, [IN_USER_NAMESPACE]: '1' } },
+    )
+    // unshare passes a signal on to the runner inside (--kill-child); the kernel then ends every
+    // process of the run's pid namespace, and its network namespaces go with them.
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal))
+    child.once('exit', (code) => process.exit(code ?? 2))
+    await new Promise(() => {
+      // Until the run inside exits.
+    })
+  }
+}
 const onSignal = (signal: NodeJS.Signals) => {
   process.stderr.write(`chaos: ${signal}: tearing down (seed ${seed})\n`)
   void cleanUpAll().finally(() => process.exit(130))
@@ -43,6 +70,10 @@ try {
     keep: values.keep,
   })
   process.stdout.write(`${result.summary}\n`)
+  if (values.json) {
+    const { seed: _, summary, violations, figures, runDir } = result
+    process.stdout.write(`${JSON.stringify({ seed, summary, violations, figures, runDir })}\n`)
+  }
   process.exit(result.violations.length === 0 ? 0 : 1)
 } catch (error) {
   if (error instanceof ChaosUnavailableError) {
