@@ -224,6 +224,17 @@ export class DaemonSet {
     clearTimeout(killLater)
   }
 
+  /** Kills every daemon and relay at once, without waiting (for the runner's exit handler). */
+  killAllNow(): void {
+    for (const running of this.running.values()) {
+      running.signalSent = 'SIGKILL'
+      running.child.kill('SIGKILL')
+    }
+    for (const relay of this.relays) {
+      if (relay.exitCode === null && relay.signalCode === null) relay.kill('SIGKILL')
+    }
+  }
+
   /** Every daemon and relay, killed; waits for their exits. */
   async killAll(): Promise<void> {
     await Promise.all([...this.running.keys()].map((peer) => this.stop(peer, 'SIGKILL')))

@@ -1,4 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 /**
  * The network of a chaos run: one namespace per peer, each with a veth pair to a bridge in one more
@@ -159,8 +162,26 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Removes namespaces (and the processes in them) left by chaos runs whose process is gone. */
+/** The run dir of a chaos run: under the temp dir, named after the runner's pid. */
+export function makeRunDir(): string {
+  return mkdtempSync(join(tmpdir(), `hearsay-chaos-${process.pid}-`))
+}
+
+/** Removes run dirs left by chaos runs whose process is gone. */
+function removeLeftoverRunDirs(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const match = /^hearsay-chaos-(\d+)-/.exec(name)
+    if (match !== null && !isAlive(Number(match[1])))
+      rmSync(join(tmpdir(), name), { recursive: true, force: true })
+  }
+}
+
+/**
+ * Removes namespaces (and the processes in them) and run dirs left by chaos runs whose process is
+ * gone. A run that found violations keeps its run dir, and keeps it only until the next run.
+ */
 export function removeLeftovers(): string[] {
+  removeLeftoverRunDirs()
   let names: string[]
   try {
     names = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })

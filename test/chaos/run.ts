@@ -54,6 +54,9 @@ if (why !== undefined) {
     })
   }
 }
+// A reader that went away (`| head`) must not end the run before its teardown.
+process.stdout.on('error', () => {})
+process.stderr.on('error', () => {})
 const onSignal = (signal: NodeJS.Signals) => {
   process.stderr.write(`chaos: ${signal}: tearing down (seed ${seed})\n`)
   void cleanUpAll().finally(() => process.exit(130))

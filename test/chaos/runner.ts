@@ -1,12 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { generateSwarmKey } from '../../src/mesh/node.ts'
 import { checkAll } from './checker.ts'
 import { call } from './client.ts'
 import { DaemonSet, NAMESPACE } from './daemons.ts'
 import type { OpRecord, PeerSnapshot, SiblingView, Violation } from './history.ts'
-import { createNetwork, type Network, removeLeftovers, whyNoNamespaces } from './netns.ts'
+import { createNetwork, makeRunDir, type Network, removeLeftovers, whyNoNamespaces } from './netns.ts'
 import { seededRandom } from './random.ts'
 import { describeEvent, type FaultEvent, faultSchedule } from './schedule.ts'
 import { COUNTER_KEYS, KV_KEYS, SET_KEYS, Workload } from './workload.ts'
@@ -85,7 +84,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const clock = () => Math.round(performance.now() - started)
   const random = seededRandom(options.seed)
   const schedule = faultSchedule(random, { peers: options.peers, durationMs: options.durationS * 1000 })
-  const runDir = mkdtempSync(join(tmpdir(), 'hearsay-chaos-'))
+  const runDir = makeRunDir()
   const swarmKeyFile = join(runDir, 'swarm.key')
   writeFileSync(swarmKeyFile, generateSwarmKey(), { mode: 0o600 })
   log(
@@ -104,6 +103,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     if (!keepDir) rmSync(runDir, { recursive: true, force: true })
   }
   cleanups.add(cleanup)
+  // Whatever ends the runner (an uncaught error included), no daemon or namespace outlives it.
+  const onExit = () => {
+    daemons?.killAllNow()
+    network?.teardown()
+  }
+  process.once('exit', onExit)
   try {
     network = createNetwork(options.peers)
     const net = network
@@ -260,6 +265,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   } finally {
     await cleanup()
     cleanups.delete(cleanup)
+    process.off('exit', onExit)
   }
 }
 

@@ -127,6 +127,8 @@ export class Workload {
       op.status = answer.status
       op.outcome = answer.status >= 200 && answer.status < 300 ? 'ok' : 'failed'
       if (op.outcome === 'failed') op.error = answer.json?.error?.code ?? answer.text.slice(0, 100)
+      const etag = answer.headers.etag
+      if (op.outcome === 'ok' && typeof etag === 'string') op.etag = etag.replace(/^"|"$/g, '')
       const ack = answer.json?.ack
       if (ack !== undefined) {
         op.ackReplicated = ack.replicated
@@ -174,7 +176,6 @@ export class Workload {
     if (typeof body?.replica === 'string' && typeof body?.counter === 'number') {
       op.dot = { replica: body.replica, counter: body.counter }
     }
-    if (typeof body?.etag === 'string') op.etag = body.etag
     if (typeof body?.writtenAt === 'string') op.wall = Date.parse(body.writtenAt)
   }
 
