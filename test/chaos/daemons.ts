@@ -65,6 +65,8 @@ export class DaemonSet {
   readonly specs: PeerSpec[] = []
   readonly exits: DaemonExit[] = []
   readonly errorLines: LogLine[] = []
+  /** Starts that did not reach ready within the start timeout (the runner killed them). */
+  readonly slowStarts: Array<{ peer: number; epoch: number; at: number }> = []
   private readonly running = new Map<number, Running>()
   private readonly relays: ChildProcess[] = []
   private readonly epochs: number[] = []
@@ -195,9 +197,12 @@ export class DaemonSet {
     let stdout = ''
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
+        // The runner's own kill: slow, not crashed (the machine may be loaded); reported apart.
+        running.signalSent = 'SIGKILL'
+        this.slowStarts.push({ peer, epoch, at: this.options.clock() })
         child.kill('SIGKILL')
-        reject(new Error(`peer ${peer} not ready within ${this.options.startTimeoutMs ?? 30_000} ms`))
-      }, this.options.startTimeoutMs ?? 30_000)
+        reject(new Error(`peer ${peer} not ready within ${this.options.startTimeoutMs ?? 60_000} ms`))
+      }, this.options.startTimeoutMs ?? 60_000)
       child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
         stdout += chunk
         if (stdout.includes('"event":"ready"')) {

@@ -245,6 +245,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         hard: true,
       })
     }
+    for (const slow of set.slowStarts) {
+      violations.push({
+        rule: 'slow-start',
+        detail: `peer ${slow.peer} (run ${slow.epoch}) was not ready within the start timeout; killed at ${slow.at} ms and started again later`,
+        hard: false,
+      })
+    }
     for (const message of figures.errorLogMessages) {
       violations.push({ rule: 'error-log', detail: message, hard: false })
     }
