@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -167,19 +167,17 @@ export function makeRunDir(): string {
   return mkdtempSync(join(tmpdir(), `hearsay-chaos-${process.pid}-`))
 }
 
-/** Removes run dirs left by chaos runs whose process is gone. */
+/** Removes run dirs left by chaos runs whose process is gone; those kept on purpose hold history.json. */
 function removeLeftoverRunDirs(): void {
   for (const name of readdirSync(tmpdir())) {
     const match = /^hearsay-chaos-(\d+)-/.exec(name)
-    if (match !== null && !isAlive(Number(match[1])))
-      rmSync(join(tmpdir(), name), { recursive: true, force: true })
+    if (match === null || isAlive(Number(match[1]))) continue
+    const dir = join(tmpdir(), name)
+    if (!existsSync(join(dir, 'history.json'))) rmSync(dir, { recursive: true, force: true })
   }
 }
 
-/**
- * Removes namespaces (and the processes in them) and run dirs left by chaos runs whose process is
- * gone. A run that found violations keeps its run dir, and keeps it only until the next run.
- */
+/** Removes namespaces (and the processes in them) and run dirs left by chaos runs whose process is gone. */
 export function removeLeftovers(): string[] {
   removeLeftoverRunDirs()
   let names: string[]
