@@ -11,6 +11,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { seenByAll, WatchReader, Writer, waitSeen } from './e2e-clients.ts'
@@ -259,6 +260,8 @@ interface LatencyResult {
   p99: number
   max: number
   ackP50: number
+  /** p50 of (last reader's observation − PUT acknowledged): propagation without the writer's queue. */
+  afterAckP50: number
   notSeen: number
   failed: number
   writerCpu: number
@@ -268,6 +271,7 @@ interface LatencyResult {
   /** libp2p TCP bytes received per write, mean and max over reader daemons (hub excluded). */
   wireInMean: number
   wireInMax: number
+  wireOutReaderMean: number
   /** libp2p TCP bytes sent per write by the writer daemon, and by the hub. */
   wireOutWriter: number
   wireOutHub: number
@@ -333,6 +337,7 @@ async function measureLatency(
 
   const latencies: number[] = []
   const acks: number[] = []
+  const afterAck: number[] = []
   let notSeen = 0
   for (let seq = first; seq < first + options.writes; seq++) {
     const start = writer.startedAt[seq]
@@ -341,14 +346,19 @@ async function measureLatency(
     for (const reader of readers)
       last = Math.max(last, (reader.seen[seq] ?? Number.POSITIVE_INFINITY) - start)
     if (last > SEEN_WITHIN_MS) notSeen++
-    else latencies.push(last)
+    else {
+      latencies.push(last)
+      if (writer.ackedAt[seq] !== undefined) afterAck.push(start + last - writer.ackedAt[seq])
+    }
   }
   latencies.sort((a, b) => a - b)
   acks.sort((a, b) => a - b)
+  afterAck.sort((a, b) => a - b)
   const sseBytes = readers.reduce((sum, r, i) => sum + r.bytes - sseBefore[i].bytes, 0)
   const sseEvents = readers.reduce((sum, r, i) => sum + r.changeEvents - sseBefore[i].events, 0)
   const readerCpu = readerDaemons.map((r) => perWrite(r.pid))
   const wireIn = readerDaemons.map((r) => bytes(r.pid).received / options.writes)
+  const wireOut = readerDaemons.map((r) => bytes(r.pid).sent / options.writes)
   const peakRss = pids.map((pid) => memoryMiB(pid, 'VmHWM'))
   const isDaemon = cluster.shape !== 'relay'
   return {
@@ -360,6 +370,7 @@ async function measureLatency(
     p99: percentile(latencies, 99),
     max: latencies.at(-1) ?? Number.NaN,
     ackP50: percentile(acks, 50),
+    afterAckP50: percentile(afterAck, 50),
     notSeen,
     failed: writer.failed - failedBefore,
     writerCpu: perWrite(cluster.writer.pid),
@@ -368,6 +379,7 @@ async function measureLatency(
     serverCpu: cluster.server === undefined ? Number.NaN : perWrite(cluster.server.pid),
     wireInMean: mean(wireIn),
     wireInMax: max(wireIn),
+    wireOutReaderMean: mean(wireOut),
     wireOutWriter: isDaemon ? bytes(cluster.writer.pid).sent / options.writes : Number.NaN,
     wireOutHub: cluster.shape === 'hub' ? bytes(cluster.server!.pid).sent / options.writes : Number.NaN,
     sseBytesPerEvent: sseEvents === 0 ? Number.NaN : sseBytes / sseEvents,
@@ -416,6 +428,8 @@ async function measureThroughput(
 interface JoinResult {
   name: string
   keys: number
+  /** Keys the joiner lacked when it started. */
+  missing: number
   fromSpawnS: number
   fromReadyS: number
   bytesReceived: number
@@ -431,7 +445,13 @@ async function namespaceOf(url: string): Promise<{ digest: string; entries: numb
 }
 
 /** Starts a daemon bootstrapped to daemon 0 and times it until its namespace digest equals daemon 0's. */
-async function timeJoin(cluster: Cluster, name: string, home: string, keys: number): Promise<JoinResult> {
+async function timeJoin(
+  cluster: Cluster,
+  name: string,
+  home: string,
+  keys: number,
+  missing: number,
+): Promise<JoinResult> {
   const source = cluster.daemons[0]
   const want = await namespaceOf(source.url)
   const joiner = await startDaemon({
@@ -463,6 +483,7 @@ async function timeJoin(cluster: Cluster, name: string, home: string, keys: numb
   return {
     name,
     keys,
+    missing,
     fromSpawnS: (converged - joiner.spawnedAt) / 1000,
     fromReadyS: (converged - joiner.readyAt) / 1000,
     bytesReceived: received.received,
@@ -472,16 +493,19 @@ async function timeJoin(cluster: Cluster, name: string, home: string, keys: numb
 /** Stops the last daemon, writes `lateWrites` keys, restarts it; then a fresh empty peer joins. */
 async function measureJoins(cluster: Cluster, writer: Writer, options: Options): Promise<JoinResult[]> {
   const victim = cluster.daemons[cluster.daemons.length - 1]
+  const held = (await namespaceOf(victim.url)).entries
   await victim.stop()
   await writer.saturate(cluster.writer.url, options.lateWrites, THROUGHPUT_IN_FLIGHT)
   const entries = (await namespaceOf(cluster.daemons[0].url)).entries
-  const restarted = await timeJoin(cluster, `${victim.name} (restarted)`, victim.home, entries)
-  const fresh = await timeJoin(
+  const restarted = await timeJoin(
     cluster,
-    'fresh empty peer',
-    join(tempDir('hearsay-e2e-fresh-'), 'home'),
+    `${victim.name} (restarted)`,
+    victim.home,
     entries,
+    entries - held,
   )
+  const freshHome = join(tempDir('hearsay-e2e-fresh-'), 'home')
+  const fresh = await timeJoin(cluster, 'fresh empty peer', freshHome, entries, entries)
   return [
     { ...restarted, name: `restarted after missing ${formatNumber(options.lateWrites)} writes` },
     { ...fresh, name: 'fresh empty peer' },
@@ -562,6 +586,12 @@ function table(title: string, head: string[], rows: string[][]): void {
   for (const row of rows) console.log(`| ${row.join(' | ')} |`)
 }
 
+function loadLine(): string {
+  return `load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(', ')}`
+}
+
 function printMethod(options: Options): void {
   console.log('\n## e2e: hearsay as a user runs it\n')
   console.log(
@@ -576,6 +606,7 @@ function printMethod(options: Options): void {
       'Wire bytes = per daemon, the change of bytes_received / bytes_acked (`ss -tinp`) over its TCP sockets to or from',
       'a libp2p port of the cluster (payload after pnet + noise + yamux, not IP/TCP headers; sockets closed mid-phase',
       'are not counted). SSE bytes = bytes read from the watch streams / change events. RSS from /proc/<pid>/status.',
+      `Machine: ${cpus().length} cores, ${loadLine()} at the start.`,
     ].join('\n'),
   )
 }
@@ -583,7 +614,18 @@ function printMethod(options: Options): void {
 function printLatency(results: LatencyResult[]): void {
   table(
     `Latency: PUT on daemon 0 → seen on every reader's watch (${results[0]?.writes ?? 0} writes)`,
-    ['shape', 'N', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'not seen in 5 s', 'PUT failed', 'PUT ack p50 ms'],
+    [
+      'shape',
+      'N',
+      'p50 ms',
+      'p90 ms',
+      'p99 ms',
+      'max ms',
+      'not seen in 5 s',
+      'PUT failed',
+      'PUT ack p50 ms',
+      'ack → seen by all, p50 ms',
+    ],
     results.map((r) => [
       r.shape,
       String(r.n),
@@ -594,6 +636,7 @@ function printLatency(results: LatencyResult[]): void {
       String(r.notSeen),
       String(r.failed),
       f(r.ackP50, 2),
+      f(r.afterAckP50, 1),
     ]),
   )
   table(
@@ -607,6 +650,7 @@ function printLatency(results: LatencyResult[]): void {
       'CPU hub/relay',
       'wire in / reader (B)',
       'max',
+      'wire out / reader (B)',
       'wire out writer (B)',
       'wire out hub (B)',
       'SSE B/event',
@@ -623,6 +667,7 @@ function printLatency(results: LatencyResult[]): void {
       f(r.serverCpu, 3),
       f(r.wireInMean),
       f(r.wireInMax),
+      f(r.wireOutReaderMean),
       f(r.wireOutWriter),
       f(r.wireOutHub),
       f(r.sseBytesPerEvent),
@@ -702,16 +747,18 @@ function printJoins(joins: JoinResult[], n: number): void {
       'keys held by daemon 0',
       'from spawn (s)',
       'from ready (s)',
+      'keys missing',
       'libp2p bytes received',
-      'bytes / key',
+      'bytes / missing key',
     ],
     joins.map((j) => [
       j.name,
       formatNumber(j.keys),
       f(j.fromSpawnS, 2),
       f(j.fromReadyS, 2),
+      formatNumber(j.missing),
       f(j.bytesReceived),
-      f(j.bytesReceived / j.keys, 1),
+      f(j.bytesReceived / j.missing, 1),
     ]),
   )
 }
@@ -772,6 +819,7 @@ export async function main(argv: string[] = []): Promise<void> {
         [`\`node dist/cli/main.js get e2e-0\` wall time (ms, median of ${GET_RUNS})`, '', f(getMs)],
       ],
     )
+    console.log(`\nMachine: ${loadLine()} at the end.`)
   } finally {
     clearTimeout(watchdog)
     killAllNow()
