@@ -763,10 +763,45 @@ function printJoins(joins: JoinResult[], n: number): void {
   )
 }
 
+interface Results {
+  latency: LatencyResult[]
+  throughput: ThroughputResult[]
+  joins: JoinResult[]
+  getMs: number
+}
+
+/** One cluster of one shape and size: latency phase, then (at the throughput N) the longer phases. */
+async function runShape(shape: Shape, n: number, options: Options, results: Results): Promise<void> {
+  const cluster = await startCluster(shape, n)
+  const writer = new Writer(seededRandom(options.seed * 1000 + n))
+  const readers = cluster.readers.map((r) => new WatchReader(r.name, r.url))
+  try {
+    await Promise.all(readers.map((r) => r.open()))
+    await warmUp(cluster, writer, readers, options)
+    results.latency.push(await measureLatency(cluster, writer, readers, options))
+    if (n !== options.throughputN) return
+    results.throughput.push(await measureThroughput(cluster, writer, readers, options))
+    if (shape !== 'mesh') return
+    results.getMs = measureGet(cluster.daemons[0], 'e2e-0')
+    for (const reader of readers) reader.close()
+    results.joins = await measureJoins(cluster, writer, options)
+  } finally {
+    for (const reader of readers) reader.close()
+    writer.close()
+    await cluster.stop()
+  }
+}
+
 // ---- main ---------------------------------------------------------------------------------------------
 
 export async function main(argv: string[] = []): Promise<void> {
-  const options = parseOptions(argv)
+  let options: Options
+  try {
+    options = parseOptions(argv)
+  } catch (error) {
+    console.error(`e2e: ${(error as Error).message}`)
+    process.exit(2)
+  }
   installCleanup()
   const watchdog = setTimeout(() => {
     console.error(`e2e: over its ${options.budgetMs / 60_000} min budget; stopping`)
@@ -775,37 +810,25 @@ export async function main(argv: string[] = []): Promise<void> {
   }, options.budgetMs)
   watchdog.unref()
   printMethod(options)
-  const latency: LatencyResult[] = []
-  const throughput: ThroughputResult[] = []
-  let joins: JoinResult[] = []
-  let getMs = Number.NaN
+  const results: Results = { latency: [], throughput: [], joins: [], getMs: Number.NaN }
+  const failures: string[] = []
   try {
     const start = await measureStart()
     for (const n of options.ns) {
       for (const shape of options.shapes) {
         console.error(`e2e: ${shape} N=${n}…`)
-        const cluster = await startCluster(shape, n)
-        const writer = new Writer(seededRandom(options.seed * 1000 + n))
-        const readers = cluster.readers.map((r) => new WatchReader(r.name, r.url))
         try {
-          await Promise.all(readers.map((r) => r.open()))
-          await warmUp(cluster, writer, readers, options)
-          latency.push(await measureLatency(cluster, writer, readers, options))
-          if (n === options.throughputN) {
-            throughput.push(await measureThroughput(cluster, writer, readers, options))
-            if (shape === 'mesh') {
-              getMs = measureGet(cluster.daemons[0], 'e2e-0')
-              for (const reader of readers) reader.close()
-              joins = await measureJoins(cluster, writer, options)
-            }
-          }
-        } finally {
-          for (const reader of readers) reader.close()
-          writer.close()
-          await cluster.stop()
+          await runShape(shape, n, options, results)
+        } catch (error) {
+          // One shape failing (say, N=16 not connecting on a loaded machine) still reports the others.
+          console.error(`e2e: ${shape} N=${n} failed: ${(error as Error).message}`)
+          failures.push(`${shape} N=${n}: ${(error as Error).message.split('\n')[0]}`)
+          process.exitCode = 1
+          killAllNow()
         }
       }
     }
+    const { latency, throughput, joins, getMs } = results
     printLatency(latency)
     printThroughput(throughput)
     printJoins(joins, options.throughputN)
@@ -819,6 +842,7 @@ export async function main(argv: string[] = []): Promise<void> {
         [`\`node dist/cli/main.js get e2e-0\` wall time (ms, median of ${GET_RUNS})`, '', f(getMs)],
       ],
     )
+    for (const failure of failures) console.log(`\nFAILED: ${failure}`)
     console.log(`\nMachine: ${loadLine()} at the end.`)
   } finally {
     clearTimeout(watchdog)
