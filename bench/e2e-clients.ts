@@ -9,6 +9,8 @@ import { pause } from './e2e-procs.ts'
 export const WATCH_PATH = '/v1/ns/default/watch'
 export const VALUE_BYTES = 68
 const KEY_PATTERN = /"key":"e2e-(\d+)"/
+/** The writer's keep-alive connections, and so its most writes in flight. */
+export const MAX_CONNECTIONS = 64
 
 export function keyOf(seq: number): string {
   return `e2e-${seq}`
@@ -108,7 +110,11 @@ export interface PutResult {
 export class Writer {
   readonly startedAt: number[] = []
   readonly ackedAt: number[] = []
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 16 })
+  /**
+   * Enough keep-alive connections that paced writes never queue in the client (a slow daemon then
+   * shows as its own latency); the throughput phase keeps 16 in flight by itself.
+   */
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS })
   private readonly random: () => number
   private nextSeq = 0
   failed = 0
@@ -164,7 +170,12 @@ export class Writer {
    * `count` writes paced at `rate` per second (each sent at its due time, not after the previous
    * answer), at most `maxInFlight` outstanding. Resolves when every write has an answer.
    */
-  async paced(baseUrl: string, count: number, rate: number, maxInFlight = 256): Promise<{ first: number }> {
+  async paced(
+    baseUrl: string,
+    count: number,
+    rate: number,
+    maxInFlight = MAX_CONNECTIONS,
+  ): Promise<{ first: number }> {
     const first = this.reserve(count)
     const inFlight = new Set<Promise<void>>()
     const start = performance.now()
