@@ -100,12 +100,6 @@ export class WatchReader {
   }
 }
 
-export interface PutResult {
-  ok: number
-  failed: number
-  firstError: string | undefined
-}
-
 /** The writer: PUTs over a keep-alive agent, recording when each call started and was acknowledged. */
 export class Writer {
   readonly startedAt: number[] = []
@@ -118,7 +112,7 @@ export class Writer {
   private readonly random: () => number
   private nextSeq = 0
   failed = 0
-  firstError: string | undefined
+  lastError: string | undefined
 
   constructor(random: () => number) {
     this.random = random
@@ -163,7 +157,7 @@ export class Writer {
 
   private fail(message: string): void {
     this.failed++
-    this.firstError ??= message
+    this.lastError = message
   }
 
   /**

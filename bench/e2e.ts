@@ -266,6 +266,7 @@ interface LatencyResult {
   ackedRate: number
   notSeen: number
   failed: number
+  lastError: string | undefined
   writerCpu: number
   readerCpuMean: number
   readerCpuMax: number
@@ -379,6 +380,7 @@ async function measureLatency(
     ackedRate: (acks.length * 1000) / (lastAck - writer.startedAt[first]),
     notSeen,
     failed: writer.failed - failedBefore,
+    lastError: writer.failed > failedBefore ? writer.lastError : undefined,
     writerCpu: perWrite(cluster.writer.pid),
     readerCpuMean: mean(readerCpu),
     readerCpuMax: max(readerCpu),
@@ -687,6 +689,8 @@ function printLatency(results: LatencyResult[], rate: number): void {
   const notes = results.filter((r) => !r.connectivity.startsWith('all') && r.connectivity !== 'n/a')
   for (const r of notes) console.log(`\n${r.shape} N=${r.n}: ${r.connectivity}`)
   for (const r of results) {
+    if (r.lastError !== undefined)
+      console.log(`\n${r.shape} N=${r.n}: ${r.failed} PUT failed, e.g. ${r.lastError}`)
     if (r.ackedRate >= 0.95 * rate) continue
     console.log(
       `\n${r.shape} N=${r.n}: the writer acknowledged ${f(r.ackedRate)} writes/s of the ${rate}/s sent (PUT ack p50 ${f(r.ackP50)} ms): ` +
