@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- e2e`: hearsay measured the way a user runs it. N daemons as separate processes
- * (started with the real CLI), a client PUTting over HTTP to daemon 0, and one SSE watch subscriber
+ * (started with the real CLI), a client PUTting over HTTP to one of them, and one SSE watch subscriber
  * on every other daemon, all clients in this process. Shapes: `mesh` (peer-to-peer), `hub`
  * (`hearsay hub` + N-1 `up --hub` clients) and `relay`, the baseline: a bare node:http relay
  * (bench/relay.ts, its own process) that fans each PUT out as one SSE event to N-1 subscribers.
@@ -606,8 +606,8 @@ function printMethod(options: Options): void {
     [
       `seed ${options.seed}, ${options.writes} writes at ${options.rate}/s per run, N ∈ {${options.ns.join(', ')}}, shapes ${options.shapes.join(', ')}${options.quick ? ' (--quick)' : ''}.`,
       'Each daemon is `node src/cli/main.ts up|hub` (SQLite, default log level, swarm key shared by the cluster, mDNS off,',
-      '--loopback-testing, 127.0.0.1). The writer PUTs 68-byte JSON values (distinct keys) to daemon 0 over keep-alive',
-      'connections; one SSE watch stream per other daemon (hub shape: the hub and the N-2 other clients) is read in this',
+      '--loopback-testing, 127.0.0.1). The writer PUTs 68-byte JSON values (distinct keys) to daemon 0 (hub shape: a client)',
+      'over keep-alive connections; one SSE watch stream per other daemon (hub shape: the hub and the N-2 other clients) is read in this',
       'process. Relay = bench/relay.ts, one node:http process: PUT → one SSE event to each of N-1 subscribers.',
       `Latency = max over readers of (first observation − PUT call start); a write not seen by every reader within ${SEEN_WITHIN_MS / 1000} s`,
       'is counted, not timed. CPU = utime+stime from /proc/<pid>/stat over the measured phase / writes (10 ms ticks).',
@@ -621,7 +621,7 @@ function printMethod(options: Options): void {
 
 function printLatency(results: LatencyResult[], rate: number): void {
   table(
-    `Latency: PUT on daemon 0 → seen on every reader's watch (${results[0]?.writes ?? 0} writes)`,
+    `Latency: PUT on the writer daemon → seen on every reader's watch (${results[0]?.writes ?? 0} writes)`,
     [
       'shape',
       'N',
