@@ -164,6 +164,11 @@ export class CausalMap {
     return this.seen.versionVector()
   }
 
+  /** True when the dot was seen: a merge skips an entry with such a dot. */
+  hasSeen(replica: string, counter: number): boolean {
+    return this.seen.has(replica, counter)
+  }
+
   /** The highest counter this map has seen from a replica. */
   maxCounter(replica: string): number {
     return this.seen.max(replica)

@@ -320,7 +320,13 @@ export class Replica extends EventEmitter<ReplicaEvents> {
    */
   async merge(delta: Delta, options: RemoteMergeOptions = {}): Promise<Change> {
     this.checkWritable()
+    const map = this.doc.map
+    const fresh: Entry[] = []
     for (const entry of delta.entries) {
+      // A seen dot is skipped by the join whatever it carries: only fresh entries need checking (and
+      // replaying old entries costs a hostile partner its bandwidth, not our CPU).
+      if (map.hasSeen(entry.replica, entry.counter)) continue
+      fresh.push(entry)
       if (!verifyEntry(this.namespace, entry, this.verifier)) {
         throw new SignatureError(
           `entry ${entry.replica}:${entry.counter} does not carry its author's signature`,
@@ -332,14 +338,13 @@ export class Replica extends EventEmitter<ReplicaEvents> {
         throw new SignatureError(`head ${head.replica}:${head.counter} does not carry its author's signature`)
       }
     }
-    const map = this.doc.map
     const vouched = attestedBy(delta, options.heads)
     const clipped = clipDelta(delta, (replica) =>
       Math.max(map.maxCounter(replica), vouched.get(replica) ?? 0),
     )
     const batch = this.batch(false)
     this.checkIncarnation(clipped)
-    this.raiseHeads(batch, delta, options.heads ?? [])
+    this.raiseHeads(batch, fresh, options.heads ?? [])
     const change = this.doc.merge(clipped, options)
     // Even a merge that changed no entry may have grown the context: recording the (empty) change
     // makes the batch persist it.
@@ -353,10 +358,10 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     return this.heads.get(replica)
   }
 
-  /** Keeps the highest verified head per replica from a delta's entries and the heads sent with it. */
-  private raiseHeads(batch: PendingBatch, delta: Delta, heads: readonly SignedHead[]): void {
+  /** Keeps the highest head per replica from verified entries and the heads sent with them. */
+  private raiseHeads(batch: PendingBatch, verified: readonly Entry[], heads: readonly SignedHead[]): void {
     const highest = new Map<string, Entry>()
-    for (const entry of delta.entries) {
+    for (const entry of verified) {
       const best = highest.get(entry.replica)
       if (best === undefined || best.counter < entry.counter) highest.set(entry.replica, entry)
     }
