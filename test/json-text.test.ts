@@ -181,6 +181,17 @@ describe('a watch stream', () => {
     expect(closed).toBe(1)
   })
 
+  it('hands the socket at most 256 KiB per read, or one larger event, in order', async () => {
+    const stream = new WatchStream(() => {}, 8 * 1024 * 1024)
+    const small = 'x'.repeat(100 * 1024)
+    const large = 'y'.repeat(600 * 1024)
+    for (const chunk of [small, small, small, large, small]) stream.push(chunk)
+    const reads: string[] = []
+    for (let i = 0; i < 4; i++) reads.push((await stream.next()).value as string)
+    expect(reads.map((read) => read.length / 1024)).toEqual([200, 100, 600, 100])
+    expect(reads.join('')).toBe(small + small + small + large + small)
+  })
+
   it('sends a replay before what is queued, producing it as it is read', async () => {
     const stream = new WatchStream(() => {}, 1024)
     let produced = 0

@@ -298,6 +298,8 @@ export function decodeSince(token: string): CausalContext {
  */
 /** Replay text handed to the socket per read. */
 const REPLAY_CHUNK_UNITS = 64 * 1024
+/** Queued text handed to the socket per read (one event may be larger). */
+const READ_CHUNK_UNITS = 256 * 1024
 
 export class WatchStream implements AsyncIterableIterator<string> {
   private queue: string[] = []
@@ -371,9 +373,15 @@ export class WatchStream implements AsyncIterableIterator<string> {
       if (text !== '') return Promise.resolve({ value: text, done: false })
     }
     if (this.queue.length > 0) {
-      const value = this.queue.length === 1 ? this.queue[0] : this.queue.join('')
-      this.queue = []
-      this.queuedUnits = 0
+      // At most READ_CHUNK_UNITS (or one event) per read: what a stalled socket holds beyond the
+      // queue stays small, and the queue's bound stays the bound.
+      let count = 1
+      let units = this.queue[0].length
+      while (count < this.queue.length && units + this.queue[count].length <= READ_CHUNK_UNITS)
+        units += this.queue[count++].length
+      const value = count === 1 ? this.queue[0] : this.queue.slice(0, count).join('')
+      this.queue = count === this.queue.length ? [] : this.queue.slice(count)
+      this.queuedUnits -= units
       return Promise.resolve({ value, done: false })
     }
     if (this.ended) return Promise.resolve({ value: undefined, done: true })
