@@ -157,6 +157,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       restarts.set(peer, done)
     }
     const faultsStart = performance.now()
+    // The schedule's times count from here; operation times from the start of the run.
+    const faultsStartMs = clock()
     const actions = timeline(schedule, net, set, restart)
     for (const action of actions) {
       const wait = action.at - (performance.now() - faultsStart)
@@ -267,7 +269,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }
     result.summary = summarize(result, history)
     if (keepDir)
-      writeFileSync(join(runDir, 'history.json'), JSON.stringify({ schedule, history, snapshots }, null, 1))
+      writeFileSync(
+        join(runDir, 'history.json'),
+        JSON.stringify({ faultsStartMs, schedule, history, snapshots }, null, 1),
+      )
     return result
   } finally {
     await cleanup()
