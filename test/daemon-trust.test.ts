@@ -6,22 +6,28 @@
  * connections capped).
  */
 import { randomBytes } from 'node:crypto'
-import { statSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { CrdtDocument } from '../src/crdt/document.ts'
+import { createEntrySigner, signEntry } from '../src/replica/signing.ts'
 import {
   api,
   collectEvents,
   removeHomes,
   runCli,
+  sharedSwarmKeyFile,
   startDaemon,
   stopAllDaemons,
   until,
 } from './helpers/daemon.ts'
 import { startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
+
+/** In-process peers join the test daemons' private mesh. */
+const meshKey = () => readFileSync(sharedSwarmKeyFile())
 
 const peers: TestPeer[] = []
 afterEach(async () => {
@@ -116,7 +122,7 @@ describe('values the API cannot be broken by', () => {
 
   it('a deep JSON value from a peer reaches watchers as text, and every route still answers, also after a restart', async () => {
     let daemon = await startDaemon()
-    const peer = await startTestPeer({ namespaces: ['default'] })
+    const peer = await startTestPeer({ namespaces: ['default'], swarmKey: meshKey() })
     peers.push(peer)
     const before = await collectEvents(`${daemon.url}/v1/ns/default/watch`, {
       stop: (events) => events.some((e) => e.event === 'ready'),
@@ -183,15 +189,19 @@ describe('values the API cannot be broken by', () => {
 describe('content types from peers', () => {
   it('a content type no HTTP header may carry is served as application/octet-stream, in every route', async () => {
     const daemon = await startDaemon()
-    const peer = await startTestPeer({ namespaces: ['default'] })
+    const privateKey = await generateKeyPair('Ed25519')
+    const peer = await startTestPeer({ namespaces: ['default'], swarmKey: meshKey(), privateKey })
     peers.push(peer)
-    // A peer may send any content type (peers never interpret them): write one below every check.
-    const forged = new CrdtDocument({ replica: 'mallory~1' }).put(
+    // A member may sign any content type (peers never interpret them): write one below every check,
+    // under the peer's own id and signature.
+    const signer = createEntrySigner(privateKey)
+    const odd = new CrdtDocument({ replica: `${signer.peerId}~odd` }).put(
       'forged',
       new TextEncoder().encode('hello'),
       'text/plain\r\nset-cookie: x=1',
     )
-    await peer.peer.namespace('default').merge(forged.delta)
+    const signed = { ...odd.entry, signature: signEntry(signer, 'default', odd.entry).signature }
+    await peer.peer.namespace('default').merge({ entries: [signed], context: odd.delta.context })
     const dial = await api(daemon.url, '/v1/peers', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
