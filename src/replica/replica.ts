@@ -400,6 +400,16 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     return unsent === undefined ? context : context.difference(unsent)
   }
 
+  /**
+   * The dots of every entry this replica holds (tombstones included), as peers may see them: what a
+   * sync partner with an equal context needs to finish the join (see SyncSession).
+   */
+  heldDots(): CausalContext {
+    const held = CausalContext.fromDots(this.doc.map.allEntries())
+    const unsent = this.undurableLocalDots()
+    return unsent === undefined ? held : held.difference(unsent)
+  }
+
   private undurableLocalDots(): CausalContext | undefined {
     const local = this.pending?.local
     if (local === undefined || local.length === 0) return undefined

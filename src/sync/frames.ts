@@ -14,8 +14,11 @@ import { SYNC_FRAME_VERSION } from './constants.ts'
  *   OPEN    namespace:string digest:string context:bytes      initiator's first frame
  *   EQUAL                                                      digests match: nothing to do
  *   CONTEXT context:bytes                                      "send me what this context lacks"
- *   DELTAS  final:u8 delta:bytes [heads]                       a chunk of what the other side lacks;
- *                                                              the final one ends with signed heads
+ *   DELTAS  flags:u8 delta:bytes [heads] [held:bytes]          a chunk of what the other side lacks;
+ *                                                              the final one (flag 1) ends with signed
+ *                                                              heads, and (flag 2) with the dots the
+ *                                                              sender holds, when both contexts are
+ *                                                              equal but the states are not
  *   ERROR   code:string message:string                         refusal; the stream ends after it
  */
 
@@ -23,7 +26,14 @@ export type SyncFrame =
   | { type: 'open'; namespace: string; digest: string; context: CausalContext }
   | { type: 'equal' }
   | { type: 'context'; context: CausalContext }
-  | { type: 'deltas'; final: boolean; delta: Delta; heads?: readonly SignedHead[] }
+  | {
+      type: 'deltas'
+      final: boolean
+      delta: Delta
+      heads?: readonly SignedHead[]
+      /** Final frame only: every dot the sender holds (the equal-context repair). */
+      held?: CausalContext
+    }
   | { type: 'error'; code: string; message: string }
 
 const TYPE_CODES = { open: 10, equal: 11, context: 12, deltas: 13, error: 14 } as const
@@ -42,11 +52,12 @@ export function encodeSyncFrame(frame: SyncFrame): Uint8Array {
       writer.bytes(encodeContext(frame.context))
       break
     case 'deltas':
-      writer.byte(frame.final ? 1 : 0)
+      if (!frame.final && ((frame.heads?.length ?? 0) > 0 || frame.held !== undefined))
+        throw new TypeError('only the final DELTAS frame carries heads and held dots')
+      writer.byte((frame.final ? 1 : 0) | (frame.held !== undefined ? 2 : 0))
       writer.bytes(encodeDelta(frame.delta))
       if (frame.final) writeHeads(writer, frame.heads ?? [])
-      else if ((frame.heads?.length ?? 0) > 0)
-        throw new TypeError('only the final DELTAS frame carries heads')
+      if (frame.held !== undefined) writer.bytes(encodeContext(frame.held))
       break
     case 'error':
       writer.string(frame.code.slice(0, 64))
@@ -90,11 +101,14 @@ export function decodeSyncFrame(bytes: Uint8Array, limits: CodecLimits = DEFAULT
       break
     case TYPE_CODES.deltas: {
       const flags = reader.byte('flags')
-      if (flags > 1) throw new DecodeError('invalid-field', `deltas flags ${flags}`)
-      const final = flags === 1
+      if (flags > 3 || flags === 2) throw new DecodeError('invalid-field', `deltas flags ${flags}`)
+      const final = (flags & 1) === 1
       const delta = decodeDelta(reader.bytes('delta', limits.maxFrameBytes, 'value-too-large'), limits)
       const heads = final ? readHeads(reader, limits.maxStrings, limits.maxStringBytes) : []
       frame = { type: 'deltas', final, delta, heads }
+      if ((flags & 2) === 2) {
+        frame.held = decodeContext(reader.bytes('held', limits.maxFrameBytes, 'value-too-large'), limits)
+      }
       break
     }
     case TYPE_CODES.error:

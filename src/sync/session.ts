@@ -19,6 +19,12 @@ import type { SyncFrame } from './frames.ts'
  * Each side streams only the deltas the other's context lacks, so the cost grows with the difference,
  * not the state. DELTAS are chunked; the final chunk carries the context difference, which is what
  * makes removals (and writes superseded in between) reach the other side.
+ *
+ * Equal-context repair: honest peers with equal contexts hold equal states, so equal contexts with
+ * unequal digests mean one side dropped an entry the other still holds (a hostile partner claimed it
+ * removed). Shipping only differences would never close that gap, so both final chunks then also
+ * carry the dots their sender holds, and each side completes the join: an entry whose dot the other
+ * side has seen but does not hold goes. The cost is one context more, and only in that case.
  */
 
 /** What the session needs of a replica: the pure queries of replication. */
@@ -28,6 +34,8 @@ export interface SyncState {
   deltasSince(remote: CausalContext): Delta
   /** The signed head of a replica's highest entry this side verified (to vouch for its context). */
   head?(replica: string): SignedHead | undefined
+  /** The dots of every entry held (for the equal-context repair). */
+  heldDots?(): CausalContext
 }
 
 /** What to merge: a delta, the dots shipped before it (chunking) and heads vouching for its context. */
@@ -121,7 +129,7 @@ export class SyncSession {
         this.sentFinal = true
         return this.step(this.chunks(this.state.deltasSince(frame.context), frame.context))
       case 'deltas':
-        return this.onDeltas(frame.final, frame.delta, frame.heads ?? [])
+        return this.onDeltas(frame.final, frame.delta, frame.heads ?? [], frame.held)
       case 'error':
         throw new SyncProtocolError(`remote-${frame.code}`, `peer refused: ${frame.message}`)
     }
@@ -145,7 +153,12 @@ export class SyncSession {
     return this.step(send)
   }
 
-  private onDeltas(final: boolean, delta: Delta, heads: readonly SignedHead[]): SyncStep {
+  private onDeltas(
+    final: boolean,
+    delta: Delta,
+    heads: readonly SignedHead[],
+    held: CausalContext | undefined,
+  ): SyncStep {
     if (!this.started || this.receivedFinal)
       throw new SyncProtocolError('unexpected-frame', 'DELTAS out of turn')
     this.stats.chunksReceived++
@@ -160,7 +173,18 @@ export class SyncSession {
       return { send: [], merge: { delta, options: {} }, done: false }
     }
     this.receivedFinal = true
-    const merge = { delta, options: { shipped: this.shipped.clone(), heads } }
+    const shipped = this.shipped.clone()
+    if (held !== undefined && this.stats.remoteContext !== undefined) {
+      // The other side has seen these dots (its context, as it sent it) and holds only `held` of them:
+      // naming them as seen and listing what it holds drops exactly what it does not hold. Only dots
+      // this side has seen too, so the repair removes and never adds.
+      const seenByBoth = this.stats.remoteContext.intersection(this.state.context())
+      const context = delta.context.clone()
+      context.merge(seenByBoth)
+      delta = { entries: delta.entries, context }
+      shipped.merge(held)
+    }
+    const merge = { delta, options: { shipped, heads } }
     const done = this.sentFinal
     if (done) this.finished = true
     return { send: [], merge, done }
@@ -213,7 +237,17 @@ export class SyncSession {
       const head = this.state.head?.(replica)
       if (head !== undefined) heads.push(head)
     }
-    frames.push({ type: 'deltas', final: true, delta: { entries: current, context: delta.context }, heads })
+    const final: SyncFrame = {
+      type: 'deltas',
+      final: true,
+      delta: { entries: current, context: delta.context },
+      heads,
+    }
+    // Reached only when digests differed: with equal contexts, the states differ in what is held.
+    if (this.state.heldDots !== undefined && remote.equals(this.state.context())) {
+      final.held = this.state.heldDots()
+    }
+    frames.push(final)
     return frames
   }
 }
