@@ -45,7 +45,8 @@ describe('anti-entropy repairs what gossip could not carry', () => {
       if (writes.length >= 500) await Promise.all(writes.splice(0))
     }
     await Promise.all(writes)
-    expect(await eventually(() => allEqual(digests([a, b])))).toBe(true)
+    // 10,000 signatures to check on the receiving side: give a loaded machine time.
+    expect(await eventually(() => allEqual(digests([a, b])), 60_000)).toBe(true)
 
     // The late joiner comes back with its old state (same file) under its old identity.
     const rejoined = await startTestPeer({ store: openSqliteStore({ path: latePath }), privateKey: lateKey })
