@@ -5,7 +5,14 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { afterAll, describe, expect, it } from 'vitest'
-import { api, type DaemonProcess, removeHomes, startDaemon, stopAllDaemons } from './helpers/daemon.ts'
+import {
+  api,
+  type DaemonProcess,
+  removeHomes,
+  sharedSwarmKeyFile,
+  startDaemon,
+  stopAllDaemons,
+} from './helpers/daemon.ts'
 import { expectCleanLog } from './helpers/log-check.ts'
 
 const FLOODER = new URL('./fixtures/flooder.ts', import.meta.url).pathname
@@ -40,9 +47,13 @@ async function gossipTotals(daemon: DaemonProcess): Promise<GossipTotals> {
 }
 
 function startFlooder(victim: string, namespace: string): { child: ChildProcess; lines: string[] } {
-  const child = spawn(process.execPath, [FLOODER, victim, 'default', namespace, String(BATCHES)], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [FLOODER, victim, 'default', namespace, String(BATCHES), sharedSwarmKeyFile()],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  )
   children.push(child)
   const lines: string[] = []
   let buffer = ''

@@ -9,6 +9,7 @@ import { CrdtDocument, internalKey } from '../../src/crdt/document.ts'
 import { HybridClock } from '../../src/crdt/hlc.ts'
 import { encodePexFrame } from '../../src/mesh/peer-exchange.ts'
 import { signBatch } from '../../src/peer/gossip.ts'
+import { createEntrySigner, signEntry } from '../../src/replica/signing.ts'
 import { encodeSyncFrame } from '../../src/sync/frames.ts'
 import { SyncSession } from '../../src/sync/session.ts'
 import { Rng } from './rng.ts'
@@ -77,7 +78,16 @@ export async function buildCorpus(seed: number): Promise<Corpus> {
     self: peerIds[0].toString(),
     keys: [],
   }
-  const addDelta = async (writer: number, delta: Delta) => {
+  const signers = keys.map((key) => createEntrySigner(key))
+  const addDelta = async (writer: number, unsigned: Delta) => {
+    // Entries travel signed by their author, as a replica signs them when it commits.
+    const delta = {
+      entries: unsigned.entries.map((entry) => ({
+        ...entry,
+        signature: signEntry(signers[writer], NAMESPACE, entry).signature,
+      })),
+      context: unsigned.context,
+    }
     corpus.delta.push(encodeDelta(delta))
     corpus.gossip.push(await signBatch(keys[writer], TOPIC, delta))
   }
