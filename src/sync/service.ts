@@ -13,6 +13,7 @@ import {
   SYNC_PROTOCOL,
 } from './constants.ts'
 import { decodeSyncFrame, encodeSyncFrame, type SyncFrame } from './frames.ts'
+import { SyncQuota } from './quota.ts'
 import { type SessionStats, SyncProtocolError, SyncSession } from './session.ts'
 
 /**
@@ -29,6 +30,8 @@ export interface SyncServiceInit {
   chunkBytes?: number
   idleTimeoutMs?: number
   maxSessionBytes?: number
+  /** Bytes and entries each peer may send us per minute (default DEFAULT_SYNC_QUOTA). */
+  quota?: SyncQuota
   /** Told about every finished session (metrics, membership). */
   onSession?(event: SessionEvent): void
   /** Told about every failed session, once per failure. */
@@ -53,9 +56,11 @@ export class SyncService {
   private readonly init: SyncServiceInit
   private readonly controller = new AbortController()
   private readonly running = new Map<string, Promise<SessionEvent>>()
+  private readonly quota: SyncQuota
 
   constructor(init: SyncServiceInit) {
     this.init = init
+    this.quota = init.quota ?? new SyncQuota()
   }
 
   async start(): Promise<void> {
@@ -198,6 +203,15 @@ export class SyncService {
             throw new SyncProtocolError('too-much-data', `session exceeded ${maxBytes} bytes`)
           }
           frame = decodeSyncFrame(bytes.subarray())
+          const entries = frame.type === 'deltas' ? frame.delta.entries.length : 0
+          const exhausted = this.quota.charge(peer.toString(), bytes.byteLength, entries)
+          if (exhausted !== undefined) {
+            // What was merged so far stays; a later session goes on from there.
+            throw new SyncProtocolError(
+              'quota-exceeded',
+              `peer sent more sync ${exhausted} than its quota per minute`,
+            )
+          }
         }
         if (session.role === 'initiator' && frame.type === 'context') roundTrips = 2
         const step = session.receive(frame)
