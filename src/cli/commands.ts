@@ -17,6 +17,31 @@ const TYPE_ALIASES: Record<string, string> = {
   binary: 'application/octet-stream',
 }
 
+/** A MIME type as RFC 9110 spells it: `type/subtype`, then optional `; name=value` parameters. */
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+const MIME_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(\\s*;\\s*${TOKEN}=(${TOKEN}|"[^"]*"))*$`)
+
+/** The content type `--type` names: a shorthand (json, text, bytes, binary) or a MIME type. */
+export function contentTypeOf(requested: string): string {
+  const alias = TYPE_ALIASES[requested.toLowerCase()]
+  if (alias !== undefined) return alias
+  if (MIME_TYPE.test(requested.trim())) return requested.trim()
+  throw new CliError(
+    EXIT.USAGE,
+    `--type "${requested}" is neither ${Object.keys(TYPE_ALIASES).join(', ')} nor a MIME type like image/png`,
+  )
+}
+
+/** Bytes that decode as UTF-8 are text; anything else is bytes. */
+function isUtf8(value: Uint8Array): boolean {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(value)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const ackOptions = {
   ack: {
     type: 'string',
@@ -78,8 +103,8 @@ export const putCommand: Command = {
   name: 'put',
   args: '<key> [value]',
   summary: 'write a value (from the argument, --file, or stdin)',
-  details: `A value on the command line is stored as text unless --type says otherwise; --type json checks
-it is JSON. With no value (or "-") the value is read from stdin.
+  details: `A value on the command line, or UTF-8 text from stdin, is stored as text unless --type says
+otherwise; --type json checks it is JSON. With no value (or "-") the value is read from stdin.
 
   hearsay put greeting hello
   hearsay put config '{"mode":"eco"}' --type json
@@ -92,7 +117,7 @@ it is JSON. With no value (or "-") the value is read from stdin.
       type: 'string',
       short: 't',
       value: '<type>',
-      description: 'content type, or json | text | bytes',
+      description: 'json, text, bytes, or a MIME type (type/subtype)',
     },
     file: { type: 'string', short: 'f', value: '<path>', description: 'read the value from a file' },
     'if-match': {
@@ -104,6 +129,9 @@ it is JSON. With no value (or "-") the value is read from stdin.
   },
   async run(context) {
     const [key, argument] = need(context, 1, 'key')
+    const requested = context.values.type as string | undefined
+    // Checked before reading stdin or a file: a typo in --type fails fast.
+    const typed = requested === undefined ? undefined : contentTypeOf(requested)
     let value: Uint8Array
     let defaultType: string
     if (typeof context.values.file === 'string') {
@@ -123,13 +151,12 @@ it is JSON. With no value (or "-") the value is read from stdin.
         throw new CliError(EXIT.USAGE, 'give a value, --file <path>, or pipe the value into stdin')
       }
       value = await readStdin(context)
-      defaultType = TYPE_ALIASES.bytes
+      defaultType = isUtf8(value) ? TYPE_ALIASES.text : TYPE_ALIASES.bytes
     } else {
       value = new TextEncoder().encode(argument)
       defaultType = TYPE_ALIASES.text
     }
-    const requested = context.values.type as string | undefined
-    const contentType = requested === undefined ? defaultType : (TYPE_ALIASES[requested] ?? requested)
+    const contentType = typed ?? defaultType
     const headers: Record<string, string> = { 'content-type': contentType }
     if (typeof context.values['if-match'] === 'string') headers['if-match'] = context.values['if-match']
     const query = ackQuery(context)
@@ -267,7 +294,11 @@ export const lsCommand: Command = {
   args: '[prefix]',
   summary: 'list keys (and a preview of their values)',
   details: `One page (--limit, default 100) unless --all, which follows the pages to the end and shows
-progress on a terminal. --json prints one JSON object per key (NDJSON).`,
+progress on a terminal. --json prints each page as one line, {"items":[...],"cursor":"..."}: the
+cursor (absent on the last page) is what --cursor takes to list the next page.
+
+  hearsay ls sensors/ --limit 50 --json
+  hearsay ls sensors/ --limit 50 --json --cursor 'sensors/kitchen'`,
   namespaced: true,
   client: true,
   options: {
@@ -296,14 +327,15 @@ progress on a terminal. --json prints one JSON object per key (NDJSON).`,
         .client()
         .json<{ items: ListItem[]; cursor?: string }>(`${nsPath(context.ns)}/kv?${params}`)
       if (progress) context.io.stderr.write('\r\x1b[K')
-      for (const item of body.items) {
-        if (context.json) context.printJson(item)
-        else if (keysOnly) context.out(item.key)
-        else
-          context.out(
-            `${item.key}\t${preview(item)}${item.siblings > 1 ? `  (${item.siblings} siblings)` : ''}`,
-          )
-      }
+      if (context.json) context.printJson(body.cursor === undefined ? { items: body.items } : body)
+      else
+        for (const item of body.items) {
+          if (keysOnly) context.out(item.key)
+          else
+            context.out(
+              `${item.key}\t${preview(item)}${item.siblings > 1 ? `  (${item.siblings} siblings)` : ''}`,
+            )
+        }
       total += body.items.length
       cursor = body.cursor
       if (cursor === undefined) break
