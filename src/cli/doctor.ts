@@ -93,7 +93,10 @@ export function tcpListens(addresses: string[]): Array<{ host: string; port: num
   })
 }
 
-async function portChecks(context: CommandContext, daemonRuns: boolean): Promise<Check[]> {
+async function portChecks(context: CommandContext, daemonUrl: string | undefined): Promise<Check[]> {
+  // The running daemon holds its ports (which may differ from the config: flags, port 0).
+  if (daemonUrl !== undefined)
+    return [{ name: 'ports', status: 'ok', message: `held by the running daemon (API ${daemonUrl})` }]
   let config: Awaited<ReturnType<typeof loadFor>>['config']
   try {
     ;({ config } = await loadFor(context))
@@ -118,8 +121,6 @@ async function portChecks(context: CommandContext, daemonRuns: boolean): Promise
       checks.push({ name, status: 'ok', message: `${host}: any free port (0)` })
     } else if (await portFree(port, host)) {
       checks.push({ name, status: 'ok', message: `${host}:${port} is free` })
-    } else if (daemonRuns) {
-      checks.push({ name, status: 'ok', message: `${host}:${port} is in use (by the running daemon)` })
     } else {
       checks.push({
         name,
@@ -229,7 +230,7 @@ export async function runChecks(context: CommandContext): Promise<Check[]> {
         fix: `run doctor again in a moment; if it stays, remove ${dataDirFiles(dataDir).lock}`,
       })
   }
-  checks.push(...(await portChecks(context, lock.state === 'live')))
+  checks.push(...(await portChecks(context, lock.state === 'live' ? (lock.info.url ?? '?') : undefined)))
   checks.push(...(await daemonChecks(context)))
   return checks
 }

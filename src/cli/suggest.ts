@@ -1,14 +1,21 @@
 /** "Did you mean" for mistyped command and option names. */
 
-/** Edit distance (insertions, deletions, substitutions), two rows of memory. */
+/**
+ * Edit distance counting insertions, deletions, substitutions and swaps of two neighbouring letters
+ * (the commonest typo: `tpye`), as in the optimal string alignment distance.
+ */
 export function levenshtein(a: string, b: string): number {
+  let before: number[] = []
   let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
   for (let i = 1; i <= a.length; i++) {
     const current = [i]
     for (let j = 1; j <= b.length; j++) {
       const substitution = previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)
       current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, substitution)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        current[j] = Math.min(current[j], before[j - 2] + 1)
     }
+    before = previous
     previous = current
   }
   return previous[b.length]

@@ -74,12 +74,45 @@ export async function loadFor(
   })
   // Loaded on demand: the config loader pulls in the peer and multiaddr parsing, which client commands never need.
   const { loadConfig } = await import('../daemon/config.ts')
+  let loaded: ReturnType<typeof loadConfig>
   try {
-    return loadConfig({ dataDir, flags: flagsOf(context), env: context.io.env, isHub: options.isHub })
+    loaded = loadConfig({ dataDir, flags: flagsOf(context), env: context.io.env, isHub: options.isHub })
   } catch (error) {
     if (error instanceof DaemonStartError) throw new CliError(EXIT.START_FAILED, error.message, error.code)
     throw error
   }
+  const { config, sources, file } = loaded
+  const { peerIdFromString } = await import('@libp2p/peer-id')
+  for (const key of ['hub', 'bootstrap'] as const) {
+    const setting = SETTINGS.find((candidate) => candidate.key === key)!
+    const where =
+      sources[key] === 'flag'
+        ? `--${setting.flag}`
+        : sources[key] === 'env'
+          ? setting.env
+          : `"${key}" in ${file.path}`
+    for (const address of config[key]) {
+      // A placeholder copied from the docs (/p2p/12D3KooW…) is a config mistake, named as one here
+      // rather than a failed dial later.
+      const id = /\/p2p\/([^/]*)/.exec(address)?.[1]
+      if (id === undefined) continue
+      try {
+        peerIdFromString(id)
+      } catch {
+        throw new CliError(
+          EXIT.START_FAILED,
+          `${where}: "${address}" does not end in a whole peer id (copy the address the peer prints at start)`,
+          'CONFIG_INVALID',
+        )
+      }
+    }
+  }
+  // A hub client is never dialled (it dials its hubs), so by default it takes any free p2p port:
+  // then it runs next to a mesh peer or the hub on one machine without "port in use".
+  if (topologyOf(config) === 'hub-client' && sources.listen === 'default') {
+    config.listen = config.listen.map((address) => address.replace(/\/tcp\/\d+/, '/tcp/0'))
+  }
+  return { config, file }
 }
 
 export const initCommand: Command = {
