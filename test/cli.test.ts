@@ -53,6 +53,10 @@ describe.concurrent('data commands', () => {
     const typed = await cli(['put', 'cfg', '{"mode":"eco"}', '--type', 'json'])
     expect(typed.code).toBe(0)
     expect(JSON.parse((await cli(['get', 'cfg'])).stdout)).toEqual({ mode: 'eco' })
+    expect(JSON.parse((await cli(['get', 'cfg', '--json'])).stdout)).toMatchObject({
+      encoding: 'json',
+      value: { mode: 'eco' },
+    })
     const bad = await cli(['put', 'cfg', '{nope', '-t', 'json'])
     expect(bad.code).toBe(5)
     expect(bad.stderr).toContain('INVALID_JSON')

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { extname } from 'node:path'
-import { encodeValue } from '../daemon/values.ts'
+import { encodeValue, stringifyJson } from '../daemon/values.ts'
 import { keyPath, nsPath } from './client.ts'
 import type { Command, CommandContext } from './command.ts'
 import { CliError, EXIT } from './exit-codes.ts'
@@ -229,7 +229,10 @@ export const getCommand: Command = {
     const etag = (response.headers.get('etag') ?? '').replace(/^"|"$/g, '')
     const siblings = Number(response.headers.get('x-hearsay-siblings') ?? '1')
     if (context.json) {
-      context.printJson({ namespace: context.ns, key, etag, siblings, ...encodeValue(value, contentType) })
+      // stringifyJson embeds a JSON value as itself (JSON.stringify would print the wrapper).
+      context.out(
+        stringifyJson({ namespace: context.ns, key, etag, siblings, ...encodeValue(value, contentType) }),
+      )
       return EXIT.OK
     }
     const encoded = encodeValue(value, contentType)
