@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
   cleanEnv,
+  giveSharedKey,
   removeHomes,
   runCli,
   startDaemon,
@@ -48,13 +49,13 @@ function launch(node: string, args: string[], home: string, launcher = LAUNCHER)
 /** `hearsay up` through the launcher until its ready line, then SIGTERM; resolves with its exit. */
 async function upAndStop(
   node: string,
+  args = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns'],
+  home = tempHome(),
 ): Promise<{ ready: Record<string, unknown>; code: number | null; stderr: string }> {
-  const home = tempHome()
-  const child = spawn(
-    node,
-    [LAUNCHER, 'up', '--json', '--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns'],
-    { env: cleanEnv({ HEARSAY_HOME: home, HEARSAY_LOG_LEVEL: 'warn' }), stdio: ['ignore', 'pipe', 'pipe'] },
-  )
+  const child = spawn(node, [LAUNCHER, 'up', '--json', '--api-port', '0', ...args], {
+    env: cleanEnv({ HEARSAY_HOME: home, HEARSAY_LOG_LEVEL: 'warn' }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
@@ -227,5 +228,21 @@ describe('peers coming and going', () => {
     await until(() => (b.stderr().includes('"msg":"peer disconnected"') ? true : undefined), {
       message: 'b logs the disconnect',
     })
+  }, 60_000)
+})
+
+describe('hub clients', () => {
+  it('take a free p2p port by default, so they run next to a peer listening on the default one', async () => {
+    const hub = await startDaemon({ command: 'hub' })
+    const home = tempHome()
+    giveSharedKey(home)
+    const run = await upAndStop(PINNED, ['--hub', hub.addresses[0], '--loopback-testing'], home)
+    expect(run.code).toBe(0)
+    expect(run.ready.topology).toBe('hub-client')
+    const ports = (run.ready.addresses as string[]).map((address) =>
+      Number(/\/tcp\/(\d+)/.exec(address)?.[1]),
+    )
+    expect(ports.length).toBeGreaterThan(0)
+    for (const port of ports) expect(port).not.toBe(7601)
   }, 60_000)
 })
