@@ -339,7 +339,7 @@ COMP_WORDS=(hearsay ls --li); COMP_CWORD=2; _hearsay; echo "\${COMPREPLY[@]}"`
     expect(ran.stdout.split('\n').slice(0, 2)).toEqual(['status', '--limit'])
     const zsh = await runCli(['completion', 'zsh'])
     expect(zsh.stdout).toMatch(/^#compdef hearsay/)
-    expect(zsh.stdout).toContain("'doctor:check the Node version")
+    expect(zsh.stdout).toContain("'doctor:check Node, data dir")
     const fish = await runCli(['completion', 'fish'])
     expect(fish.stdout).toContain("complete -c hearsay -n '__fish_seen_subcommand_from put' -l type -s t -r")
     const bad = await runCli(['completion', 'powershell'])

@@ -185,7 +185,7 @@ interface SiblingJson {
 export const getCommand: Command = {
   name: 'get',
   args: '<key>',
-  summary: 'read a value (raw bytes to stdout), or every concurrent value with --siblings',
+  summary: 'read a value (or all concurrent ones: --siblings)',
   details: `  hearsay get greeting
   hearsay get photo > cat.jpg
   hearsay get config --json        # {"key","contentType","etag","siblings","encoding","value"}
@@ -358,7 +358,7 @@ cursor (absent on the last page) is what --cursor takes to list the next page.
 export const incrCommand: Command = {
   name: 'incr',
   args: '<key> [by]',
-  summary: 'add to a counter (default 1; negative to subtract) and print its value',
+  summary: 'add to a counter (default 1) and print its value',
   details: `Counters are PN-counters: increments made on different peers at the same time all count.
 
   hearsay incr visits
@@ -470,7 +470,7 @@ interface PeerJson {
 export const peersCommand: Command = {
   name: 'peers',
   args: '',
-  summary: 'list connected and known peers with round-trip time and last seen',
+  summary: 'list peers with round-trip time and last seen',
   client: true,
   async run(context) {
     const { body } = await context.client().json<{ meshAttached: boolean; peers: PeerJson[] }>('/v1/peers')
@@ -499,7 +499,7 @@ export const peersCommand: Command = {
 export const connectCommand: Command = {
   name: 'connect',
   args: '<multiaddr>',
-  summary: 'dial a peer, e.g. /ip4/192.168.1.7/tcp/7601/p2p/12D3KooW…',
+  summary: 'dial a peer: /ip4/<address>/tcp/<port>/p2p/<peer id>',
   client: true,
   async run(context) {
     const [address] = need(context, 1, 'multiaddr')
@@ -522,7 +522,7 @@ export const connectCommand: Command = {
 export const joinCommand: Command = {
   name: 'join',
   args: '<ticket | namespace>',
-  summary: 'join a private mesh with an invite ticket, or start replicating a namespace',
+  summary: 'join a mesh with a ticket, or start replicating a namespace',
   details: `With a ticket (from "hearsay invite" on a peer of the mesh, it starts with hsy1): writes the
 mesh key into the data dir and the inviter's addresses into config.json as bootstrap peers; then
 "hearsay up" joins the mesh. No daemon needs to run. A different mesh key already in the data dir is
@@ -578,7 +578,7 @@ interface StatusJson {
 export const statusCommand: Command = {
   name: 'status',
   args: '',
-  summary: 'show the peer: id, API, mesh, peers, namespaces, store, uptime',
+  summary: 'show peer id, API, mesh, peers, namespaces, store',
   client: true,
   async run(context) {
     const { body } = await context.client().json<StatusJson>('/v1/status')

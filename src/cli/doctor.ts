@@ -238,7 +238,7 @@ export async function runChecks(context: CommandContext): Promise<Check[]> {
 export const doctorCommand: Command = {
   name: 'doctor',
   args: '',
-  summary: 'check the Node version, data dir, lock, ports, API and peers',
+  summary: 'check Node, data dir, lock, ports, API and peers',
   details: `One line per check: ok, warn (works, but look) or fail (broken), with what to do. Exit 1
 when a check fails.`,
   client: true,

@@ -118,7 +118,7 @@ export async function loadFor(
 export const initCommand: Command = {
   name: 'init',
   args: '',
-  summary: 'create the data dir, the identity key, the mesh key and config.json (settings from the flags)',
+  summary: 'create the data dir, the keys and config.json',
   details: `Safe to run again: the identity and the mesh key are kept, and flags given now are merged
 into config.json. The mesh key (<data dir>/swarm.key) makes a new private mesh: only peers holding
 it can connect. Others join with a ticket from "hearsay invite" (run once this peer is up).
@@ -225,7 +225,7 @@ daemon, port in use, bad config, unreadable store).`
 export const upCommand: Command = {
   name: 'up',
   args: '',
-  summary: 'run the daemon in the foreground (Ctrl-C stops it gracefully)',
+  summary: 'run the daemon in the foreground (Ctrl-C stops it)',
   details: `Settings come from <data dir>/config.json, then these flags, then HEARSAY_* environment
 variables (strongest); see docs/configuration.md. Prints the API URL, the peer id and the addresses
 once ready (--json: one JSON line {"event":"ready",...}). Logs go to stderr.
@@ -245,7 +245,7 @@ ${DAEMON_EXIT_CODES}`,
 export const hubCommand: Command = {
   name: 'hub',
   args: '',
-  summary: 'run the daemon in the foreground as a hub that client peers (up --hub) talk to',
+  summary: 'run the daemon as a hub for clients (up --hub)',
   details: `The client-server shape, to run next to (or compare with) the peer-to-peer mesh: clients
 started with "hearsay up --hub <address of this hub>" talk only to the hub, which relays every write
 to the other clients and serves their catch-up. Same protocol, API and settings as "hearsay up"; a
