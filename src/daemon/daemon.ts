@@ -189,10 +189,10 @@ export async function startDaemon(
       logger.warn('running without a mesh: this peer does not replicate (attachMesh returned none)')
     else {
       // Who came and went, at info level: the first thing to look at when peers do not converge.
-      const remoteAddr = (id: string) => mesh.node.status().connections.find((c) => c.peer === id)?.remoteAddr
-      mesh.node.onPeerConnect((id) =>
-        logger.info({ peer: `${id}`, remoteAddr: remoteAddr(`${id}`) }, 'peer connected'),
-      )
+      mesh.node.onPeerConnect((id) => {
+        const remoteAddr = mesh.node.libp2p.getConnections(id)[0]?.remoteAddr.toString()
+        logger.info({ peer: `${id}`, remoteAddr }, 'peer connected')
+      })
       mesh.node.onPeerDisconnect((id) => logger.info({ peer: `${id}` }, 'peer disconnected'))
     }
 

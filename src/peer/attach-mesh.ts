@@ -356,7 +356,9 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     peers: (): PeerInfo[] => {
       const connected = new Set(node.peers().map((p) => p.toString()))
       // Peers found by mDNS or that dialled in have no dialled address: show where they connect from.
-      const observed = new Map(node.status().connections.map((c) => [c.peer, c.remoteAddr]))
+      const observed = new Map(
+        node.libp2p.getConnections().map((c) => [c.remotePeer.toString(), c.remoteAddr.toString()]),
+      )
       return membership.list().map((m) => ({
         peerId: m.peerId,
         addresses:
