@@ -308,6 +308,11 @@ describe.concurrent('without a daemon, and usage', () => {
     expect(JSON.parse(json.stderr)).toEqual({
       error: { code: 'UNKNOWN_OPTION', message: 'unknown option --tpye; did you mean --type?' },
     })
+    const early = await runCli(['--api', 'localhost:7600', 'status'])
+    expect([early.code, early.stderr]).toEqual([
+      2,
+      expect.stringContaining('options go after the command: hearsay status --api localhost:7600'),
+    ])
     const unknown = JSON.parse((await runCli(['frobnicate', '--json'])).stderr)
     expect(unknown.error.code).toBe('UNKNOWN_COMMAND')
     const missing = await runCli(['get', '--json'], { home: tempHome() })

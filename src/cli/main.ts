@@ -156,7 +156,7 @@ Options:
 ${helpRows(rows).join('\n')}`)
 }
 
-/** Names every option of every command could be mistaken for, for "did you mean". */
+/** The option names of a command, for "did you mean". */
 function optionNames(command: Command): string[] {
   return Object.keys(optionsOf(command))
 }
@@ -186,7 +186,16 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const command = COMMANDS.find((candidate) => candidate.name === name)
   if (command === undefined) {
     const known = COMMANDS.map((candidate) => candidate.name)
-    const guess = name.startsWith('-') ? undefined : closest(name, known)
+    if (name.startsWith('-')) {
+      // `hearsay --api host:port status`: options come after the command.
+      const later = rest.find((arg) => known.includes(arg))
+      const message =
+        later === undefined
+          ? `"${name}" is not a command; options go after the command`
+          : `options go after the command: hearsay ${later} ${argv.filter((arg) => arg !== later).join(' ')}`
+      return usage('USAGE', message, 'see hearsay --help', 'hearsay')
+    }
+    const guess = closest(name, known)
     const message = `unknown command "${name}"${guess === undefined ? '' : `; did you mean "${guess}"?`}`
     return usage('UNKNOWN_COMMAND', message, 'see hearsay --help', 'hearsay')
   }
