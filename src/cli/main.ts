@@ -83,7 +83,7 @@ const CLIENT_OPTIONS: Record<string, OptionSpec> = {
   api: {
     type: 'string',
     value: '<url>',
-    description: "the daemon's API URL (default: found in the data dir; env HEARSAY_API)",
+    description: "the daemon's API, host:port or URL (default: found in the data dir; env HEARSAY_API)",
   },
   token: {
     type: 'string',
