@@ -53,6 +53,10 @@ describe.concurrent('data commands', () => {
     const typed = await cli(['put', 'cfg', '{"mode":"eco"}', '--type', 'json'])
     expect(typed.code).toBe(0)
     expect(JSON.parse((await cli(['get', 'cfg'])).stdout)).toEqual({ mode: 'eco' })
+    expect(JSON.parse((await cli(['get', 'cfg', '--json'])).stdout)).toMatchObject({
+      encoding: 'json',
+      value: { mode: 'eco' },
+    })
     const bad = await cli(['put', 'cfg', '{nope', '-t', 'json'])
     expect(bad.code).toBe(5)
     expect(bad.stderr).toContain('INVALID_JSON')
@@ -101,13 +105,64 @@ describe.concurrent('data commands', () => {
     expect(all.stdout.trim().split('\n')).toEqual(
       Array.from({ length: 12 }, (_, i) => `list/${String(i).padStart(2, '0')}`),
     )
-    const ndjson = await cli(['ls', 'list/0', '--json'])
-    expect(
-      ndjson.stdout
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line).key),
-    ).toHaveLength(10)
+    const last = JSON.parse((await cli(['ls', 'list/0', '--json'])).stdout)
+    expect(last.items.map((item: { key: string }) => item.key)).toHaveLength(10)
+    expect(last.cursor).toBeUndefined()
+    // --json pages carry the cursor that --cursor takes for the next page.
+    const keys: string[] = []
+    let cursor: string | undefined
+    for (let page = 0; page < 5; page++) {
+      const args = [
+        'ls',
+        'list/',
+        '--json',
+        '--limit',
+        '5',
+        ...(cursor === undefined ? [] : ['--cursor', cursor]),
+      ]
+      const body = JSON.parse((await cli(args)).stdout)
+      keys.push(...body.items.map((item: { key: string }) => item.key))
+      cursor = body.cursor
+      if (cursor === undefined) break
+    }
+    expect(keys).toEqual(Array.from({ length: 12 }, (_, i) => `list/${String(i).padStart(2, '0')}`))
+  })
+
+  it('stdin text stays text; --type takes a shorthand or a MIME type, nothing else', async () => {
+    expect((await cli(['put', 'note', '-n', 'typed'], { input: 'héllo\n' })).code).toBe(0)
+    expect(JSON.parse((await cli(['get', 'note', '-n', 'typed', '--json'])).stdout)).toMatchObject({
+      contentType: 'text/plain; charset=utf-8',
+      encoding: 'utf8',
+      value: 'héllo\n',
+    })
+    expect((await cli(['put', 'raw', '-n', 'typed'], { input: Buffer.from([0xff, 0xfe, 0]) })).code).toBe(0)
+    expect(JSON.parse((await cli(['get', 'raw', '-n', 'typed', '--json'])).stdout).contentType).toBe(
+      'application/octet-stream',
+    )
+    const mime = await cli(['put', 'pic', 'x', '-n', 'typed', '--type', 'image/png'])
+    expect(mime.code).toBe(0)
+    expect(JSON.parse((await cli(['get', 'pic', '-n', 'typed', '--json'])).stdout).contentType).toBe(
+      'image/png',
+    )
+    for (const bad of ['jsn', 'image', 'a/b/c', 'text/plain; charset']) {
+      const result = await cli(['put', 'pic', 'y', '-n', 'typed', '--type', bad, '--json'])
+      expect(result.code).toBe(2)
+      expect(JSON.parse(result.stderr).error.code).toBe('USAGE')
+      expect(JSON.parse(result.stderr).error.message).toContain('MIME type')
+    }
+    expect((await cli(['get', 'pic', '-n', 'typed'])).stdout).toBe('x')
+  })
+
+  it('--api takes host:port without http://', async () => {
+    const port = new URL(daemon.url).port
+    for (const api of [`localhost:${port}`, `127.0.0.1:${port}/`, daemon.url]) {
+      const status = await runCli(['status', '--json', '--api', api])
+      expect(status.code).toBe(0)
+      expect(JSON.parse(status.stdout).peerId).toBe(daemon.peerId)
+    }
+    const bad = await runCli(['status', '--api', 'ftp://localhost:1'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('http://')
   })
 
   it('counts with incr (negative too) and counter, and resets', async () => {
@@ -241,6 +296,65 @@ describe.concurrent('without a daemon, and usage', () => {
     expect(option.stderr).toContain('--bogus')
     expect((await cli(['get'])).code).toBe(2)
     expect((await runCli([])).code).toBe(2)
+  })
+
+  it('says "did you mean" for typos, and usage errors honour --json with a code', async () => {
+    const command = await runCli(['stauts'])
+    expect([command.code, command.stderr]).toEqual([2, expect.stringContaining('did you mean "status"?')])
+    const option = await runCli(['ls', '--limt', '3'])
+    expect([option.code, option.stderr]).toEqual([2, expect.stringContaining('did you mean --limit?')])
+    const json = await runCli(['put', 'k', 'v', '--tpye', 'json', '--json'])
+    expect(json.code).toBe(2)
+    expect(JSON.parse(json.stderr)).toEqual({
+      error: { code: 'UNKNOWN_OPTION', message: 'unknown option --tpye; did you mean --type?' },
+    })
+    const early = await runCli(['--api', 'localhost:7600', 'status'])
+    expect([early.code, early.stderr]).toEqual([
+      2,
+      expect.stringContaining('options go after the command: hearsay status --api localhost:7600'),
+    ])
+    const unknown = JSON.parse((await runCli(['frobnicate', '--json'])).stderr)
+    expect(unknown.error.code).toBe('UNKNOWN_COMMAND')
+    const missing = await runCli(['get', '--json'], { home: tempHome() })
+    expect(JSON.parse(missing.stderr)).toEqual({ error: { code: 'USAGE', message: 'missing key' } })
+  })
+
+  it('every help text fits 80 columns and lists openapi, doctor and completion', async () => {
+    const main = await runCli(['--help'])
+    for (const name of ['openapi', 'doctor', 'completion']) expect(main.stdout).toContain(`  ${name} `)
+    const names = [...main.stdout.matchAll(/^ {2}([a-z]+) /gm)].map((match) => match[1])
+    expect(names.length).toBeGreaterThan(15)
+    const helps = await Promise.all(names.map((name) => runCli([name, '--help'])))
+    for (const text of [main.stdout, ...helps.map((help) => help.stdout)]) {
+      const wide = text.split('\n').filter((line) => line.length > 80)
+      expect(wide).toEqual([])
+    }
+  })
+
+  it('completion prints bash, zsh and fish scripts from the command table', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const bash = await runCli(['completion', 'bash'])
+    expect(bash.code).toBe(0)
+    expect(bash.stdout).toContain('complete -F _hearsay hearsay')
+    // Real bash completes "sta" to status and "ls --li" to --limit.
+    const script = `${bash.stdout}
+COMP_WORDS=(hearsay sta); COMP_CWORD=1; _hearsay; echo "\${COMPREPLY[@]}"
+COMP_WORDS=(hearsay ls --li); COMP_CWORD=2; _hearsay; echo "\${COMPREPLY[@]}"`
+    const ran = spawnSync('bash', ['-c', script], { encoding: 'utf8', timeout: 10_000 })
+    expect(ran.stdout.split('\n').slice(0, 2)).toEqual(['status', '--limit'])
+    const zsh = await runCli(['completion', 'zsh'])
+    expect(zsh.stdout).toMatch(/^#compdef hearsay/)
+    expect(zsh.stdout).toContain("'doctor:check Node, data dir")
+    const fish = await runCli(['completion', 'fish'])
+    expect(fish.stdout).toContain("complete -c hearsay -n '__fish_seen_subcommand_from put' -l type -s t -r")
+    const bad = await runCli(['completion', 'powershell'])
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining('bash, zsh, fish')])
+  })
+
+  it('a placeholder peer id in --hub is CONFIG_INVALID naming --hub, not a mesh failure', async () => {
+    const result = await runCli(['up', '--api-port', '0', '--hub', '/ip4/127.0.0.1/tcp/7601/p2p/12D3KooW…'])
+    expect(result.code).toBe(7)
+    expect(result.stderr).toMatch(/CONFIG_INVALID: --hub: .*12D3KooW…" .*peer id/)
   })
 
   it('--help for the program and for every command', async () => {

@@ -26,10 +26,30 @@ export interface DaemonTarget {
 export function findDaemon(options: ClientOptions): DaemonTarget {
   const explicitToken = options.env.HEARSAY_API_TOKEN || options.token || undefined
   const explicit = options.env.HEARSAY_API || options.api
-  if (explicit) return { url: explicit.replace(/\/+$/, ''), token: explicitToken }
+  if (explicit) return { url: apiUrl(explicit), token: explicitToken }
   const dataDir = resolveDataDir({ flag: options.dataDir, env: options.env })
   const url = daemonUrl(dataDir)
   return { url, token: explicitToken ?? readApiToken(apiTokenPath(dataDir)) }
+}
+
+/**
+ * An API address as typed: `localhost:7600`, `127.0.0.1:7600/` and `http://localhost:7600` all mean
+ * the same URL. Anything that is not an http(s) URL then is a usage error, not a failed fetch.
+ */
+export function apiUrl(typed: string): string {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(typed) ? typed : `http://${typed}`
+  let url: URL
+  try {
+    url = new URL(withScheme)
+  } catch {
+    throw new CliError(
+      EXIT.USAGE,
+      `--api "${typed}" is not an address like localhost:7600 or http://host:7600`,
+    )
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new CliError(EXIT.USAGE, `--api "${typed}": only http:// and https:// are supported`)
+  return withScheme.replace(/\/+$/, '')
 }
 
 function daemonUrl(dataDir: string): string {

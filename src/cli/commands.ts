@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { extname } from 'node:path'
-import { encodeValue } from '../daemon/values.ts'
+import { encodeValue, stringifyJson } from '../daemon/values.ts'
 import { keyPath, nsPath } from './client.ts'
 import type { Command, CommandContext } from './command.ts'
 import { CliError, EXIT } from './exit-codes.ts'
@@ -15,6 +15,31 @@ const TYPE_ALIASES: Record<string, string> = {
   text: 'text/plain; charset=utf-8',
   bytes: 'application/octet-stream',
   binary: 'application/octet-stream',
+}
+
+/** A MIME type as RFC 9110 spells it: `type/subtype`, then optional `; name=value` parameters. */
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+const MIME_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(\\s*;\\s*${TOKEN}=(${TOKEN}|"[^"]*"))*$`)
+
+/** The content type `--type` names: a shorthand (json, text, bytes, binary) or a MIME type. */
+export function contentTypeOf(requested: string): string {
+  const alias = TYPE_ALIASES[requested.toLowerCase()]
+  if (alias !== undefined) return alias
+  if (MIME_TYPE.test(requested.trim())) return requested.trim()
+  throw new CliError(
+    EXIT.USAGE,
+    `--type "${requested}" is neither ${Object.keys(TYPE_ALIASES).join(', ')} nor a MIME type like image/png`,
+  )
+}
+
+/** Bytes that decode as UTF-8 are text; anything else is bytes. */
+function isUtf8(value: Uint8Array): boolean {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(value)
+    return true
+  } catch {
+    return false
+  }
 }
 
 const ackOptions = {
@@ -78,8 +103,8 @@ export const putCommand: Command = {
   name: 'put',
   args: '<key> [value]',
   summary: 'write a value (from the argument, --file, or stdin)',
-  details: `A value on the command line is stored as text unless --type says otherwise; --type json checks
-it is JSON. With no value (or "-") the value is read from stdin.
+  details: `A value on the command line, or UTF-8 text from stdin, is stored as text unless --type says
+otherwise; --type json checks it is JSON. With no value (or "-") the value is read from stdin.
 
   hearsay put greeting hello
   hearsay put config '{"mode":"eco"}' --type json
@@ -92,7 +117,7 @@ it is JSON. With no value (or "-") the value is read from stdin.
       type: 'string',
       short: 't',
       value: '<type>',
-      description: 'content type, or json | text | bytes',
+      description: 'json, text, bytes, or a MIME type (type/subtype)',
     },
     file: { type: 'string', short: 'f', value: '<path>', description: 'read the value from a file' },
     'if-match': {
@@ -104,6 +129,9 @@ it is JSON. With no value (or "-") the value is read from stdin.
   },
   async run(context) {
     const [key, argument] = need(context, 1, 'key')
+    const requested = context.values.type as string | undefined
+    // Checked before reading stdin or a file: a typo in --type fails fast.
+    const typed = requested === undefined ? undefined : contentTypeOf(requested)
     let value: Uint8Array
     let defaultType: string
     if (typeof context.values.file === 'string') {
@@ -123,13 +151,12 @@ it is JSON. With no value (or "-") the value is read from stdin.
         throw new CliError(EXIT.USAGE, 'give a value, --file <path>, or pipe the value into stdin')
       }
       value = await readStdin(context)
-      defaultType = TYPE_ALIASES.bytes
+      defaultType = isUtf8(value) ? TYPE_ALIASES.text : TYPE_ALIASES.bytes
     } else {
       value = new TextEncoder().encode(argument)
       defaultType = TYPE_ALIASES.text
     }
-    const requested = context.values.type as string | undefined
-    const contentType = requested === undefined ? defaultType : (TYPE_ALIASES[requested] ?? requested)
+    const contentType = typed ?? defaultType
     const headers: Record<string, string> = { 'content-type': contentType }
     if (typeof context.values['if-match'] === 'string') headers['if-match'] = context.values['if-match']
     const query = ackQuery(context)
@@ -158,7 +185,7 @@ interface SiblingJson {
 export const getCommand: Command = {
   name: 'get',
   args: '<key>',
-  summary: 'read a value (raw bytes to stdout), or every concurrent value with --siblings',
+  summary: 'read a value (or all concurrent ones: --siblings)',
   details: `  hearsay get greeting
   hearsay get photo > cat.jpg
   hearsay get config --json        # {"key","contentType","etag","siblings","encoding","value"}
@@ -202,7 +229,10 @@ export const getCommand: Command = {
     const etag = (response.headers.get('etag') ?? '').replace(/^"|"$/g, '')
     const siblings = Number(response.headers.get('x-hearsay-siblings') ?? '1')
     if (context.json) {
-      context.printJson({ namespace: context.ns, key, etag, siblings, ...encodeValue(value, contentType) })
+      // stringifyJson embeds a JSON value as itself (JSON.stringify would print the wrapper).
+      context.out(
+        stringifyJson({ namespace: context.ns, key, etag, siblings, ...encodeValue(value, contentType) }),
+      )
       return EXIT.OK
     }
     const encoded = encodeValue(value, contentType)
@@ -267,7 +297,11 @@ export const lsCommand: Command = {
   args: '[prefix]',
   summary: 'list keys (and a preview of their values)',
   details: `One page (--limit, default 100) unless --all, which follows the pages to the end and shows
-progress on a terminal. --json prints one JSON object per key (NDJSON).`,
+progress on a terminal. --json prints each page as one line, {"items":[...],"cursor":"..."}: the
+cursor (absent on the last page) is what --cursor takes to list the next page.
+
+  hearsay ls sensors/ --limit 50 --json
+  hearsay ls sensors/ --limit 50 --json --cursor 'sensors/kitchen'`,
   namespaced: true,
   client: true,
   options: {
@@ -296,14 +330,15 @@ progress on a terminal. --json prints one JSON object per key (NDJSON).`,
         .client()
         .json<{ items: ListItem[]; cursor?: string }>(`${nsPath(context.ns)}/kv?${params}`)
       if (progress) context.io.stderr.write('\r\x1b[K')
-      for (const item of body.items) {
-        if (context.json) context.printJson(item)
-        else if (keysOnly) context.out(item.key)
-        else
-          context.out(
-            `${item.key}\t${preview(item)}${item.siblings > 1 ? `  (${item.siblings} siblings)` : ''}`,
-          )
-      }
+      if (context.json) context.printJson(body.cursor === undefined ? { items: body.items } : body)
+      else
+        for (const item of body.items) {
+          if (keysOnly) context.out(item.key)
+          else
+            context.out(
+              `${item.key}\t${preview(item)}${item.siblings > 1 ? `  (${item.siblings} siblings)` : ''}`,
+            )
+        }
       total += body.items.length
       cursor = body.cursor
       if (cursor === undefined) break
@@ -323,7 +358,7 @@ progress on a terminal. --json prints one JSON object per key (NDJSON).`,
 export const incrCommand: Command = {
   name: 'incr',
   args: '<key> [by]',
-  summary: 'add to a counter (default 1; negative to subtract) and print its value',
+  summary: 'add to a counter (default 1) and print its value',
   details: `Counters are PN-counters: increments made on different peers at the same time all count.
 
   hearsay incr visits
@@ -435,7 +470,7 @@ interface PeerJson {
 export const peersCommand: Command = {
   name: 'peers',
   args: '',
-  summary: 'list connected and known peers with round-trip time and last seen',
+  summary: 'list peers with round-trip time and last seen',
   client: true,
   async run(context) {
     const { body } = await context.client().json<{ meshAttached: boolean; peers: PeerJson[] }>('/v1/peers')
@@ -464,7 +499,7 @@ export const peersCommand: Command = {
 export const connectCommand: Command = {
   name: 'connect',
   args: '<multiaddr>',
-  summary: 'dial a peer, e.g. /ip4/192.168.1.7/tcp/7601/p2p/12D3KooW…',
+  summary: 'dial a peer: /ip4/<address>/tcp/<port>/p2p/<peer id>',
   client: true,
   async run(context) {
     const [address] = need(context, 1, 'multiaddr')
@@ -487,7 +522,7 @@ export const connectCommand: Command = {
 export const joinCommand: Command = {
   name: 'join',
   args: '<ticket | namespace>',
-  summary: 'join a private mesh with an invite ticket, or start replicating a namespace',
+  summary: 'join a mesh with a ticket, or start replicating a namespace',
   details: `With a ticket (from "hearsay invite" on a peer of the mesh, it starts with hsy1): writes the
 mesh key into the data dir and the inviter's addresses into config.json as bootstrap peers; then
 "hearsay up" joins the mesh. No daemon needs to run. A different mesh key already in the data dir is
@@ -543,7 +578,7 @@ interface StatusJson {
 export const statusCommand: Command = {
   name: 'status',
   args: '',
-  summary: 'show the peer: id, API, mesh, peers, namespaces, store, uptime',
+  summary: 'show peer id, API, mesh, peers, namespaces, store',
   client: true,
   async run(context) {
     const { body } = await context.client().json<StatusJson>('/v1/status')

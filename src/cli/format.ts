@@ -51,3 +51,50 @@ export function table(rows: string[][]): string[] {
 export function shortId(id: string, keep = 8): string {
   return id.length <= keep * 2 + 1 ? id : `${id.slice(0, keep + 4)}…${id.slice(-keep)}`
 }
+
+/** Help fits an 80-column terminal. */
+export const HELP_WIDTH = 80
+
+/** Words of `text` in lines of at most `width` characters (a longer word gets a line of its own). */
+export function wrap(text: string, width: number): string[] {
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(/\s+/).filter((w) => w !== '')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line)
+      line = word
+    } else line = line === '' ? word : `${line} ${word}`
+  }
+  if (line !== '') lines.push(line)
+  return lines.length === 0 ? [''] : lines
+}
+
+/**
+ * Two help columns (`  --flag <value>   description`) within HELP_WIDTH: descriptions wrap under their
+ * column; a left cell wider than `maxLeft` puts its description on the lines below it.
+ */
+export function helpRows(rows: Array<[string, string]>, maxLeft = 28): string[] {
+  const column = Math.min(maxLeft, Math.max(...rows.map(([left]) => left.length))) + 2
+  const out: string[] = []
+  for (const [left, right] of rows) {
+    const text = wrap(right, HELP_WIDTH - column)
+    if (left.length + 2 > column) out.push(left)
+    else out.push(`${left.padEnd(column)}${text.shift()}`)
+    for (const rest of text) out.push(`${' '.repeat(column)}${rest}`)
+  }
+  return out
+}
+
+/** Free text (details in help) within HELP_WIDTH: long lines wrap, keeping their indent. */
+export function wrapBlock(text: string): string {
+  return text
+    .split('\n')
+    .flatMap((line) => {
+      if (line.length <= HELP_WIDTH) return [line]
+      const indent = /^\s*/.exec(line)![0]
+      return wrap(line, HELP_WIDTH - indent.length - 2).map((part, i) =>
+        i === 0 ? `${indent}${part}` : `${indent}  ${part}`,
+      )
+    })
+    .join('\n')
+}

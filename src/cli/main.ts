@@ -20,8 +20,12 @@ import {
   statusCommand,
   watchCommand,
 } from './commands.ts'
+import { completionCommand } from './completion.ts'
+import { doctorCommand } from './doctor.ts'
 import { CliError, EXIT, isDiskFull } from './exit-codes.ts'
+import { helpRows, wrapBlock } from './format.ts'
 import { inviteCommand } from './invite.ts'
+import { closest } from './suggest.ts'
 import { hubCommand, initCommand, upCommand } from './up.ts'
 
 /**
@@ -34,8 +38,7 @@ const DEFAULT_NS = 'default'
 const openapiCommand: Command = {
   name: 'openapi',
   args: '',
-  summary: 'print the OpenAPI document of the HTTP API',
-  hidden: true,
+  summary: 'print the OpenAPI document of the HTTP API (JSON)',
   async run(context) {
     const { openApiDocument } = await import('../daemon/openapi.ts')
     context.io.stdout.write(`${JSON.stringify(openApiDocument(), null, 2)}\n`)
@@ -62,6 +65,8 @@ const COMMANDS: Command[] = [
   inviteCommand,
   joinCommand,
   statusCommand,
+  doctorCommand,
+  completionCommand(() => COMMANDS, optionsOf),
   openapiCommand,
 ]
 
@@ -78,7 +83,7 @@ const CLIENT_OPTIONS: Record<string, OptionSpec> = {
   api: {
     type: 'string',
     value: '<url>',
-    description: "the daemon's API URL (default: found in the data dir; env HEARSAY_API)",
+    description: "the daemon's API, host:port or URL (default: found in the data dir; env HEARSAY_API)",
   },
   token: {
     type: 'string',
@@ -114,37 +119,46 @@ function version(): string {
 
 export function mainHelp(): string {
   const visible = COMMANDS.filter((command) => !command.hidden)
-  const width = Math.max(...visible.map((command) => `${command.name} ${command.args}`.length))
+  const rows = visible.map((command): [string, string] => [
+    `  ${command.name}${command.args === '' ? '' : ` ${command.args}`}`,
+    command.summary,
+  ])
   return `hearsay ${version()}: an edge peer-to-peer gossip mesh
 
 Usage: hearsay <command> [options]
 
 Commands:
-${visible.map((command) => `  ${`${command.name} ${command.args}`.padEnd(width)}  ${command.summary}`).join('\n')}
+${helpRows(rows, 26).join('\n')}
 
 Options for every command: --data-dir <dir>, --json, -h/--help.
 Client commands also take --api <url> and, for data, -n/--ns <namespace>.
 "hearsay <command> --help" shows a command's options.
 
-Exit codes: 0 ok, 1 failure, 2 usage, 3 no daemon, 4 not found, 5 rejected (bad input),
-6 ack timeout (written here, not yet on enough peers), 7 daemon could not start.
+Exit codes: 0 ok, 1 failure, 2 usage, 3 no daemon, 4 not found,
+5 rejected (bad input), 6 ack timeout (written here, not yet on enough peers),
+7 daemon could not start.
 Docs: docs/cli.md, docs/api.md, docs/configuration.md`
 }
 
 export function commandHelp(command: Command): string {
   const options = optionsOf(command)
-  const rows = Object.entries(options).map(([name, spec]) => {
+  const rows = Object.entries(options).map(([name, spec]): [string, string] => {
     const short = spec.short === undefined ? '    ' : `-${spec.short}, `
     const negate = spec.type === 'boolean' && name === 'mdns' ? '--[no-]' : '--'
     return [`  ${short}${negate}${name}${spec.value === undefined ? '' : ` ${spec.value}`}`, spec.description]
   })
-  const width = Math.max(...rows.map(([left]) => left.length))
-  return `Usage: hearsay ${command.name}${command.args === '' ? '' : ` ${command.args}`} [options]
+  const usage = `Usage: hearsay ${command.name}${command.args === '' ? '' : ` ${command.args}`} [options]`
+  return wrapBlock(`${usage}
 
 ${command.summary}
 ${command.details === undefined ? '' : `\n${command.details}\n`}
 Options:
-${rows.map(([left, right]) => `${left.padEnd(width)}  ${right}`).join('\n')}`
+${helpRows(rows).join('\n')}`)
+}
+
+/** The option names of a command, for "did you mean". */
+function optionNames(command: Command): string[] {
+  return Object.keys(optionsOf(command))
 }
 
 /** parseArgs takes "-3" for an option; numbers are escaped here and restored after parsing. */
@@ -153,6 +167,13 @@ const ESCAPE = '\u0000neg:'
 
 export async function main(argv: string[], io: Io): Promise<number> {
   const [name, ...rest] = argv
+  const json = argv.includes('--json')
+  /** A bad command line: one line (or a JSON error with --json) and exit 2. */
+  const usage = (code: string, message: string, hint: string, prefix = `hearsay ${name}`): number => {
+    if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`)
+    else io.stderr.write(`${prefix}: ${message}\n${hint}\n`)
+    return EXIT.USAGE
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? COMMANDS.find((command) => command.name === rest[0]) : undefined
     io.stdout.write(`${topic === undefined ? mainHelp() : commandHelp(topic)}\n`)
@@ -164,8 +185,19 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
   const command = COMMANDS.find((candidate) => candidate.name === name)
   if (command === undefined) {
-    io.stderr.write(`hearsay: unknown command "${name}"; see hearsay --help\n`)
-    return EXIT.USAGE
+    const known = COMMANDS.map((candidate) => candidate.name)
+    if (name.startsWith('-')) {
+      // `hearsay --api host:port status`: options come after the command.
+      const later = rest.find((arg) => known.includes(arg))
+      const message =
+        later === undefined
+          ? `"${name}" is not a command; options go after the command`
+          : `options go after the command: hearsay ${later} ${argv.filter((arg) => arg !== later).join(' ')}`
+      return usage('USAGE', message, 'see hearsay --help', 'hearsay')
+    }
+    const guess = closest(name, known)
+    const message = `unknown command "${name}"${guess === undefined ? '' : `; did you mean "${guess}"?`}`
+    return usage('UNKNOWN_COMMAND', message, 'see hearsay --help', 'hearsay')
   }
 
   let parsed: ReturnType<typeof parseArgs>
@@ -178,8 +210,19 @@ export async function main(argv: string[], io: Io): Promise<number> {
       strict: true,
     })
   } catch (error) {
-    io.stderr.write(`hearsay ${name}: ${(error as Error).message}\nsee hearsay ${name} --help\n`)
-    return EXIT.USAGE
+    const hint = `see hearsay ${name} --help`
+    const { code, message } = error as { code?: string; message: string }
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const option = /'(-[^']*)'/.exec(message)?.[1] ?? ''
+      const bare = option.replace(/^--?(no-)?/, '').split('=')[0]
+      const guess = closest(bare, optionNames(command))
+      return usage(
+        'UNKNOWN_OPTION',
+        `unknown option ${option}${guess === undefined ? '' : `; did you mean --${guess}?`}`,
+        hint,
+      )
+    }
+    return usage('USAGE', message, hint)
   }
   if (parsed.values.help === true) {
     io.stdout.write(`${commandHelp(command)}\n`)
@@ -233,7 +276,8 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) {
+/** Runs the command line of this process and sets its exit code (bin/hearsay.cjs calls this). */
+export async function runAsProgram(): Promise<void> {
   // `hearsay ls | head`: a reader that went away is not an error worth a stack trace.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0)
@@ -249,3 +293,5 @@ if (isEntryPoint()) {
   // `up` and `hub` leave timers and sockets of the stopped node behind; every other command ends on its own.
   if (process.argv[2] === 'up' || process.argv[2] === 'hub') process.exit(code)
 }
+
+if (isEntryPoint()) await runAsProgram()

@@ -74,18 +74,51 @@ export async function loadFor(
   })
   // Loaded on demand: the config loader pulls in the peer and multiaddr parsing, which client commands never need.
   const { loadConfig } = await import('../daemon/config.ts')
+  let loaded: ReturnType<typeof loadConfig>
   try {
-    return loadConfig({ dataDir, flags: flagsOf(context), env: context.io.env, isHub: options.isHub })
+    loaded = loadConfig({ dataDir, flags: flagsOf(context), env: context.io.env, isHub: options.isHub })
   } catch (error) {
     if (error instanceof DaemonStartError) throw new CliError(EXIT.START_FAILED, error.message, error.code)
     throw error
   }
+  const { config, sources, file } = loaded
+  const { peerIdFromString } = await import('@libp2p/peer-id')
+  for (const key of ['hub', 'bootstrap'] as const) {
+    const setting = SETTINGS.find((candidate) => candidate.key === key)!
+    const where =
+      sources[key] === 'flag'
+        ? `--${setting.flag}`
+        : sources[key] === 'env'
+          ? setting.env
+          : `"${key}" in ${file.path}`
+    for (const address of config[key]) {
+      // A placeholder copied from the docs (/p2p/12D3KooW…) is a config mistake, named as one here
+      // rather than a failed dial later.
+      const id = /\/p2p\/([^/]*)/.exec(address)?.[1]
+      if (id === undefined) continue
+      try {
+        peerIdFromString(id)
+      } catch {
+        throw new CliError(
+          EXIT.START_FAILED,
+          `${where}: "${address}" does not end in a whole peer id (copy the address the peer prints at start)`,
+          'CONFIG_INVALID',
+        )
+      }
+    }
+  }
+  // A hub client is never dialled (it dials its hubs), so by default it takes any free p2p port:
+  // then it runs next to a mesh peer or the hub on one machine without "port in use".
+  if (topologyOf(config) === 'hub-client' && sources.listen === 'default') {
+    config.listen = config.listen.map((address) => address.replace(/\/tcp\/\d+/, '/tcp/0'))
+  }
+  return { config, file }
 }
 
 export const initCommand: Command = {
   name: 'init',
   args: '',
-  summary: 'create the data dir, the identity key, the mesh key and config.json (settings from the flags)',
+  summary: 'create the data dir, the keys and config.json',
   details: `Safe to run again: the identity and the mesh key are kept, and flags given now are merged
 into config.json. The mesh key (<data dir>/swarm.key) makes a new private mesh: only peers holding
 it can connect. Others join with a ticket from "hearsay invite" (run once this peer is up).
@@ -192,7 +225,7 @@ daemon, port in use, bad config, unreadable store).`
 export const upCommand: Command = {
   name: 'up',
   args: '',
-  summary: 'run the daemon in the foreground (Ctrl-C stops it gracefully)',
+  summary: 'run the daemon in the foreground (Ctrl-C stops it)',
   details: `Settings come from <data dir>/config.json, then these flags, then HEARSAY_* environment
 variables (strongest); see docs/configuration.md. Prints the API URL, the peer id and the addresses
 once ready (--json: one JSON line {"event":"ready",...}). Logs go to stderr.
@@ -212,7 +245,7 @@ ${DAEMON_EXIT_CODES}`,
 export const hubCommand: Command = {
   name: 'hub',
   args: '',
-  summary: 'run the daemon in the foreground as a hub that client peers (up --hub) talk to',
+  summary: 'run the daemon as a hub for clients (up --hub)',
   details: `The client-server shape, to run next to (or compare with) the peer-to-peer mesh: clients
 started with "hearsay up --hub <address of this hub>" talk only to the hub, which relays every write
 to the other clients and serves their catch-up. Same protocol, API and settings as "hearsay up"; a

@@ -187,6 +187,14 @@ export async function startDaemon(
     if (mesh !== undefined && peer.attachedMesh !== mesh) peer.attach(mesh)
     if (mesh === undefined)
       logger.warn('running without a mesh: this peer does not replicate (attachMesh returned none)')
+    else {
+      // Who came and went, at info level: the first thing to look at when peers do not converge.
+      mesh.node.onPeerConnect((id) => {
+        const remoteAddr = mesh.node.libp2p.getConnections(id)[0]?.remoteAddr.toString()
+        logger.info({ peer: `${id}`, remoteAddr }, 'peer connected')
+      })
+      mesh.node.onPeerDisconnect((id) => logger.info({ peer: `${id}` }, 'peer disconnected'))
+    }
 
     lock.update({ url })
     undo.length = 0

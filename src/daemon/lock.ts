@@ -16,7 +16,7 @@ import { DaemonStartError } from './errors.ts'
 
 /**
  * One daemon per data dir. Two processes on one store would each count their own dots under the same
- * replica id (the dot-reuse hazard in design.md), so the second one must refuse to start.
+ * replica id (dot reuse: two writers would hand out the same dots), so the second one must refuse to start.
  *
  * The lock is a file created with O_EXCL holding `{pid, url, ...}` as JSON; it doubles as the way the
  * CLI finds the running daemon's API. A lock whose pid is no longer alive was left by a crash

@@ -43,7 +43,7 @@ export const BOOTSTRAP_DELAY_MS = 100
 /**
  * libp2p accepts only 5 inbound connections per second per remote host by default
  * (`inboundConnectionThreshold`). On loopback every peer is 127.0.0.1, so tests with more than a
- * handful of peers hang on dials (design.md, performance notes). With `loopbackTesting` we raise it to
+ * handful of peers hang on dials. With `loopbackTesting` we raise it to
  * this; it is a rate, so a high value costs nothing when there is no burst.
  */
 export const LOOPBACK_INBOUND_CONNECTION_THRESHOLD = 10_000
@@ -58,7 +58,7 @@ export const LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS = 1_000
 export const DEFAULT_MAX_CONNECTIONS = 64
 
 /**
- * Dial timeout. libp2p's default is 10 s; a loopback or LAN dial takes ~20-35 ms (design.md), a dial
+ * Dial timeout. libp2p's default is 10 s; a loopback or LAN dial takes ~20-35 ms (measured), a dial
  * across the internet a few hundred, so 10 s only ever waits for dead peers. 5 s keeps stale addresses
  * from holding dial slots. The 2-core CPU-starved case (many nodes in one process) still fits.
  */
@@ -80,7 +80,7 @@ export const YAMUX_MAX_STREAM_WINDOW = 1024 * 1024
 
 /**
  * Mesh degree. gossipsub defaults are D=6, Dlo=4, Dhi=12, sized for Ethereum-scale networks. The cost of
- * gossip is CPU per message copy (design.md: ~4.4 copies received per message at D=6); for meshes of
+ * gossip is CPU per message copy (~4.4 copies received per message at D=6); for meshes of
  * 3-30 edge peers D=4 keeps every peer within a couple of hops while cutting copies by about a third.
  * Dlo=3 (repair threshold) and Dhi=6 (prune threshold) keep the usual D-1 / 1.5*D spacing.
  */
@@ -115,7 +115,7 @@ export const GOSSIP_LINK_CHECK_MS = 5_000
 
 /**
  * Largest message data we publish or accept. A gossip message is a batch of deltas coalesced up to a
- * size bound (design.md), so 1 MiB is generous; larger state moves by the sync protocol, not gossip.
+ * size bound, so 1 MiB is generous; larger state moves by the sync protocol, not gossip.
  * gossipsub's own default is 4 MiB for the whole RPC frame (it-length-prefixed default).
  */
 export const MAX_MESSAGE_BYTES = 1024 * 1024
@@ -247,7 +247,7 @@ export const INVALID_MESSAGE_DECAY = 0.99
 /**
  * Minimum timeout of libp2p's connection monitor ping (it pings every connection every 10 s and
  * aborts the connection when a ping fails). Its default minimum is 5 s; many nodes on 2 cores can stall
- * that long, and design.md warns against declaring a busy peer dead too eagerly, so we double it.
+ * that long, and declaring a busy peer dead too eagerly drops good connections, so we double it.
  */
 export const CONNECTION_MONITOR_MIN_TIMEOUT_MS = 10_000
 

@@ -187,7 +187,7 @@ async function fsyncDir(dir: string, forPath: string): Promise<void> {
       await fh.close()
     }
   } catch (err) {
-    // An fsync error means we do not know what is on disk: fatal, never retried (design.md hazards).
+    // An fsync error means we do not know what is on disk: fatal, never retried.
     throw new KeyFileIOError(forPath, 'fsync the directory of', { cause: err })
   }
 }

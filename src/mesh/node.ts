@@ -175,7 +175,7 @@ export interface MeshMessage {
   data: Uint8Array
   /**
    * The neighbour that delivered it. Not necessarily the author: with StrictNoSign gossipsub carries
-   * no author, so authorship must be proved inside `data` (design.md: a signature per batch).
+   * no author, so authorship must be proved inside `data` (a signature per batch).
    */
   from: PeerId
   /** Content-derived message id (base64), the key of gossipsub's seen cache. */

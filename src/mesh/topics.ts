@@ -1,7 +1,7 @@
 /**
  * Topic names and the topic allowlist.
  *
- * A namespace of a mesh is one gossipsub topic: `hearsay/<mesh>/<namespace>/v<n>` (design.md, Wire).
+ * A namespace of a mesh is one gossipsub topic: `hearsay/<mesh>/<namespace>/v<n>`.
  * gossipsub's own `allowedTopics` is an exact-match set fixed at construction; we need "every namespace
  * of this mesh", including namespaces we join later (a peer's subscription to a topic that was not
  * allowed when it arrived is dropped for good, so a later local join would never see that peer). So the

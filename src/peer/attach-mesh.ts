@@ -355,9 +355,14 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     addresses: () => node.addresses().map((a) => a.toString()),
     peers: (): PeerInfo[] => {
       const connected = new Set(node.peers().map((p) => p.toString()))
+      // Peers found by mDNS or that dialled in have no dialled address: show where they connect from.
+      const observed = new Map(
+        node.libp2p.getConnections().map((c) => [c.remotePeer.toString(), c.remoteAddr.toString()]),
+      )
       return membership.list().map((m) => ({
         peerId: m.peerId,
-        addresses: m.addresses,
+        addresses:
+          m.addresses.length > 0 || !observed.has(m.peerId) ? m.addresses : [observed.get(m.peerId)!],
         connected: connected.has(m.peerId),
         rttMs: m.rttMs,
         lastSeen: m.lastSeen,
