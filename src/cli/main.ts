@@ -20,6 +20,7 @@ import {
   statusCommand,
   watchCommand,
 } from './commands.ts'
+import { OPS_COMMANDS } from './commands-ops.ts'
 import { CliError, EXIT, isDiskFull } from './exit-codes.ts'
 import { inviteCommand } from './invite.ts'
 import { hubCommand, initCommand, upCommand } from './up.ts'
@@ -57,6 +58,7 @@ const COMMANDS: Command[] = [
   saddCommand,
   sremCommand,
   smembersCommand,
+  ...OPS_COMMANDS,
   peersCommand,
   connectCommand,
   inviteCommand,

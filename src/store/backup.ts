@@ -4,6 +4,7 @@ import {
   existsSync,
   constants as fsConstants,
   fsyncSync,
+  mkdirSync,
   openSync,
   renameSync,
   rmSync,
@@ -145,6 +146,17 @@ export function restoreStoreFile(options: RestoreOptions): RestoreResult {
     )
   }
   const staging = `${database}.restoring-${process.pid}`
+  try {
+    mkdirSync(dirname(database), { recursive: true, mode: 0o700 })
+  } catch (err) {
+    throw new StoreError(
+      'STORE_PERMISSION',
+      `cannot create ${dirname(database)}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    )
+  }
   rmSync(staging, { force: true })
   try {
     try {
