@@ -39,7 +39,7 @@ afterEach(async () => {
 })
 
 const text = (value: string) => Buffer.from(value)
-const valueOf = (peer: HearsayPeer, key: string) => {
+const readText = (peer: HearsayPeer, key: string) => {
   const read = peer.namespace('ns').get(key)
   return read === undefined ? undefined : Buffer.from(read.winner.value).toString()
 }
@@ -77,8 +77,8 @@ describe('SqliteStore.backup', () => {
 
     restoreStoreFile({ file: join(dir, 'copy.db'), database: join(dir, 'restored', 'hearsay.db') })
     const { peer: restored } = openPeer(join(dir, 'restored', 'hearsay.db'))
-    for (let i = 0; i < 2_000; i += 97) expect(valueOf(restored, `seed/${i}`)).toBe(`v${i}`)
-    for (const key of ackedBefore) expect(valueOf(restored, key)).toBe(`w${key.slice(5)}`)
+    for (let i = 0; i < 2_000; i += 97) expect(readText(restored, `seed/${i}`)).toBe(`v${i}`)
+    for (const key of ackedBefore) expect(readText(restored, key)).toBe(`w${key.slice(5)}`)
   })
 
   it('refuses an existing file unless told to overwrite, and an unwritable path, leaving nothing behind', async () => {
@@ -101,7 +101,7 @@ describe('SqliteStore.backup', () => {
     expect(readdirSync(dir).filter((name) => name.includes('partial'))).toEqual([])
     // A failed backup says nothing about the store, which keeps working.
     await peer.namespace('ns').put('k', text('2'), 'text/plain')
-    expect(valueOf(peer, 'k')).toBe('2')
+    expect(readText(peer, 'k')).toBe('2')
   })
 })
 
@@ -188,9 +188,9 @@ describe('restoreStoreFile', () => {
     await back.merge(ns.deltasSince(back.context()))
     await ns.merge(back.deltasSince(ns.context()))
     expect(back.digest()).toBe(ns.digest())
-    expect(valueOf(restored, 'a')).toBe('overwritten after backup')
-    expect(valueOf(restored, 'b')).toBe('after backup, old incarnation')
-    expect(valueOf(original, 'c')).toBe('after restore')
+    expect(readText(restored, 'a')).toBe('overwritten after backup')
+    expect(readText(restored, 'b')).toBe('after backup, old incarnation')
+    expect(readText(original, 'c')).toBe('after restore')
   })
 })
 
