@@ -13,7 +13,6 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { acquireLock, readLock } from '../daemon/lock.ts'
 import { dataDirFiles, resolveDataDir } from '../daemon/paths.ts'
-import { restoreStoreFile } from '../store/backup.ts'
 import { StoreError } from '../store/types.ts'
 import { nsPath } from './client.ts'
 import type { Command, CommandContext } from './command.ts'
@@ -93,6 +92,8 @@ anti-entropy then brings back from other peers everything written since, deletes
       throw new CliError(EXIT.REJECTED, (error as Error).message, 'DATA_DIR_LOCKED')
     }
     try {
+      // Loaded here, quietly: node:sqlite warns that it is experimental, and no other command needs it.
+      const { restoreStoreFile } = await withoutSqliteWarning(() => import('../store/backup.ts'))
       const result = restoreStoreFile({
         file,
         database: files.database,
@@ -121,6 +122,24 @@ anti-entropy then brings back from other peers everything written since, deletes
       lock.release()
     }
   },
+}
+
+async function withoutSqliteWarning<T>(load: () => Promise<T>): Promise<T> {
+  const listeners = process.listeners('warning')
+  process.removeAllListeners('warning')
+  const filter = (warning: Error) => {
+    if (warning.name === 'ExperimentalWarning' && /SQLite/i.test(warning.message)) return
+    for (const listener of listeners) listener(warning)
+  }
+  process.on('warning', filter)
+  try {
+    return await load()
+  } finally {
+    // The warning is emitted on the next tick after the module loads.
+    await new Promise((resolve) => setImmediate(resolve))
+    process.off('warning', filter)
+    for (const listener of listeners) process.on('warning', listener)
+  }
 }
 
 export const exportCommand: Command = {

@@ -189,6 +189,15 @@ function prepareFile(path: string): void {
   }
 }
 
+/** Removes a file if it is there; a path that cannot even be looked at (ENOTDIR) has none. */
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true })
+  } catch {
+    // Nothing was created there.
+  }
+}
+
 const decoder = new TextDecoder()
 
 /**
@@ -583,7 +592,7 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
       try {
         pages = await backup(db, partial)
       } catch (err) {
-        rmSync(partial, { force: true })
+        removeQuietly(partial)
         const problem = (err as NodeJS.ErrnoException | null)?.code
         const error =
           problem !== undefined && PERMISSION_ERRNOS.has(problem)
@@ -616,8 +625,7 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
         }
         fsyncDir(dirname(target))
       } catch (err) {
-        for (const leftover of [partial, `${partial}-wal`, `${partial}-shm`])
-          rmSync(leftover, { force: true })
+        for (const leftover of [partial, `${partial}-wal`, `${partial}-shm`]) removeQuietly(leftover)
         throw err instanceof StoreError ? err : fsError(err, `cannot write backup ${target}`)
       }
       return { pages, bytes: statSync(target).size }
