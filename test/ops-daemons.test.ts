@@ -132,7 +132,20 @@ describe('backup and restore', () => {
     }
 
     const home = c.home
+    const cPeerId = c.peerId
     await c.stop('SIGTERM')
+    // A forgets C while it is away (refused until A has noticed it left); it returns a member again.
+    const forgotten = await until(
+      async () => {
+        const run = await runCli(['peers', 'forget', cPeerId], { home: a.home })
+        return run.code === 0 ? run : undefined
+      },
+      { timeoutMs: 30_000, message: 'A forgets the departed peer' },
+    )
+    expect(forgotten.stdout).toBe(`forgot ${cPeerId}\n`)
+    const listed = async () =>
+      (await api(a.url, '/v1/peers')).json.peers.map((p: { peerId: string }) => p.peerId)
+    expect(await listed()).not.toContain(cPeerId)
     const restored = await runCli(['restore', file, '--force'], { home })
     expect(restored.stderr).toBe('')
     expect(restored.code).toBe(0)
@@ -151,6 +164,7 @@ describe('backup and restore', () => {
       // Its own write from after the backup came back from the others (old incarnation, kept).
       expect((await api(d.url, kv('app', 'written-by-c'))).text).toBe('c1')
     }
+    expect(await listed()).toContain(cPeerId)
     const newReplica = (await api(c.url, '/v1/ns/app')).json.replicaId
     expect(newReplica).not.toBe(oldReplica)
     const write = await api(c.url, kv('app', 'after-restore'), { method: 'PUT', body: 'c2' })
