@@ -5,7 +5,9 @@ import { HearsayPeer } from '../src/peer/peer.ts'
 import { restoreStoreFile, verifyStoreFile } from '../src/store/backup.ts'
 import { openSqliteStore } from '../src/store/sqlite.ts'
 import {
+  type ApiResult,
   api,
+  collectEvents,
   type DaemonProcess,
   removeHomes,
   runCli,
@@ -320,7 +322,17 @@ describe('leaving a namespace', () => {
     const unconfirmed = await api(d.url, '/v1/ns/gone?confirm=keep', { method: 'DELETE' })
     expect(unconfirmed.status).toBe(400)
     expect(unconfirmed.json.error.code).toBe('CONFIRMATION_REQUIRED')
-    const left = await api(d.url, '/v1/ns/gone?confirm=gone', { method: 'DELETE' })
+    // A watcher of the namespace is told, and its stream ends.
+    let left: ApiResult | undefined
+    const events = await collectEvents(`${d.url}/v1/ns/gone/watch`, {
+      stop: (seen) => seen.some((event) => event.event === 'left'),
+      onOpen: async () => {
+        left = await api(d.url, '/v1/ns/gone?confirm=gone', { method: 'DELETE' })
+      },
+      timeoutMs: 20_000,
+    })
+    expect(events.at(-1)).toMatchObject({ event: 'left', data: { namespace: 'gone' } })
+    if (left === undefined) throw new Error('the leave request did not run')
     expect(left.status).toBe(200)
     expect(left.json).toMatchObject({ namespace: 'gone', left: true, entriesDropped: 21 })
     expect((await api(d.url, '/v1/ns/gone')).json.error.code).toBe('NAMESPACE_NOT_FOUND')
