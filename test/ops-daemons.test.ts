@@ -76,25 +76,36 @@ describe('backup and restore', () => {
     const regularFile = join(dir, 'a-file')
     writeFileSync(regularFile, 'x')
 
-    const unwritable = await postJson(d.url, '/v1/admin/backup', { path: join(regularFile, 'b.db') })
-    expect(unwritable.status).toBe(422)
-    expect(unwritable.json.error.code).toBe('BACKUP_FAILED')
-    expect(unwritable.json.error.message).toContain(join(regularFile, 'b.db'))
+    // The CLI cannot write its target: it says why, and where the daemon's copy is kept.
     const viaCli = await runCli(['backup', join(regularFile, 'b.db')], { home: d.home })
     expect(viaCli.code).toBe(5)
-    expect(viaCli.stderr).toMatch(/BACKUP_FAILED/)
-
-    const relative = await postJson(d.url, '/v1/admin/backup', { path: 'relative.db' })
-    expect(relative.json.error.code).toBe('INVALID_BODY')
-    const exists = await postJson(d.url, '/v1/admin/backup', { path: regularFile })
-    expect(exists.status).toBe(409)
-    expect(exists.json.error.code).toBe('BACKUP_EXISTS')
+    expect(viaCli.stderr).toMatch(
+      /BACKUP_FAILED: cannot write .*a-file\/b\.db: ENOTDIR.*the backup is kept at .*backups\/backup-/,
+    )
+    const exists = await runCli(['backup', regularFile], { home: d.home })
+    expect(exists.code).toBe(5)
+    expect(exists.stderr).toMatch(/BACKUP_EXISTS: .*a-file exists; pass --force/)
     expect(readFileSync(regularFile, 'utf8')).toBe('x')
-    const first = await postJson(d.url, '/v1/admin/backup', { path: join(dir, 'ok.db') })
-    expect(first.status).toBe(201)
-    expect(first.json).toMatchObject({ integrity: 'ok', namespaces: expect.arrayContaining(['app']) })
 
-    const running = await runCli(['restore', join(dir, 'ok.db'), '--force'], { home: d.home })
+    // The API writes only plain names inside the data dir's backups/.
+    for (const name of ['../escape.db', '/etc/passwd', '.hidden', '']) {
+      const refused = await postJson(d.url, '/v1/admin/backup', { name })
+      expect(refused.status, name).toBe(400)
+      expect(refused.json.error.code).toBe('INVALID_BODY')
+    }
+    const first = await postJson(d.url, '/v1/admin/backup', { name: 'ok.db' })
+    expect(first.status).toBe(201)
+    expect(first.json).toMatchObject({
+      path: join(d.home, 'backups', 'ok.db'),
+      integrity: 'ok',
+      namespaces: expect.arrayContaining(['app']),
+    })
+    const again = await postJson(d.url, '/v1/admin/backup', { name: 'ok.db' })
+    expect(again.status).toBe(409)
+    expect(again.json.error.code).toBe('BACKUP_EXISTS')
+    expect((await postJson(d.url, '/v1/admin/backup', { name: 'ok.db', overwrite: true })).status).toBe(201)
+
+    const running = await runCli(['restore', first.json.path, '--force'], { home: d.home })
     expect(running.code).toBe(5)
     expect(running.stderr).toMatch(
       /DATA_DIR_LOCKED: the daemon for .* is running \(pid \d+\); stop it before restoring/,
@@ -104,6 +115,14 @@ describe('backup and restore', () => {
     const notAStore = await runCli(['restore', regularFile], { home: tempHome() })
     expect(notAStore.code).toBe(1)
     expect(notAStore.stderr).toMatch(/STORE_CORRUPT: .*a-file is not a hearsay store/)
+
+    // A backups dir that cannot be made: the API says why.
+    const blocked = await startDaemon()
+    writeFileSync(join(blocked.home, 'backups'), 'in the way')
+    const unwritable = await postJson(blocked.url, '/v1/admin/backup', { name: 'b.db' })
+    expect(unwritable.status).toBe(422)
+    expect(unwritable.json.error.code).toBe('BACKUP_FAILED')
+    expect(unwritable.json.error.message).toMatch(/cannot create .*backups: EEXIST/)
   })
 
   it('a peer restored from before a delete rejoins the mesh and converges to the delete', async () => {
@@ -120,7 +139,7 @@ describe('backup and restore', () => {
       })
     }
     const file = join(tempHome(), 'c-before-delete.db')
-    expect((await postJson(c.url, '/v1/admin/backup', { path: file })).status).toBe(201)
+    expect((await runCli(['backup', file], { home: c.home })).code).toBe(0)
     const oldReplica = (await api(c.url, '/v1/ns/app')).json.replicaId
     await api(c.url, kv('app', 'written-by-c'), { method: 'PUT', body: 'c1' })
 

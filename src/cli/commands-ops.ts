@@ -1,6 +1,13 @@
 import {
+  closeSync,
+  copyFileSync,
   createReadStream,
   createWriteStream,
+  existsSync,
+  constants as fsConstants,
+  fsyncSync,
+  linkSync,
+  openSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -29,33 +36,77 @@ function positional(context: CommandContext, index: number, what: string): strin
   return value
 }
 
+interface BackupAnswer {
+  path: string
+  bytes: number
+  entries: number
+  namespaces: string[]
+  tookMs: number
+}
+
 export const backupCommand: Command = {
   name: 'backup',
   args: '<file>',
   summary: 'write an online, consistent backup of the running daemon’s store to a file',
-  details: `The running daemon writes the file (SQLite's backup API on its own connection), so writes go on
-meanwhile and every write acknowledged before the command started is in the backup. The file is
-checked (integrity_check) before the command reports success. Restore it with \`hearsay restore\`.
+  details: `The running daemon makes the backup in its data dir (backups/, with SQLite's backup API on its own
+connection, so writes go on meanwhile) and checks it (integrity_check); this command then copies it
+to <file> with your rights and removes the daemon's copy. Every write acknowledged before the command
+started is in the backup. Restore it with \`hearsay restore\`.
 
   hearsay backup /var/backups/hearsay-$(date +%F).db`,
   client: true,
   options: { force: { type: 'boolean', description: 'replace the file if it exists' } },
   async run(context) {
-    const path = resolve(positional(context, 0, 'backup file'))
-    const { body } = await context
-      .client()
-      .json<{ bytes: number; entries: number; namespaces: string[]; tookMs: number }>('/v1/admin/backup', {
-        method: 'POST',
-        body: JSON.stringify({ path, overwrite: context.values.force === true }),
-        headers: { 'content-type': 'application/json' },
-      })
-    if (context.json) context.printJson(body)
+    const target = resolve(positional(context, 0, 'backup file'))
+    const force = context.values.force === true
+    if (!force && existsSync(target)) {
+      throw new CliError(EXIT.REJECTED, `${target} exists; pass --force to replace it`, 'BACKUP_EXISTS')
+    }
+    const name = `backup-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}.db`
+    const { body } = await context.client().json<BackupAnswer>('/v1/admin/backup', {
+      method: 'POST',
+      body: JSON.stringify({ name }),
+      headers: { 'content-type': 'application/json' },
+    })
+    try {
+      copyOut(body.path, target, force)
+    } catch (error) {
+      throw new CliError(
+        EXIT.REJECTED,
+        `cannot write ${target}: ${(error as Error).message}; the backup is kept at ${body.path} on the daemon's machine`,
+        'BACKUP_FAILED',
+      )
+    }
+    rmSync(body.path, { force: true })
+    if (context.json) context.printJson({ ...body, path: target })
     else
       context.out(
-        `backed up ${body.entries} entries in ${body.namespaces.length} namespace(s) to ${path} (${bytes(body.bytes)}, ${body.tookMs} ms, integrity ok)`,
+        `backed up ${body.entries} entries in ${body.namespaces.length} namespace(s) to ${target} (${bytes(body.bytes)}, ${body.tookMs} ms, integrity ok)`,
       )
     return EXIT.OK
   },
+}
+
+/** Copies a finished backup to `target` through a partial file, so `target` is whole or absent. */
+function copyOut(source: string, target: string, replace: boolean): void {
+  const partial = `${target}.partial-${process.pid}`
+  try {
+    copyFileSync(source, partial)
+    const fd = openSync(partial, fsConstants.O_RDONLY)
+    try {
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    if (replace) renameSync(partial, target)
+    else linkSync(partial, target)
+  } finally {
+    try {
+      rmSync(partial, { force: true })
+    } catch {
+      // Nothing was created there (e.g. its directory is a file).
+    }
+  }
 }
 
 export const restoreCommand: Command = {

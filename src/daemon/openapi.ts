@@ -119,14 +119,17 @@ const leaveNamespaceOperation = {
 const adminPaths = {
   '/v1/admin/backup': {
     post: {
-      summary: 'Write an online, consistent backup of the store to a file on this machine',
+      summary: "Write an online, consistent backup of the store to the data dir's backups/",
       operationId: 'backup',
       requestBody: {
         required: true,
         content: jsonContent({
           type: 'object',
-          required: ['path'],
-          properties: { path: { type: 'string' }, overwrite: { type: 'boolean' } },
+          required: ['name'],
+          properties: {
+            name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' },
+            overwrite: { type: 'boolean' },
+          },
         }),
       },
       responses: {

@@ -1,4 +1,5 @@
-import { isAbsolute } from 'node:path'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { CausalContext } from '../crdt/context.ts'
 import { parseInternalKey } from '../crdt/document.ts'
 import { EntryKind } from '../crdt/entry.ts'
@@ -13,7 +14,9 @@ import { describeSibling, encodeValue, stringifyJson } from './values.ts'
 
 /**
  * Operations on the daemon's data as a whole: an online backup, an export as JSON lines, leaving a
- * namespace, forgetting a member. All but the export change state, so the access rules of
+ * namespace, forgetting a member. A backup is only ever written inside the data dir (`backups/`):
+ * an API client must not be able to make the daemon create or replace files elsewhere with its
+ * rights (the CLI copies the backup out with the rights of whoever runs it). All but the export change state, so the access rules of
  * access.ts (no cross-origin writes, the bearer token beyond loopback) apply to them.
  */
 
@@ -25,17 +28,25 @@ const EXPORT_LINES_PER_CHUNK = 256
 
 let backupRunning = false
 
+/** Backup file names: one plain name, so a request can only ever write inside the backups dir. */
+const BACKUP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
+/** Where backups go: `backups/` in the data dir, owner only (they hold every replicated value). */
+export function backupDir(dataDir: string): string {
+  return join(dataDir, 'backups')
+}
+
 export const backupRoute: Route = {
   template: '/v1/admin/backup',
   methods: {
     async POST(context) {
       const body = await readJsonObject(context.request)
-      const { path, overwrite } = body
-      if (typeof path !== 'string' || !isAbsolute(path)) {
+      const { name, overwrite } = body
+      if (typeof name !== 'string' || !BACKUP_NAME.test(name)) {
         throw new ApiError(
           400,
           'INVALID_BODY',
-          'send {"path": "<absolute path of the backup file>", "overwrite": false}; the daemon writes the file',
+          'send {"name": "<file name>", "overwrite": false}: a plain file name (letters, digits, ".", "_", "-"), written in the data dir\'s backups/',
         )
       }
       if (overwrite !== undefined && typeof overwrite !== 'boolean') {
@@ -53,11 +64,16 @@ export const backupRoute: Route = {
         throw new ApiError(409, 'BACKUP_UNAVAILABLE', 'another backup is running; retry when it ends')
       backupRunning = true
       const started = performance.now()
+      const dir = backupDir(context.app.info().dataDir)
+      const path = join(dir, name)
       try {
+        try {
+          mkdirSync(dir, { recursive: true, mode: 0o700 })
+        } catch (error) {
+          throw new ApiError(422, 'BACKUP_FAILED', `cannot create ${dir}: ${(error as Error).message}`)
+        }
         // Pending local writes first: everything acknowledged before this request is in the copy.
-        await Promise.all(
-          context.app.peer.namespaces().map((name) => context.app.peer.namespace(name).flush()),
-        )
+        await Promise.all(context.app.peer.namespaces().map((ns) => context.app.peer.namespace(ns).flush()))
         const { pages, bytes } = await store.backup(path, { overwrite: overwrite === true })
         const report = verifyStoreFile(path)
         return json(201, {
