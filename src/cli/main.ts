@@ -20,6 +20,7 @@ import {
   statusCommand,
   watchCommand,
 } from './commands.ts'
+import { OPS_COMMANDS } from './commands-ops.ts'
 import { completionCommand } from './completion.ts'
 import { doctorCommand } from './doctor.ts'
 import { CliError, EXIT, isDiskFull } from './exit-codes.ts'
@@ -60,6 +61,7 @@ const COMMANDS: Command[] = [
   saddCommand,
   sremCommand,
   smembersCommand,
+  ...OPS_COMMANDS,
   peersCommand,
   connectCommand,
   inviteCommand,

@@ -9,6 +9,7 @@ import type { DaemonMetrics } from './metrics.ts'
 import { openApiDocument } from './openapi.ts'
 import type { ReadCache } from './read-cache.ts'
 import { errorResponse, JSON_TYPE, json, type Route, type RouteContext } from './route.ts'
+import { backupRoute, exportRoute, forgetPeerRoute, leaveNamespace } from './routes-admin.ts'
 import { counterRoutes, kvRoutes, listRoute, namespaceRoutes, setRoutes, watchRoute } from './routes-data.ts'
 import { peerRoutes, statusRoute } from './routes-system.ts'
 import type { Topology } from './settings.ts'
@@ -66,12 +67,18 @@ export function createApp(init: AppInit): App {
     status: statusRoute,
     peers: peerRoutes,
     namespaces: { template: '/v1/ns', methods: { GET: namespaceRoutes.list } } satisfies Route,
-    namespace: { template: '/v1/ns/:ns', methods: { GET: namespaceRoutes.get, PUT: namespaceRoutes.join } },
+    namespace: {
+      template: '/v1/ns/:ns',
+      methods: { GET: namespaceRoutes.get, PUT: namespaceRoutes.join, DELETE: leaveNamespace },
+    },
     list: listRoute,
     kv: kvRoutes,
     counter: counterRoutes,
     set: setRoutes,
     watch: watchRoute,
+    backup: backupRoute,
+    export: exportRoute,
+    forgetPeer: forgetPeerRoute,
   }
 
   /** Finds the route of a path; undefined → 404. Keys may contain `/`, so they take the rest of the path. */
@@ -95,7 +102,14 @@ export function createApp(init: AppInit): App {
       if (kind === 'set') return { route: routes.set, params: { ns, key } }
       return undefined
     }
+    if (path.startsWith('/v1/peers/') && path.length > 10) {
+      return { route: routes.forgetPeer, params: { peer: decodePart(path.slice(10), 'INVALID_KEY') } }
+    }
     switch (path) {
+      case '/v1/admin/backup':
+        return { route: routes.backup, params: {} }
+      case '/v1/admin/export':
+        return { route: routes.export, params: {} }
       case '/healthz':
         return { route: routes.healthz, params: {} }
       case '/metrics':

@@ -63,6 +63,17 @@ export type ApiErrorCode =
   | 'SHUTTING_DOWN'
   /** A bug: the daemon logged the details. */
   | 'INTERNAL'
+  /** Backup: the target file exists (send `"overwrite": true` to replace it). */
+  | 'BACKUP_EXISTS'
+  /** Backup: the target cannot be written (missing or read-only directory, disk full, ...). */
+  | 'BACKUP_FAILED'
+  /** Backup: another backup is running, or the store is not a SQLite file. */
+  | 'BACKUP_UNAVAILABLE'
+  /** Leaving a namespace: `confirm` does not name it. */
+  | 'CONFIRMATION_REQUIRED'
+  /** Forgetting a peer: membership does not know it, or it is connected right now. */
+  | 'PEER_NOT_FOUND'
+  | 'PEER_CONNECTED'
 
 export class ApiError extends Error {
   override readonly name = 'ApiError'

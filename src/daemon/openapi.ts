@@ -93,6 +93,103 @@ const commonErrors = {
   ]),
 }
 
+/** DELETE /v1/ns/{ns}: leave a namespace (see routes-admin.ts). */
+const leaveNamespaceOperation = {
+  summary: 'Leave a namespace: stop replicating it and delete its local data',
+  operationId: 'leaveNamespace',
+  parameters: [{ name: 'confirm', in: 'query', required: true, schema: { type: 'string' } }],
+  responses: {
+    '200': {
+      description: 'Left',
+      content: jsonContent({
+        type: 'object',
+        properties: {
+          namespace: { type: 'string' },
+          left: { type: 'boolean' },
+          entriesDropped: { type: 'integer' },
+        },
+      }),
+    },
+    '400': error('confirm does not name the namespace', ['CONFIRMATION_REQUIRED', 'INVALID_NAMESPACE']),
+    '404': error('Not joined', ['NAMESPACE_NOT_FOUND']),
+  },
+}
+
+/** Backup, export and forgetting a member (see routes-admin.ts and docs/operations.md). */
+const adminPaths = {
+  '/v1/admin/backup': {
+    post: {
+      summary: "Write an online, consistent backup of the store to the data dir's backups/",
+      operationId: 'backup',
+      requestBody: {
+        required: true,
+        content: jsonContent({
+          type: 'object',
+          required: ['name'],
+          properties: {
+            name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' },
+            overwrite: { type: 'boolean' },
+          },
+        }),
+      },
+      responses: {
+        '201': {
+          description: 'Written and verified',
+          content: jsonContent({
+            type: 'object',
+            properties: {
+              path: { type: 'string' },
+              bytes: { type: 'integer' },
+              pages: { type: 'integer' },
+              namespaces: { type: 'array', items: { type: 'string' } },
+              entries: { type: 'integer' },
+              schemaVersion: { type: 'integer' },
+              integrity: { type: 'string' },
+              tookMs: { type: 'integer' },
+            },
+          }),
+        },
+        '400': error('Bad body', ['INVALID_BODY', 'INVALID_JSON', 'JSON_TOO_DEEP']),
+        '409': error('Exists, or a backup is running', ['BACKUP_EXISTS', 'BACKUP_UNAVAILABLE']),
+        '415': error('Not JSON', ['UNSUPPORTED_MEDIA_TYPE']),
+        '422': error('Cannot write the file', ['BACKUP_FAILED']),
+      },
+    },
+  },
+  '/v1/admin/export': {
+    get: {
+      summary: 'Every live key as JSON lines (registers with siblings, counters, sets)',
+      operationId: 'export',
+      parameters: [
+        { name: 'namespace', in: 'query', schema: { type: 'array', items: { type: 'string' } } },
+        { name: 'prefix', in: 'query', schema: { type: 'string' } },
+      ],
+      responses: {
+        '200': { description: 'One JSON object per line', content: { 'application/x-ndjson': {} } },
+        '404': error('Not joined', ['NAMESPACE_NOT_FOUND']),
+      },
+    },
+  },
+  '/v1/peers/{peerId}': {
+    parameters: [{ name: 'peerId', in: 'path', required: true, schema: { type: 'string' } }],
+    delete: {
+      summary: 'Forget a member that is gone for good (it stops holding back tombstone collection)',
+      operationId: 'forgetPeer',
+      responses: {
+        '200': {
+          description: 'Forgotten',
+          content: jsonContent({
+            type: 'object',
+            properties: { peerId: { type: 'string' }, forgotten: { type: 'boolean' } },
+          }),
+        },
+        '404': error('Unknown peer', ['PEER_NOT_FOUND']),
+        '409': error('Connected right now', ['PEER_CONNECTED']),
+      },
+    },
+  },
+}
+
 export function openApiDocument(): Record<string, unknown> {
   return {
     openapi: '3.1.0',
@@ -205,7 +302,9 @@ export function openApiDocument(): Record<string, unknown> {
             '400': error('Bad name', ['INVALID_NAMESPACE']),
           },
         },
+        delete: leaveNamespaceOperation,
       },
+      ...adminPaths,
       '/v1/ns/{ns}/kv': {
         parameters: [nsParam],
         get: {

@@ -28,6 +28,12 @@ export class ReadCache {
     })
   }
 
+  /** Drops every read of a namespace (it was left). */
+  dropNamespace(namespace: string): void {
+    const prefix = cacheKey(namespace, '')
+    for (const id of [...this.reads.keys()]) if (id.startsWith(prefix)) this.reads.delete(id)
+  }
+
   /** The current read of a key, or undefined when it does not exist. */
   read(replica: Replica, key: string): CachedRead | undefined {
     const id = cacheKey(replica.namespace, key)

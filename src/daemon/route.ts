@@ -12,7 +12,7 @@ import { isJsonType, stringifyJson, utf8Text } from './values.ts'
 export interface RouteContext {
   request: ApiRequest
   /** Decoded path parameters. */
-  params: { ns?: string; key?: string }
+  params: { ns?: string; key?: string; peer?: string }
   query: URLSearchParams
   app: AppInit
   /** A joined namespace, or 404 NAMESPACE_NOT_FOUND (reads must not create namespaces by typo). */

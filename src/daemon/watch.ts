@@ -166,6 +166,13 @@ export class WatchHub {
     }
   }
 
+  /** The namespace was left: its streams end with a `left` event and its record is dropped. */
+  leave(namespace: string): void {
+    this.committed.delete(namespace)
+    for (const watcher of [...(this.watchers.get(namespace) ?? [])])
+      watcher.stream.end(sseBlock('left', { namespace, reason: 'this peer left the namespace' }))
+  }
+
   private remove(watcher: Watcher): void {
     const set = this.watchers.get(watcher.namespace)
     if (set?.delete(watcher)) this.metrics.watchClosed()

@@ -374,6 +374,14 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       return remote.toString()
     },
     join,
+    leave: (namespace) => {
+      if (!joined.delete(namespace)) return
+      node.unsubscribe(topicOf(namespace))
+    },
+    forget: (peerId) => {
+      if (node.peers().some((p) => p.toString() === peerId)) return false
+      return membership.forget(peerId)
+    },
     replicatedTo: (namespace, replica, counter, count, signal) =>
       acks.waitFor(namespace, replica, counter, count, signal),
     hangUp: async (peerId) => {

@@ -89,6 +89,14 @@ export class Membership {
     return count
   }
 
+  /**
+   * Drops a member (gone for good: a decommissioned peer), so it no longer holds back garbage
+   * collection. Hearing from it again makes it a member again, with nothing known of its holdings.
+   */
+  forget(peerId: string): boolean {
+    return this.members.delete(peerId)
+  }
+
   list(): Member[] {
     return [...this.members.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
   }

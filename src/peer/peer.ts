@@ -66,6 +66,13 @@ export interface MeshAttachment {
   dial(address: string, signal?: AbortSignal): Promise<string>
   /** Starts replicating a namespace (subscribe, sync). */
   join(replica: Replica): void
+  /** Stops replicating a namespace (unsubscribe; no more sync or GC for it). */
+  leave?(namespace: string): void
+  /**
+   * Drops a member that is not connected from membership, so it no longer holds back tombstone
+   * collection; false when it is unknown. If it comes back it is a member again.
+   */
+  forget?(peerId: string): boolean
   /**
    * Resolves with how many other peers are known to hold a write (its dot), once `count` do or the
    * signal aborts (then with how many did).
@@ -161,6 +168,26 @@ export class HearsayPeer extends EventEmitter<PeerEvents> {
 
   namespaces(): string[] {
     return [...this.replicas.keys()].sort()
+  }
+
+  /**
+   * Leaves a namespace: stops replicating it, closes its replica (pending writes are flushed first)
+   * and deletes its data from the store, so a restart does not reopen it. False when not joined.
+   */
+  async leave(name: string): Promise<boolean> {
+    const replica = this.replicas.get(name)
+    if (replica === undefined) return false
+    this.replicas.delete(name)
+    this.mesh?.leave?.(name)
+    await replica.close()
+    replica.removeAllListeners()
+    this.store.dropNamespace?.(name)
+    return true
+  }
+
+  /** Forgets a member that is gone for good (see MeshAttachment.forget); false when unknown. */
+  forgetPeer(peerId: string): boolean {
+    return this.mesh?.forget?.(peerId) ?? false
   }
 
   attach(mesh: MeshAttachment): void {

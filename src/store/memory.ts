@@ -101,6 +101,16 @@ export function createMemoryStore(): Store {
       }
     },
 
+    dropNamespace(namespace: string) {
+      assertNamespace(namespace)
+      const space = open().get(namespace)
+      if (space === undefined) return
+      for (const byCounter of space.entries.values())
+        for (const entry of byCounter.values()) bytes -= entrySize(entry)
+      for (const [name, value] of space.meta) bytes -= name.length + value.byteLength
+      open().delete(namespace)
+    },
+
     sizeBytes() {
       open()
       return bytes

@@ -1,6 +1,16 @@
-import { closeSync, constants as fsConstants, fsyncSync, mkdirSync, openSync, statSync } from 'node:fs'
+import {
+  closeSync,
+  constants as fsConstants,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { backup, DatabaseSync, type StatementSync } from 'node:sqlite'
 import {
   APPLICATION_ID,
   CORRUPTION_REPORT_LINES,
@@ -44,6 +54,14 @@ export interface SqliteStore extends Store {
   readonly path: string
   /** The connection's settings as SQLite reports them (not as requested). */
   settings(): { journalMode: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA'; busyTimeoutMs: number }
+  /**
+   * An online, consistent copy of the whole file at `destination`, through SQLite's backup API on
+   * this store's own connection: commits made meanwhile go into the copy as they happen (they never
+   * restart it), so the copy is the state after the last commit before it finished. Written beside
+   * `destination` and moved into place once complete, so a failure leaves no half-written file.
+   * Refuses an existing `destination` unless `overwrite` (STORE_PERMISSION; `EEXIST` in the message).
+   */
+  backup(destination: string, options?: { overwrite?: boolean }): Promise<{ pages: number; bytes: number }>
 }
 
 const SCHEMA = `
@@ -168,6 +186,15 @@ function prepareFile(path: string): void {
   fsyncDir(dir)
   if (firstCreated !== undefined) {
     for (let d = dir; d !== dirname(firstCreated); d = dirname(d)) fsyncDir(dirname(d))
+  }
+}
+
+/** Removes a file if it is there; a path that cannot even be looked at (ENOTDIR) has none. */
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true })
+  } catch {
+    // Nothing was created there.
   }
 }
 
@@ -313,6 +340,9 @@ interface Statements {
   loadEntries: StatementSync
   loadMeta: StatementSync
   namespaces: StatementSync
+  dropEntries: StatementSync
+  dropMeta: StatementSync
+  dropNamespace: StatementSync
   pageCount: StatementSync
   pageSize: StatementSync
 }
@@ -348,6 +378,9 @@ function prepareStatements(db: DatabaseSync): Statements {
       `SELECT CAST(name AS BLOB) FROM namespaces n
        WHERE EXISTS (SELECT 1 FROM entries WHERE ns = n.id) OR EXISTS (SELECT 1 FROM meta WHERE ns = n.id)`,
     ),
+    dropEntries: db.prepare('DELETE FROM entries WHERE ns = ?'),
+    dropMeta: db.prepare('DELETE FROM meta WHERE ns = ?'),
+    dropNamespace: db.prepare('DELETE FROM namespaces WHERE id = ?'),
     pageCount: db.prepare('PRAGMA page_count'),
     pageSize: db.prepare('PRAGMA page_size'),
   }
@@ -530,6 +563,72 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
         replicaIds.set(name, id)
         replicaNames.set(id, name)
       }
+    },
+
+    dropNamespace(namespace: string) {
+      usable()
+      assertNamespace(namespace)
+      try {
+        st.begin.run()
+        const nsId = idOf(st.nsSelect, namespace)
+        if (nsId !== undefined) {
+          st.dropEntries.run(nsId)
+          st.dropMeta.run(nsId)
+          st.dropNamespace.run(nsId)
+        }
+        st.commit.run()
+      } catch (err) {
+        throw fail(err, `dropping namespace '${namespace}' of`)
+      }
+      namespaceIds.delete(namespace)
+    },
+
+    async backup(destination: string, options: { overwrite?: boolean } = {}) {
+      usable()
+      const target = resolve(destination)
+      if (target === path) throw new StoreError('STORE_PERMISSION', `cannot back ${path} up onto itself`)
+      const partial = `${target}.partial-${process.pid}-${Date.now().toString(36)}`
+      let pages: number
+      try {
+        pages = await backup(db, partial)
+      } catch (err) {
+        removeQuietly(partial)
+        const problem = (err as NodeJS.ErrnoException | null)?.code
+        const error =
+          problem !== undefined && PERMISSION_ERRNOS.has(problem)
+            ? fsError(err, `cannot write backup ${target}`)
+            : new StoreError(codeFor(err), `cannot write backup ${target}: ${reason(err)}`, { cause: err })
+        // Most failures are about the destination (a missing or read-only directory) and say nothing
+        // about this store, which stays usable.
+        throw error
+      }
+      try {
+        // The copy inherits WAL mode from its header; switch it to a rollback journal so it is one
+        // self-contained file that readers (even read-only ones) open without -wal/-shm files.
+        const copy = new DatabaseSync(partial)
+        try {
+          copy.exec('PRAGMA journal_mode = DELETE')
+        } finally {
+          copy.close()
+        }
+        const fd = openSync(partial, fsConstants.O_RDWR)
+        try {
+          fsyncSync(fd)
+        } finally {
+          closeSync(fd)
+        }
+        if (options.overwrite === true) renameSync(partial, target)
+        else {
+          // link() refuses an existing name atomically, unlike a check followed by rename().
+          linkSync(partial, target)
+          rmSync(partial, { force: true })
+        }
+        fsyncDir(dirname(target))
+      } catch (err) {
+        for (const leftover of [partial, `${partial}-wal`, `${partial}-shm`]) removeQuietly(leftover)
+        throw err instanceof StoreError ? err : fsError(err, `cannot write backup ${target}`)
+      }
+      return { pages, bytes: statSync(target).size }
     },
 
     identity() {

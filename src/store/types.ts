@@ -70,6 +70,11 @@ export interface Store {
    * new incarnation rather than risk reusing dots. Stores without a physical home omit it.
    */
   identity?(): string
+  /**
+   * Deletes everything stored for a namespace in one transaction (the peer left it), so it is not
+   * listed by `namespaces()` any more. A failure is fatal, as for `commit`.
+   */
+  dropNamespace?(namespace: string): void
   /** Bytes used on disk (or in memory), for metrics. */
   sizeBytes(): number
   /** Releases the store; idempotent. Every other call then throws STORE_CLOSED. */
