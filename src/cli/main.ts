@@ -20,6 +20,7 @@ import {
   statusCommand,
   watchCommand,
 } from './commands.ts'
+import { touchCommand } from './commands-ttl.ts'
 import { CliError, EXIT, isDiskFull } from './exit-codes.ts'
 import { inviteCommand } from './invite.ts'
 import { hubCommand, initCommand, upCommand } from './up.ts'
@@ -50,6 +51,7 @@ const COMMANDS: Command[] = [
   putCommand,
   getCommand,
   delCommand,
+  touchCommand,
   lsCommand,
   watchCommand,
   incrCommand,
