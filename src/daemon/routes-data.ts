@@ -177,10 +177,12 @@ export const kvRoutes: Route = {
     async POST(context) {
       const path = context.params.key!
       if (!path.endsWith(TOUCH_SUFFIX) || path.length === TOUCH_SUFFIX.length) {
+        // POST means touch only: any other key answers as a method this route does not take.
         throw new ApiError(
-          404,
-          'NOT_FOUND',
-          'POST on a key is only /v1/ns/{ns}/kv/{key}/touch (renew a key with a new ttl)',
+          405,
+          'METHOD_NOT_ALLOWED',
+          'POST is not allowed on /v1/ns/:ns/kv/:key (only on /v1/ns/{ns}/kv/{key}/touch); use GET, PUT, DELETE',
+          { headers: { allow: 'GET, PUT, DELETE' } },
         )
       }
       const key = path.slice(0, -TOUCH_SUFFIX.length)
