@@ -120,14 +120,14 @@ export class CrdtDocument {
   }
 
   /**
-   * Removes every register under `prefix` that a read shows now, as one operation: one tombstone
+   * Removes every register under `prefix` that a read shows now (a live, unexpired value), as one operation: one tombstone
    * per key, all with one HLC timestamp, each superseding exactly the siblings of its key seen here
    * (observed-remove, so a concurrent write on any of the keys survives). Empty when nothing matched.
    */
   deletePrefix(prefix: string): WriteResult[] {
     const keys: string[] = []
     for (const internal of this.index.range(REGISTER + prefix)) {
-      if (this.readRegister(internal) !== undefined) keys.push(internal)
+      if (this.isLive(internal)) keys.push(internal)
     }
     if (keys.length === 0) return []
     const hlc = this.map.clock.tick()
