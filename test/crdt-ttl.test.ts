@@ -216,6 +216,16 @@ describe('expiring keys', () => {
     expect(Buffer.from(entryBodyHash({ ...timed, expiresAt: 10e9 }))).not.toEqual(
       Buffer.from(entryBodyHash(timed)),
     )
+    // Only a value entry may carry an expiry: a tombstone with the flag is refused.
+    const tombstone = a.delete('p')!.entry
+    const frame = encodeDelta({ entries: [tombstone], context: a.context() })
+    const kindAt = frame.indexOf(
+      EntryKind.Tombstone,
+      frame.indexOf(tombstone.key.charCodeAt(0)) + tombstone.key.length,
+    )
+    const forged = frame.slice()
+    forged[kindAt] = EntryKind.Tombstone | 0x80
+    expect(() => decodeDelta(forged)).toThrow(/only a value entry may expire/)
     expect(Buffer.from(entryBodyHash({ ...timed, expiresAt: undefined }))).not.toEqual(
       Buffer.from(entryBodyHash(timed)),
     )

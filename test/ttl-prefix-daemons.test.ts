@@ -202,5 +202,11 @@ describe('CLI', () => {
     await cli(['put', 'cli/3', 'three'])
     const yes = await cli(['del', '--prefix', 'cli/', '--yes', '--json'])
     expect(JSON.parse(yes.stdout)).toMatchObject({ deleted: 1 })
+
+    // --all (no prefix) deletes every key of the namespace.
+    const all = await cli(['del', '--all', '--yes', '--json'])
+    expect(all.code, all.stderr).toBe(0)
+    expect(JSON.parse(all.stdout).deleted).toBeGreaterThan(0)
+    expect((await api(a.url, '/v1/ns/default/kv')).json.items).toEqual([])
   }, 60_000)
 })
