@@ -120,9 +120,10 @@ export class CrdtDocument {
   }
 
   /**
-   * Removes every register under `prefix` that a read shows now (a live, unexpired value), as one operation: one tombstone
-   * per key, all with one HLC timestamp, each superseding exactly the siblings of its key seen here
-   * (observed-remove, so a concurrent write on any of the keys survives). Empty when nothing matched.
+   * Removes every register under `prefix` that a read shows now (a live, unexpired value), as one
+   * operation: one tombstone per key, all with one HLC timestamp, each superseding exactly the
+   * siblings of its key seen here (observed-remove, so a concurrent write on any of the keys
+   * survives). Empty when nothing matched.
    */
   deletePrefix(prefix: string): WriteResult[] {
     const keys: string[] = []

@@ -277,8 +277,8 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   /**
    * Removes every key under `prefix` that a read shows now, as one operation: one tombstone per key,
-   * one HLC timestamp, one commit (see CrdtDocument.deletePrefix). Resolves to
-   * the writes (empty when nothing matched); the last has the highest dot.
+   * one HLC timestamp, one commit (see CrdtDocument.deletePrefix). Resolves to the writes (empty
+   * when nothing matched); the last has the highest dot.
    */
   async deletePrefix(prefix: string): Promise<WriteAck[]> {
     this.checkWritable()
@@ -511,18 +511,10 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       this.emit('change', { namespace: this.namespace, ...parsed, origin: 'expire' })
   }
 
-  /**
-   * Commits a local write. `gossip`: the delta to gossip for it (default its own; undefined-by-omission
-   * for writes of a multi-key operation whose combined delta another call carries).
-   */
-  private async local(
-    key: string,
-    result: WriteResult,
-    gossip: Delta | undefined = result.delta,
-  ): Promise<WriteAck> {
+  private async local(key: string, result: WriteResult): Promise<WriteAck> {
     const batch = this.batch(true)
     this.record(batch, result, 'local')
-    if (gossip !== undefined) batch.local.push(gossip)
+    batch.local.push(result.delta)
     const entry = result.entry
     // Taken now, before any other write or merge: the token names this write, not the key's state
     // after the commit (two writes in one commit must not share a token).
