@@ -12,7 +12,6 @@ import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
  * a store keeps it (its key and dot live in their own columns) and the causal token of an ETag.
  */
 
-const STORED_VERSION = 1
 /** Stored entry bodies: version 2 added the author's signature (version 1 bodies are refused). */
 const ENTRY_BODY_VERSION = 2
 /** Version 3: version 2 plus an expiry after `logical`; written only for expiring entries. */
