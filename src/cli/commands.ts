@@ -3,6 +3,7 @@ import { extname } from 'node:path'
 import { encodeValue, stringifyJson } from '../daemon/values.ts'
 import { keyPath, nsPath } from './client.ts'
 import type { Command, CommandContext } from './command.ts'
+import { deletePrefix, prefixDeleteOptions, ttlOption, withTtl } from './commands-ttl.ts'
 import { CliError, EXIT } from './exit-codes.ts'
 import { bytes, duration, preview, shortId, table } from './format.ts'
 import { joinWithTicket, looksLikeTicket } from './invite.ts'
@@ -42,7 +43,7 @@ function isUtf8(value: Uint8Array): boolean {
   }
 }
 
-const ackOptions = {
+export const ackOptions = {
   ack: {
     type: 'string',
     value: '<n>',
@@ -51,12 +52,12 @@ const ackOptions = {
   timeout: { type: 'string', value: '<ms>', description: 'how long --ack may wait (default 5000)' },
 } as const
 
-function need(context: CommandContext, count: number, what: string): string[] {
+export function need(context: CommandContext, count: number, what: string): string[] {
   if (context.positionals.length < count) throw new CliError(EXIT.USAGE, `missing ${what}`)
   return context.positionals
 }
 
-function ackQuery(context: CommandContext): string {
+export function ackQuery(context: CommandContext): string {
   const params = new URLSearchParams()
   for (const name of ['ack', 'timeout'] as const) {
     const value = context.values[name]
@@ -69,14 +70,14 @@ function ackQuery(context: CommandContext): string {
 }
 
 /** Shows progress of an --ack wait on a terminal; the returned function clears it. */
-function ackProgress(context: CommandContext): () => void {
+export function ackProgress(context: CommandContext): () => void {
   if (context.values.ack === undefined || context.io.stderr.isTTY !== true) return () => {}
   context.io.stderr.write(`waiting for ${context.values.ack} peer(s) to hold the write…`)
   return () => context.io.stderr.write('\r\x1b[K')
 }
 
 /** Exit code and message for a write answered 202 (durable here, fewer peers than asked). */
-function ackOutcome(
+export function ackOutcome(
   context: CommandContext,
   status: number,
   body: { ack?: { requested: number; replicated: number } },
@@ -109,7 +110,8 @@ otherwise; --type json checks it is JSON. With no value (or "-") the value is re
   hearsay put greeting hello
   hearsay put config '{"mode":"eco"}' --type json
   hearsay put photo --file cat.jpg --type image/jpeg
-  echo 21.5 | hearsay put sensors/kitchen --type json --ack 1`,
+  echo 21.5 | hearsay put sensors/kitchen --type json --ack 1
+  hearsay put session/42 token --ttl 30m      (expires on every peer 30 minutes after the write)`,
   namespaced: true,
   client: true,
   options: {
@@ -125,6 +127,7 @@ otherwise; --type json checks it is JSON. With no value (or "-") the value is re
       value: '<etag>',
       description: 'replace exactly the values a read with this ETag saw',
     },
+    ...ttlOption,
     ...ackOptions,
   },
   async run(context) {
@@ -159,7 +162,7 @@ otherwise; --type json checks it is JSON. With no value (or "-") the value is re
     const contentType = typed ?? defaultType
     const headers: Record<string, string> = { 'content-type': contentType }
     if (typeof context.values['if-match'] === 'string') headers['if-match'] = context.values['if-match']
-    const query = ackQuery(context)
+    const query = withTtl(context, ackQuery(context))
     const done = ackProgress(context)
     const { status, body } = await context
       .client()
@@ -251,8 +254,14 @@ export const getCommand: Command = {
 
 export const delCommand: Command = {
   name: 'del',
-  args: '<key>',
-  summary: 'delete a key',
+  args: '<key> | --prefix <p>',
+  summary: 'delete a key, or every key under a prefix',
+  details: `--prefix deletes every key under the prefix as one operation (peers that are offline lose
+exactly the keys this peer had seen when they come back; writes made meanwhile survive). It shows how
+many keys will go and asks first; --yes skips the question. An empty prefix needs --all.
+
+  hearsay del greeting
+  hearsay del --prefix sessions/ --yes`,
   namespaced: true,
   client: true,
   options: {
@@ -261,9 +270,11 @@ export const delCommand: Command = {
       value: '<etag>',
       description: 'delete exactly the values a read with this ETag saw',
     },
+    ...prefixDeleteOptions,
     ...ackOptions,
   },
   async run(context) {
+    if (context.values.prefix !== undefined || context.values.all === true) return deletePrefix(context)
     const [key] = need(context, 1, 'key')
     const headers: Record<string, string> = {}
     if (typeof context.values['if-match'] === 'string') headers['if-match'] = context.values['if-match']

@@ -21,6 +21,7 @@ import {
   watchCommand,
 } from './commands.ts'
 import { OPS_COMMANDS } from './commands-ops.ts'
+import { touchCommand } from './commands-ttl.ts'
 import { completionCommand } from './completion.ts'
 import { doctorCommand } from './doctor.ts'
 import { CliError, EXIT, isDiskFull } from './exit-codes.ts'
@@ -54,6 +55,7 @@ const COMMANDS: Command[] = [
   putCommand,
   getCommand,
   delCommand,
+  touchCommand,
   lsCommand,
   watchCommand,
   incrCommand,

@@ -13,7 +13,7 @@ import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
  *   delta   = strings entries context
  *   strings = n:uint (utf8-string){n}              replica ids and content types, by first use
  *   entry   = key:string kind:u8 replica:uint(idx) counter:uint wall:int(Δ previous) logical:uint
- *             signature:64 covers:context-body
+ *             [expires-at:uint, when kind has bit 0x80] signature:64 covers:context-body
  *             value: contentType:uint(idx) bytes | counter: increments:uint decrements:uint
  *   context = n:uint (replica:uint(idx) ranges:(m:uint (gap:uint len:uint){m})){n}
  *
@@ -22,7 +22,15 @@ import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
  * beyond its keys and values, plus the author's 64-byte signature (see signature.ts). An entry
  * without a signature (the pure CRDT layer, size benchmarks) is written with 64 zero bytes, which
  * no verifier accepts.
+ *
+ * An expiring value entry (TTL) sets bit 0x80 of its kind byte and carries its absolute expiry (HLC
+ * wall ms) after `logical`. Frames without expiring entries are byte for byte what they were, so the
+ * version did not change; a peer that predates expiry refuses a frame holding one (unknown kind)
+ * rather than keeping the value forever.
  */
+
+/** Bit of the kind byte that says an expiry follows `logical`. */
+const EXPIRES_FLAG = 0x80
 
 export const CODEC_VERSION = 2
 
@@ -67,12 +75,14 @@ export function encodeDelta(delta: Delta): Uint8Array {
   let previousWall = 0
   for (const entry of delta.entries) {
     body.string(entry.key)
-    body.byte(entry.kind)
+    const expires = entry.expiresAt !== undefined
+    body.byte(expires ? entry.kind | EXPIRES_FLAG : entry.kind)
     body.uint(table.id(entry.replica))
     body.uint(entry.counter)
     body.int(entry.wall - previousWall)
     previousWall = entry.wall
     body.uint(entry.logical)
+    if (expires) body.uint(entry.expiresAt!)
     body.raw(entry.signature ?? UNSIGNED)
     writeContextBody(body, entry.covers, table)
     if (entry.kind === EntryKind.Value) {
@@ -103,7 +113,11 @@ export function decodeDelta(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIM
   let previousWall = 0
   for (let i = 0; i < entryCount; i++) {
     const key = reader.string('key', limits.maxKeyBytes, 'key-too-long')
-    const kind = reader.byte('kind') as EntryKind
+    const kindByte = reader.byte('kind')
+    const kind = (kindByte & ~EXPIRES_FLAG) as EntryKind
+    const expires = (kindByte & EXPIRES_FLAG) !== 0
+    if (expires && kind !== EntryKind.Value)
+      throw new DecodeError('invalid-field', `entry ${i}: only a value entry may expire`)
     const allowed = KEY_KINDS[key[0]]
     if (allowed === undefined)
       throw new DecodeError('invalid-field', `entry ${i}: key has no known type prefix`)
@@ -119,13 +133,27 @@ export function decodeDelta(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIM
       throw new DecodeError('invalid-field', `entry ${i}: wall clock`)
     previousWall = wall
     const logical = reader.uint('logical')
+    const expiresAt = expires ? reader.uint('expires at') : undefined
     const signature = reader.fixed('signature', SIGNATURE_BYTES).slice()
     const encodedCovers = readContextBody(reader, strings, limits)
     const covers: Covers = encodedCovers.isEmpty() ? NO_COVERS : encodedCovers
     if (kind === EntryKind.Value) {
       const contentType = pick(strings, reader.uint('content type'), 'content type')
       const value = reader.bytes('value', limits.maxValueBytes, 'value-too-large').slice()
-      entries[i] = entryOf(key, replica, counter, wall, logical, covers, kind, signature, value, contentType)
+      entries[i] = entryOf(
+        key,
+        replica,
+        counter,
+        wall,
+        logical,
+        covers,
+        kind,
+        signature,
+        value,
+        contentType,
+        undefined,
+        expiresAt,
+      )
     } else if (kind === EntryKind.Counter) {
       const increments = reader.uint('increments')
       const decrements = reader.uint('decrements')
@@ -175,6 +203,7 @@ export function entryOf(
   value?: Uint8Array,
   contentType?: string,
   totals?: { increments: number; decrements: number },
+  expiresAt?: number,
 ): Entry {
   return {
     key,
@@ -188,6 +217,7 @@ export function entryOf(
     contentType,
     increments: totals?.increments,
     decrements: totals?.decrements,
+    expiresAt,
     signature,
   }
 }

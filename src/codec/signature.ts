@@ -11,6 +11,7 @@ import { Writer as ByteWriter } from './wire.ts'
  *   message = "hearsay/entry/v1" namespace:string replica:string counter:uint body-hash:32
  *   body    = key:string kind:u8 wall:uint logical:uint covers
  *             [value: content-type:string value:bytes | counter: increments:uint decrements:uint]
+ *             [expires-at:uint, only on an expiring entry]
  *   covers  = n:uint (replica:string ranges){n}, replicas in sorted order
  *
  * The body is hashed (SHA-256) rather than signed whole, so a peer can keep and pass on an author's
@@ -45,6 +46,9 @@ export function entryBodyHash(entry: Entry): Uint8Array {
     writer.uint(entry.increments ?? 0)
     writer.uint(entry.decrements ?? 0)
   }
+  // Last and only when present: bodies of entries without expiry hash as they always did. The
+  // value before it is length-prefixed, so the encoding stays unambiguous.
+  if (entry.expiresAt !== undefined) writer.uint(entry.expiresAt)
   return createHash('sha256').update(writer.finish()).digest()
 }
 

@@ -12,18 +12,21 @@ import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
  * a store keeps it (its key and dot live in their own columns) and the causal token of an ETag.
  */
 
-const STORED_VERSION = 1
 /** Stored entry bodies: version 2 added the author's signature (version 1 bodies are refused). */
 const ENTRY_BODY_VERSION = 2
+/** Version 3: version 2 plus an expiry after `logical`; written only for expiring entries. */
+const ENTRY_BODY_VERSION_EXPIRING = 3
 const UNSIGNED = new Uint8Array(SIGNATURE_BYTES)
 
-/** version:u8 kind:u8 wall:uint logical:uint signature:64 covers [value | counter totals] */
+/** version:u8 kind:u8 wall:uint logical:uint [expires-at:uint, v3] signature:64 covers [value | counter totals] */
 export function encodeEntryBody(entry: Entry): Uint8Array {
-  const writer = new Writer(88 + (entry.value?.length ?? 0))
-  writer.byte(ENTRY_BODY_VERSION)
+  const writer = new Writer(96 + (entry.value?.length ?? 0))
+  const expires = entry.expiresAt !== undefined
+  writer.byte(expires ? ENTRY_BODY_VERSION_EXPIRING : ENTRY_BODY_VERSION)
   writer.byte(entry.kind)
   writer.uint(entry.wall)
   writer.uint(entry.logical)
+  if (expires) writer.uint(entry.expiresAt!)
   writer.raw(entry.signature ?? UNSIGNED)
   writeCovers(writer, entry.covers)
   if (entry.kind === EntryKind.Value) {
@@ -43,18 +46,32 @@ export function encodeEntryBody(entry: Entry): Uint8Array {
 export function decodeEntryBody(key: string, replica: string, counter: number, data: Uint8Array): Entry {
   const reader = new Reader(data)
   const version = reader.byte('stored version')
-  if (version !== ENTRY_BODY_VERSION)
+  if (version !== ENTRY_BODY_VERSION && version !== ENTRY_BODY_VERSION_EXPIRING)
     throw new DecodeError('unknown-version', `stored entry version ${version}`)
   const kind = reader.byte('kind') as EntryKind
   const wall = reader.uint('wall')
   const logical = reader.uint('logical')
+  const expiresAt = version === ENTRY_BODY_VERSION_EXPIRING ? reader.uint('expires at') : undefined
   const signature = reader.fixed('signature', SIGNATURE_BYTES)
   const covers = readCovers(reader)
   let entry: Entry
   if (kind === EntryKind.Value) {
     const contentType = reader.string('content type', DEFAULT_LIMITS.maxStringBytes)
     const value = reader.bytes('value', Number.MAX_SAFE_INTEGER, 'value-too-large')
-    entry = entryOf(key, replica, counter, wall, logical, covers, kind, signature, value, contentType)
+    entry = entryOf(
+      key,
+      replica,
+      counter,
+      wall,
+      logical,
+      covers,
+      kind,
+      signature,
+      value,
+      contentType,
+      undefined,
+      expiresAt,
+    )
   } else if (kind === EntryKind.Counter) {
     const increments = reader.uint('increments')
     const decrements = reader.uint('decrements')

@@ -7,9 +7,10 @@ import {
   type Entry,
   EntryKind,
   foldInto,
+  isExpired,
   NO_COVERS,
 } from './entry.ts'
-import { HybridClock } from './hlc.ts'
+import { type Hlc, HybridClock } from './hlc.ts'
 
 /**
  * The delta-state kernel every data type of hearsay is built on: a causal map from keys to sets of
@@ -53,6 +54,8 @@ export interface EntryBody {
   contentType?: string
   increments?: number
   decrements?: number
+  /** Value entries: expire this long (ms) after the write's HLC wall time. */
+  ttlMs?: number
 }
 
 export interface MergeOptions {
@@ -114,6 +117,10 @@ export class CausalMap {
   private readonly byKey = new Map<string, Entry[]>()
   private readonly byDot = new Map<string, DotIndex>()
   private readonly tombstones = new Set<Entry>()
+  /** Live entries with an expiry whose passing has not been announced yet (see takeExpired). */
+  private readonly expiring = new Set<Entry>()
+  /** Every live entry with an expiry (collection looks here for expired ones). */
+  private readonly timed = new Set<Entry>()
   private readonly seen = new CausalContext()
   /** Dots of tombstones already collected: a peer lacking any of them gets a full snapshot. */
   private readonly collected = new CausalContext()
@@ -221,8 +228,11 @@ export class CausalMap {
 
   // ---- local writes -----------------------------------------------------------------------
 
-  /** Makes a new entry on `key` under the local replica id and applies it. */
-  write(key: string, body: EntryBody, supersede: Supersede = { mode: 'all' }): WriteResult {
+  /**
+   * Makes a new entry on `key` under the local replica id and applies it. `hlc` (a timestamp this
+   * clock issued) lets several writes of one operation share one timestamp.
+   */
+  write(key: string, body: EntryBody, supersede: Supersede = { mode: 'all' }, hlc?: Hlc): WriteResult {
     const siblings = this.byKey.get(key) ?? EMPTY
     let covers: CausalContext
     if (supersede.mode === 'all') {
@@ -240,7 +250,7 @@ export class CausalMap {
     }
     covers = compactCovers(covers, siblings, this.seen)
     const counter = this.seen.max(this.replica) + 1
-    const hlc = this.clock.tick()
+    const stamp = hlc ?? this.clock.tick()
     // One object shape for every kind keeps property access monomorphic on the hot paths.
     const isValue = body.kind === EntryKind.Value
     const isCounter = body.kind === EntryKind.Counter
@@ -248,14 +258,15 @@ export class CausalMap {
       key,
       replica: this.replica,
       counter,
-      wall: hlc.wall,
-      logical: hlc.logical,
+      wall: stamp.wall,
+      logical: stamp.logical,
       covers,
       kind: body.kind,
       value: isValue ? body.value : undefined,
       contentType: isValue ? body.contentType : undefined,
       increments: isCounter ? (body.increments ?? 0) : undefined,
       decrements: isCounter ? (body.decrements ?? 0) : undefined,
+      expiresAt: isValue && body.ttlMs !== undefined ? stamp.wall + body.ttlMs : undefined,
       // Signed by the replica when it commits the write (one object shape either way).
       signature: undefined,
     }
@@ -365,12 +376,32 @@ export class CausalMap {
   // ---- garbage collection -----------------------------------------------------------------
 
   /**
+   * Live entries whose expiry the clock has passed since the last call: each is returned once (the
+   * entry stays in the state, hidden from reads, until collected). Writes nothing.
+   */
+  takeExpired(now: number = this.clock.now()): Entry[] {
+    const out: Entry[] = []
+    for (const entry of this.expiring) {
+      if (isExpired(entry, now)) {
+        this.expiring.delete(entry)
+        out.push(entry)
+      }
+    }
+    return out
+  }
+
+  /**
    * Drops tombstones that every known member has seen, together with everything they cover.
-   * `stable` is the intersection of the members' contexts (for one replica alone, its own).
+   * `stable` is the intersection of the members' contexts (for one replica alone, its own). An
+   * expired entry is a tombstone in all but name (no read shows it ever again): it is collected
+   * under the same rule.
    */
   collectGarbage(stable: CausalContext): Change {
     const change: Change = { added: [], removed: [] }
-    for (const tombstone of this.tombstones) {
+    const now = this.clock.now()
+    const candidates = [...this.tombstones]
+    for (const entry of this.timed) if (isExpired(entry, now)) candidates.push(entry)
+    for (const tombstone of candidates) {
       if (!stable.has(tombstone.replica, tombstone.counter) || !stable.covers(tombstone.covers)) continue
       // The horizon keeps one range per replica: a peer must have seen the writer's dots up to the
       // tombstone. (Exact dots would grow by one range per collected tombstone.)
@@ -430,6 +461,10 @@ export class CausalMap {
     }
     index.add(entry)
     this.entryCount++
+    if (entry.expiresAt !== undefined) {
+      this.timed.add(entry)
+      this.expiring.add(entry)
+    }
     // Tombstones stay out of the digest's sums (see digest).
     if (entry.kind === EntryKind.Tombstone) {
       this.tombstones.add(entry)
@@ -443,6 +478,10 @@ export class CausalMap {
   private unindex(entry: Entry, change: Change): void {
     this.byDot.get(entry.replica)?.delete(entry.counter)
     this.entryCount--
+    if (entry.expiresAt !== undefined) {
+      this.timed.delete(entry)
+      this.expiring.delete(entry)
+    }
     change.removed.push(entry)
     if (entry.kind === EntryKind.Tombstone) {
       this.tombstones.delete(entry)

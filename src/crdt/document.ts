@@ -1,6 +1,6 @@
 import { CausalMap, type Change, type Delta, type MergeOptions, type WriteResult } from './causal-map.ts'
 import type { CausalContext, VersionVector } from './context.ts'
-import { type Covers, compareEntries, type Entry, EntryKind } from './entry.ts'
+import { type Covers, compareEntries, type Entry, EntryKind, isExpired } from './entry.ts'
 import type { HybridClock } from './hlc.ts'
 import { KeyIndex } from './key-index.ts'
 
@@ -103,11 +103,12 @@ export class CrdtDocument {
     return this.readRegister(internalKey('register', key))
   }
 
-  put(key: string, value: Uint8Array, contentType: string, token?: Covers): WriteResult {
+  /** Writes a register value; with `ttlMs`, the entry expires that long after its HLC wall time. */
+  put(key: string, value: Uint8Array, contentType: string, token?: Covers, ttlMs?: number): WriteResult {
     return this.track(
       this.map.write(
         internalKey('register', key),
-        { kind: EntryKind.Value, value, contentType },
+        { kind: EntryKind.Value, value, contentType, ttlMs },
         token === undefined ? { mode: 'all' } : { mode: 'token', covers: token },
       ),
     )
@@ -116,6 +117,34 @@ export class CrdtDocument {
   /** Removes a key; undefined when there is nothing to remove. */
   delete(key: string, token?: Covers): WriteResult | undefined {
     return this.removeInternal(internalKey('register', key), token)
+  }
+
+  /**
+   * Removes every register under `prefix` that a read shows now (a live, unexpired value), as one
+   * operation: one tombstone per key, all with one HLC timestamp, each superseding exactly the
+   * siblings of its key seen here (observed-remove, so a concurrent write on any of the keys
+   * survives). Empty when nothing matched.
+   */
+  deletePrefix(prefix: string): WriteResult[] {
+    const keys: string[] = []
+    for (const internal of this.index.range(REGISTER + prefix)) {
+      if (this.isLive(internal)) keys.push(internal)
+    }
+    if (keys.length === 0) return []
+    const hlc = this.map.clock.tick()
+    return keys.map((internal) =>
+      this.track(this.map.write(internal, { kind: EntryKind.Tombstone }, { mode: 'all' }, hlc)),
+    )
+  }
+
+  /**
+   * Keys whose entries expired since the last call (each once), for announcing; the state is not
+   * changed (reads already hide them).
+   */
+  takeExpired(): ParsedKey[] {
+    const keys = new Set<string>()
+    for (const entry of this.map.takeExpired()) keys.add(entry.key)
+    return [...keys].map(parseInternalKey)
   }
 
   /** Registers whose key starts with `prefix`, in key order, strictly after `after`. */
@@ -240,7 +269,8 @@ export class CrdtDocument {
 
   private readRegister(internal: string): RegisterRead | undefined {
     const entries = this.map.siblings(internal)
-    const values = entries.filter((entry) => entry.kind === EntryKind.Value)
+    const now = this.map.clock.now()
+    const values = entries.filter((entry) => entry.kind === EntryKind.Value && !isExpired(entry, now))
     if (values.length === 0) return undefined
     if (values.length > 1) values.sort(compareEntries)
     const siblings = values.map(toSibling)
@@ -248,7 +278,11 @@ export class CrdtDocument {
   }
 
   private isLive(internal: string): boolean {
-    for (const entry of this.map.siblings(internal)) if (entry.kind !== EntryKind.Tombstone) return true
+    const siblings = this.map.siblings(internal)
+    if (siblings.length === 0) return false
+    const now = this.map.clock.now()
+    for (const entry of siblings)
+      if (entry.kind !== EntryKind.Tombstone && !isExpired(entry, now)) return true
     return false
   }
 

@@ -44,10 +44,21 @@ export interface Entry {
   /** Counter entries: everything this replica ever subtracted (N). */
   readonly decrements?: number
   /**
+   * Value entries with a TTL: the absolute HLC wall time (ms) at which the entry expires, fixed by
+   * its author (its own HLC wall time + ttl) and signed with it, so every peer expires it at the
+   * same deadline. From then on reads treat it as removed; no tombstone is written.
+   */
+  readonly expiresAt?: number
+  /**
    * The author's Ed25519 signature (64 bytes) over the entry's dot and body hash (see
    * codec/signature.ts). Absent only on entries not yet committed, and in the pure CRDT layer.
    */
   signature?: Uint8Array
+}
+
+/** True when the entry carries an expiry that the clock reading `now` (HLC wall, ms) has reached. */
+export function isExpired(entry: Entry, now: number): boolean {
+  return entry.expiresAt !== undefined && entry.expiresAt <= now
 }
 
 /** True when `entry` supersedes the entry with dot (replica, counter) on the same key. */

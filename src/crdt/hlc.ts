@@ -25,17 +25,17 @@ export function compareHlc(a: Hlc, b: Hlc): number {
 export class HybridClock {
   private wall = 0
   private logical = 0
-  private readonly now: PhysicalClock
+  private readonly physical: PhysicalClock
   private readonly maxDriftMs: number
 
   constructor(now: PhysicalClock = Date.now, maxDriftMs = DEFAULT_MAX_DRIFT_MS) {
-    this.now = now
+    this.physical = now
     this.maxDriftMs = maxDriftMs
   }
 
   /** A fresh timestamp for a local event, greater than every timestamp seen so far. */
   tick(): Hlc {
-    const physical = this.now()
+    const physical = this.physical()
     if (physical > this.wall) {
       this.wall = physical
       this.logical = 0
@@ -50,12 +50,21 @@ export class HybridClock {
    * further in the future than the allowed drift.
    */
   observe(remote: Hlc): boolean {
-    if (remote.wall > this.now() + this.maxDriftMs) return false
+    if (remote.wall > this.physical() + this.maxDriftMs) return false
     if (remote.wall > this.wall || (remote.wall === this.wall && remote.logical > this.logical)) {
       this.wall = remote.wall
       this.logical = remote.logical
     }
     return true
+  }
+
+  /**
+   * The clock's reading now, without issuing a timestamp: the physical clock, or the last timestamp
+   * issued or observed when that is ahead. Expiry is judged against it, so a peer never shows a key
+   * its own writes or what it received already placed past the deadline.
+   */
+  now(): number {
+    return Math.max(this.physical(), this.wall)
   }
 
   /** The last timestamp issued or observed. */

@@ -275,6 +275,8 @@ export function toApiError(error: unknown, logger: Logger, request: ApiRequest):
         return new ApiError(400, 'INVALID_IF_MATCH', error.message)
       case 'INVALID_NUMBER':
         return new ApiError(400, 'INVALID_NUMBER', error.message)
+      case 'INVALID_TTL':
+        return new ApiError(400, 'INVALID_PARAMETER', error.message)
       case 'REPLICA_CLOSED':
         return new ApiError(503, 'STORE_FAILED', error.message)
     }

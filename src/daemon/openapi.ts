@@ -52,6 +52,13 @@ const ackParams = [
     schema: { type: 'integer', minimum: 1, maximum: MAX_ACK_TIMEOUT_MS },
   },
 ]
+const ttlParam = {
+  name: 'ttl',
+  in: 'query',
+  description:
+    "Expire the value this long after the write: a whole number with a unit, ms, s, m or h (30s, 10m, 2h), from 1s to 30 days (720h). Every peer hides it once its HLC reaches the write's HLC wall time + ttl.",
+  schema: { type: 'string', pattern: '^[0-9]+(ms|s|m|h)$' },
+}
 const ifMatchHeader = {
   name: 'If-Match',
   in: 'header',
@@ -336,6 +343,46 @@ export function openApiDocument(): Record<string, unknown> {
             '404': error('Not joined', ['NAMESPACE_NOT_FOUND']),
           },
         },
+        delete: {
+          summary:
+            'Delete every key under a prefix as one operation (one tombstone per key, one HLC timestamp, one commit); observed-remove: concurrent writes survive',
+          operationId: 'deletePrefix',
+          parameters: [
+            {
+              name: 'prefix',
+              in: 'query',
+              description: 'Keys starting with this; required unless all=1.',
+              schema: { type: 'string' },
+            },
+            {
+              name: 'all',
+              in: 'query',
+              description: '1: every key of the namespace (only without a prefix).',
+              schema: { type: 'string', enum: ['0', '1'] },
+            },
+            ...ackParams,
+          ],
+          responses: {
+            ...writeResponses(ref('PrefixDeleteResult')),
+            '400': error('No prefix without all=1, or both', ['INVALID_PARAMETER']),
+            '404': error('Not joined', ['NAMESPACE_NOT_FOUND']),
+            '503': commonErrors['503'],
+          },
+        },
+      },
+      '/v1/ns/{ns}/kv/{key}/touch': {
+        parameters: [nsParam, keyParam],
+        post: {
+          summary: 'Renew a key: a new write of the value a read shows now, with a new ttl',
+          operationId: 'touchKey',
+          parameters: [{ ...ttlParam, required: true }, ...ackParams],
+          responses: {
+            ...writeResponses(ref('WriteResult')),
+            '400': error('Bad input', ['INVALID_KEY', 'INVALID_PARAMETER']),
+            '404': error('No such key or namespace', ['KEY_NOT_FOUND', 'NAMESPACE_NOT_FOUND']),
+            '503': commonErrors['503'],
+          },
+        },
       },
       '/v1/ns/{ns}/kv/{key}': {
         parameters: [nsParam, keyParam],
@@ -364,7 +411,7 @@ export function openApiDocument(): Record<string, unknown> {
         put: {
           summary: 'Write a value (any bytes; Content-Type kept). Joins the namespace.',
           operationId: 'putKey',
-          parameters: [ifMatchHeader, ...ackParams],
+          parameters: [ifMatchHeader, ttlParam, ...ackParams],
           requestBody: {
             required: true,
             description: `Up to ${MAX_VALUE_BYTES} bytes. A JSON Content-Type must carry valid JSON. No Content-Type: application/octet-stream.`,
@@ -548,11 +595,29 @@ export function openApiDocument(): Record<string, unknown> {
           properties: {
             namespace: { type: 'string' },
             key: { type: 'string' },
-            etag: { type: 'string', description: 'Causal token after the write (send as If-Match)' },
+            etag: {
+              type: 'string',
+              description:
+                'Causal token of this write: its dot and what it superseded (send as If-Match to replace this write alone, not a concurrent one)',
+            },
             replica: { type: 'string' },
             counter: { type: 'integer' },
             writtenAt: { type: 'string', format: 'date-time' },
+            expiresAt: {
+              type: 'string',
+              format: 'date-time',
+              description: 'With ttl: when the value expires on every peer (HLC wall time + ttl)',
+            },
             deleted: { type: 'boolean' },
+            ack: ref('Ack'),
+          },
+        },
+        PrefixDeleteResult: {
+          type: 'object',
+          properties: {
+            namespace: { type: 'string' },
+            prefix: { type: 'string' },
+            deleted: { type: 'integer', description: 'How many keys were deleted' },
             ack: ref('Ack'),
           },
         },
@@ -563,6 +628,11 @@ export function openApiDocument(): Record<string, unknown> {
             replicated: { type: 'integer' },
             reached: { type: 'boolean' },
             timeoutMs: { type: 'integer' },
+            written: {
+              type: 'boolean',
+              description:
+                'false: the request wrote nothing (nothing matched), so there was nothing to wait for: reached, replicated 0',
+            },
           },
         },
         Siblings: {

@@ -1,5 +1,12 @@
 import { HearsayPeer } from '../peer/peer.ts'
-import { keyProblem, type Replica, setElementProblem, type WriteAck } from '../replica/replica.ts'
+import {
+  keyProblem,
+  MAX_TTL_MS,
+  MIN_TTL_MS,
+  type Replica,
+  setElementProblem,
+  type WriteAck,
+} from '../replica/replica.ts'
 import {
   DEFAULT_ACK_TIMEOUT_MS,
   DEFAULT_LIST_LIMIT,
@@ -74,6 +81,31 @@ export const listRoute: Route = {
         ...(page.cursor === undefined ? {} : { cursor: page.cursor }),
       })
     },
+    /**
+     * Deletes every key under `prefix` as one operation (one tombstone per key, one HLC timestamp,
+     * one commit). Everything (empty prefix) only with `all=1`.
+     */
+    async DELETE(context) {
+      const replica = context.existing()
+      const prefix = context.query.get('prefix') ?? ''
+      const all = context.query.has('all') ? flagParam(context.query, 'all') : false
+      if (prefix === '' && !all) {
+        throw new ApiError(
+          400,
+          'INVALID_PARAMETER',
+          'a prefix delete needs a non-empty prefix; to delete every key of the namespace, send all=1',
+        )
+      }
+      if (prefix !== '' && all)
+        throw new ApiError(400, 'INVALID_PARAMETER', 'send either a prefix or all=1, not both')
+      const ack = ackOption(context)
+      const writes = await replica.deletePrefix(prefix)
+      for (const _ of writes) context.app.metrics.write(replica.namespace, 'delete')
+      const body = { namespace: replica.namespace, prefix, deleted: writes.length }
+      const last = writes[writes.length - 1]
+      if (last === undefined) return nothingWritten(ack, body)
+      return acknowledged(context, ack, last, body, { etag: false })
+    },
   },
 }
 
@@ -114,6 +146,7 @@ export const kvRoutes: Route = {
       checkNamespaceName(context)
       checkKey(key)
       const ack = ackOption(context)
+      const ttlMs = ttlOption(context)
       const contentType = header(context.request, 'content-type')?.trim() || 'application/octet-stream'
       const value = await context.request.body(MAX_VALUE_BYTES, 'VALUE_TOO_LARGE')
       if (isJsonType(contentType)) checkJsonText(value, 'value')
@@ -123,6 +156,7 @@ export const kvRoutes: Route = {
         throw preconditionRequired(key)
       const result = await replica.put(key, value, contentType, {
         ifMatch: ifMatch === '*' ? undefined : ifMatch,
+        ttlMs,
       })
       context.app.metrics.write(replica.namespace, 'put')
       return acknowledged(context, ack, result, writeBody(result))
@@ -139,8 +173,34 @@ export const kvRoutes: Route = {
       context.app.metrics.write(replica.namespace, 'delete')
       return acknowledged(context, ack, result, { ...writeBody(result), deleted: true })
     },
+    /** `POST /v1/ns/{ns}/kv/{key}/touch?ttl=…`: rewrites the value a read shows with a new TTL. */
+    async POST(context) {
+      const path = context.params.key!
+      if (!path.endsWith(TOUCH_SUFFIX) || path.length === TOUCH_SUFFIX.length) {
+        // POST means touch only: any other key answers as a method this route does not take.
+        throw new ApiError(
+          405,
+          'METHOD_NOT_ALLOWED',
+          'POST is not allowed on /v1/ns/:ns/kv/:key (only on /v1/ns/{ns}/kv/{key}/touch); use GET, PUT, DELETE',
+          { headers: { allow: 'GET, PUT, DELETE' } },
+        )
+      }
+      const key = path.slice(0, -TOUCH_SUFFIX.length)
+      checkKey(key)
+      const replica = context.existing()
+      const ack = ackOption(context)
+      const ttlMs = ttlOption(context)
+      if (ttlMs === undefined)
+        throw new ApiError(400, 'INVALID_PARAMETER', 'touch needs ttl (for example ttl=30s)')
+      const result = await replica.touch(key, { ttlMs })
+      if (result === undefined) throw keyNotFound(replica, key)
+      context.app.metrics.write(replica.namespace, 'put')
+      return acknowledged(context, ack, result, writeBody(result))
+    },
   },
 }
+
+const TOUCH_SUFFIX = '/touch'
 
 function writeBody(result: WriteAck) {
   return {
@@ -150,6 +210,7 @@ function writeBody(result: WriteAck) {
     replica: result.replica,
     counter: result.counter,
     writtenAt: new Date(result.wall).toISOString(),
+    ...(result.expiresAt === undefined ? {} : { expiresAt: new Date(result.expiresAt).toISOString() }),
   }
 }
 
@@ -260,7 +321,7 @@ export const setRoutes: Route = {
         (a, b) => (a === undefined || b.counter > a.counter ? b : a),
         undefined,
       )
-      return last === undefined ? json(200, result) : acknowledged(context, ack, last, result)
+      return last === undefined ? nothingWritten(ack, result) : acknowledged(context, ack, last, result)
     },
   },
 }
@@ -370,6 +431,43 @@ function ackOption(context: RouteContext): AckOption | undefined {
   return peers === 0 ? undefined : { peers, timeoutMs }
 }
 
+/** `?ttl=30s` (ms, s, m or h; 1 s to 30 days), checked before the write; undefined when absent. */
+function ttlOption(context: RouteContext): number | undefined {
+  const raw = context.query.get('ttl')
+  if (raw === null) return undefined
+  const ttlMs = parseTtl(raw)
+  if (ttlMs === undefined || ttlMs < MIN_TTL_MS || ttlMs > MAX_TTL_MS) {
+    throw new ApiError(
+      400,
+      'INVALID_PARAMETER',
+      `ttl must be a whole number with a unit (ms, s, m, h) from 1s to 30 days (720h), got "${raw.slice(0, 40)}"`,
+    )
+  }
+  return ttlMs
+}
+
+const TTL_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+/** `30s` → 30000; undefined when not a whole number followed by a known unit. */
+export function parseTtl(raw: string): number | undefined {
+  const match = /^(\d{1,12})(ms|s|m|h)$/.exec(raw.trim())
+  if (match === null) return undefined
+  return Number(match[1]) * TTL_UNITS[match[2]]
+}
+
+/**
+ * The answer to a request that wrote nothing (a set remove of absent members, a prefix that
+ * matched no key): with `?ack`, nothing is left to wait for, so the ack is reached at once with
+ * `replicated: 0`.
+ */
+function nothingWritten(ack: AckOption | undefined, body: Record<string, unknown>): ApiResponse {
+  if (ack === undefined) return json(200, body)
+  return json(200, {
+    ...body,
+    ack: { requested: ack.peers, replicated: 0, reached: true, timeoutMs: ack.timeoutMs, written: false },
+  })
+}
+
 /**
  * The answer to a durable write: 200 at once, or with `?ack=N` once N other peers hold it; 202 with
  * how many did when the timeout (or the client) ends the wait first. The write stands either way.
@@ -379,8 +477,10 @@ async function acknowledged(
   ack: AckOption | undefined,
   write: WriteAck,
   body: Record<string, unknown>,
+  options: { etag?: boolean } = {},
 ): Promise<ApiResponse> {
-  const headers = { etag: `"${write.token}"` }
+  // A multi-key operation has no one token to give back.
+  const headers: Record<string, string> = options.etag === false ? {} : { etag: `"${write.token}"` }
   if (ack === undefined) return json(200, body, headers)
   const signal = AbortSignal.any([AbortSignal.timeout(ack.timeoutMs), context.request.signal])
   let replicated = 0

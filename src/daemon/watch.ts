@@ -23,7 +23,8 @@ import { encodeValue, stringifyJson } from './values.ts'
  * of a commit carries one; resuming from it replays nothing that was not seen, skips nothing that was.
  */
 
-export type WatchOrigin = 'local' | 'remote' | 'replay'
+/** `expire`: a key's entry reached its expiry on this peer (a register `delete`; nothing was written). */
+export type WatchOrigin = 'local' | 'remote' | 'replay' | 'expire'
 
 export interface WatchEventData {
   namespace: string

@@ -9,6 +9,8 @@ export type ReplicaErrorCode =
   | 'INVALID_TOKEN'
   /** An increment is not a safe integer, or would overflow. */
   | 'INVALID_NUMBER'
+  /** A TTL outside 1 s .. 30 days, or not a whole number of ms. */
+  | 'INVALID_TTL'
   /** The replica was closed, or its store failed and it refuses further writes. */
   | 'REPLICA_CLOSED'
 

@@ -75,7 +75,13 @@ export interface ReplicaInit {
    * (their commits skip the fsync, so waiting longer mostly adds latency).
    */
   remoteFlushMs?: number
+  /** How often expired entries are looked for, to announce them as changes, ms. Default 1000. */
+  expirySweepMs?: number
 }
+
+/** TTL bounds of an expiring write, ms. */
+export const MIN_TTL_MS = 1000
+export const MAX_TTL_MS = 30 * 24 * 3600 * 1000
 
 export interface WriteAck {
   namespace: string
@@ -85,6 +91,8 @@ export interface WriteAck {
   counter: number
   /** HLC wall time of the write. */
   wall: number
+  /** Expiring writes: when the value expires on every peer (HLC wall ms). */
+  expiresAt?: number
   /**
    * Causal token of this write: its dot and what it superseded. Sent back as If-Match, it replaces
    * this write alone, never a concurrent write that landed beside it.
@@ -109,7 +117,8 @@ export interface RemoteMergeOptions extends MergeOptions {
   heads?: readonly SignedHead[]
 }
 
-export type ChangeOrigin = 'local' | 'remote' | 'gc'
+/** `expire`: an entry's expiry passed on this peer (nothing was written). */
+export type ChangeOrigin = 'local' | 'remote' | 'gc' | 'expire'
 
 export interface ChangeEvent {
   namespace: string
@@ -164,6 +173,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   /** Per replica, the signed header of its highest-counter entry we verified (or wrote). */
   private readonly heads = new Map<string, SignedHead>()
   private pending: PendingBatch | undefined
+  private readonly expirySweep: NodeJS.Timeout
   private failure: Error | undefined
   private closed = false
 
@@ -177,6 +187,10 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.maxKeyBytes = init.maxKeyBytes ?? MAX_KEY_BYTES
     this.maxValueBytes = init.maxValueBytes ?? DEFAULT_LIMITS.maxValueBytes
     this.remoteFlushMs = init.remoteFlushMs ?? 0
+    // Expiry writes nothing: the sweep only announces keys whose deadline passed, so watchers see
+    // them go. Unref'd: it never keeps a process alive.
+    this.expirySweep = setInterval(() => this.announceExpired(), init.expirySweepMs ?? 1000)
+    this.expirySweep.unref()
   }
 
   /** Opens a namespace from its store; throws StoreError when the stored data cannot be read. */
@@ -234,7 +248,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     key: string,
     value: Uint8Array,
     contentType: string,
-    options: { ifMatch?: string } = {},
+    options: { ifMatch?: string; ttlMs?: number } = {},
   ): Promise<WriteAck> {
     this.checkWritable()
     this.checkKey(key)
@@ -242,8 +256,41 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     if (!CONTENT_TYPE.test(contentType)) {
       throw new ReplicaError('INVALID_CONTENT_TYPE', 'content type must be 1-127 printable ASCII characters')
     }
+    checkTtl(options.ttlMs)
     const token = parseToken(key, options.ifMatch)
-    return this.local(key, this.doc.put(key, value, contentType, token))
+    return this.local(key, this.doc.put(key, value, contentType, token, options.ttlMs))
+  }
+
+  /**
+   * Renews a key: a new write of the value a read shows now (the winner), superseding every
+   * sibling, with a new TTL (none: the key no longer expires). Undefined when the key is absent.
+   */
+  async touch(key: string, options: { ttlMs?: number } = {}): Promise<WriteAck | undefined> {
+    this.checkWritable()
+    this.checkKey(key)
+    checkTtl(options.ttlMs)
+    const read = this.doc.get(key)
+    if (read === undefined) return undefined
+    const { value, contentType } = read.winner
+    return this.local(key, this.doc.put(key, value, contentType, undefined, options.ttlMs))
+  }
+
+  /**
+   * Removes every key under `prefix` that a read shows now, as one operation: one tombstone per key,
+   * one HLC timestamp, one commit (see CrdtDocument.deletePrefix). Resolves to the writes (empty
+   * when nothing matched); the last has the highest dot.
+   */
+  async deletePrefix(prefix: string): Promise<WriteAck[]> {
+    this.checkWritable()
+    if (typeof prefix !== 'string' || prefix.includes(KEY_SEPARATOR) || !prefix.isWellFormed())
+      throw new ReplicaError('INVALID_KEY', 'prefix must be a well-formed string without NUL')
+    // One commit (every write of this turn shares the batch); the gossip batcher coalesces the
+    // tombstones into as few messages as its size limit allows.
+    return Promise.all(
+      this.doc
+        .deletePrefix(prefix)
+        .map((result) => this.local(parseInternalKey(result.entry.key).key, result)),
+    )
   }
 
   /** Removes a key; resolves undefined when it did not exist. */
@@ -457,12 +504,22 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   /** Flushes pending writes; the store stays open (it may hold other namespaces). */
   async close(): Promise<void> {
+    clearInterval(this.expirySweep)
     if (this.closed) return
     await this.flush().catch(() => {})
     this.closed = true
   }
 
   // ---- internals --------------------------------------------------------------------------
+
+  /** Emits a change for each key whose entry expired on this peer since the last sweep. */
+  announceExpired(): void {
+    if (this.closed || this.failure !== undefined) return
+    const expired = this.doc.takeExpired()
+    if (this.listenerCount('change') === 0) return
+    for (const parsed of expired)
+      this.emit('change', { namespace: this.namespace, ...parsed, origin: 'expire' })
+  }
 
   private async local(key: string, result: WriteResult): Promise<WriteAck> {
     const batch = this.batch(true)
@@ -480,6 +537,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       replica: result.entry.replica,
       counter: result.entry.counter,
       wall: result.entry.wall,
+      expiresAt: result.entry.expiresAt,
       // Encoded on first use: most callers never look at it.
       get token() {
         token ??= encodeToken(entry.key, covers)
@@ -693,6 +751,16 @@ export function setElementProblem(
   const bytes = Buffer.byteLength(key, 'utf8') + 1 + Buffer.byteLength(element, 'utf8')
   if (bytes > maxKeyBytes) return `set key and element are ${bytes} bytes, the limit is ${maxKeyBytes}`
   return undefined
+}
+
+function checkTtl(ttlMs: number | undefined): void {
+  if (ttlMs === undefined) return
+  if (!Number.isSafeInteger(ttlMs) || ttlMs < MIN_TTL_MS || ttlMs > MAX_TTL_MS) {
+    throw new ReplicaError(
+      'INVALID_TTL',
+      `ttl must be a whole number of ms from ${MIN_TTL_MS} (1 s) to ${MAX_TTL_MS} (30 days), got ${ttlMs}`,
+    )
+  }
 }
 
 function withEtag(key: string, read: RegisterRead): ReadResult {
