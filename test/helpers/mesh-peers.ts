@@ -5,6 +5,8 @@ import { HearsayPeer } from '../../src/peer/peer.ts'
 import { createMemoryStore } from '../../src/store/memory.ts'
 import type { Store } from '../../src/store/types.ts'
 
+export { eventually } from './eventually.ts'
+
 export interface TestPeer {
   peer: HearsayPeer
   mesh: HearsayMesh
@@ -36,19 +38,6 @@ export async function startTestPeer(
     mesh,
     address: mesh.addresses()[0],
     stop: () => peer.stop(),
-  }
-}
-
-/** Polls `condition` until it holds or the deadline passes; returns whether it held. */
-export async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 20_000,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await condition()) return true
-    if (Date.now() > deadline) return false
-    await new Promise((resolve) => setTimeout(resolve, 20))
   }
 }
 
