@@ -1,7 +1,8 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Delta } from '../crdt/causal-map.ts'
-import { describeThrown } from '../mesh/errors.ts'
+import { DEFAULT_GOSSIP_RATE_LIMIT, GossipAdmission, peerIdsOfAddresses } from '../gossip/admission.ts'
+import { describeDialFailure, describeThrown } from '../mesh/errors.ts'
 import { createMeshNode, type MeshNode } from '../mesh/node.ts'
 import { meshTopic } from '../mesh/topics.ts'
 import type { Replica } from '../replica/replica.ts'
@@ -11,7 +12,6 @@ import { AckTracker } from './ack-tracker.ts'
 import { type CheckedBatch, checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
 import { Membership } from './membership.ts'
 import type { HearsayPeer, MeshAttachment, MeshCounters, PeerInfo } from './peer.ts'
-import { RateLimiter } from './rate-limit.ts'
 import { TurnBudget } from './turn-budget.ts'
 
 /** How a peer joins the network. Every field has a default suitable for one laptop on a LAN. */
@@ -48,7 +48,8 @@ export interface MeshOptions {
   swarmKey?: Uint8Array
   /**
    * Gossip messages per second one neighbour may deliver (burst: 2 s worth). Checked as each message
-   * comes off the wire; beyond it messages are dropped unchecked. Default 1,000.
+   * comes off the wire; beyond it messages are dropped unchecked. A client's `hub` peers are exempt
+   * (they relay everyone's batches). Default 1,000.
    */
   gossipRateLimit?: number
   /** Gossip mesh degree (D). Default 4. */
@@ -75,10 +76,8 @@ export interface HearsayMesh extends MeshAttachment {
   unblock(peerId: string): void
 }
 
-/** Default of `gossipRateLimit`, messages per second per neighbour. */
-export const DEFAULT_GOSSIP_RATE_LIMIT = 1000
-/** A neighbour's burst allowance, in seconds of its rate. */
-const GOSSIP_BURST_SECONDS = 2
+export { DEFAULT_GOSSIP_RATE_LIMIT }
+
 /** Gossip validations (signature check, then merge) started per event-loop turn at most. */
 const VALIDATIONS_PER_TURN = 32
 
@@ -95,8 +94,11 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   const hubMode = options.hub !== undefined && options.hub.length > 0
   const log = options.log
   // Batching keeps honest traffic below this: one writer's 10,000 writes/s travel as ~500 batches/s.
-  const rate = options.gossipRateLimit ?? DEFAULT_GOSSIP_RATE_LIMIT
-  const flood = new RateLimiter({ ratePerSecond: rate, burst: rate * GOSSIP_BURST_SECONDS })
+  // A client's hubs relay every other client's batches: they are not held to one neighbour's rate.
+  const admission = new GossipAdmission({
+    ratePerSecond: options.gossipRateLimit ?? DEFAULT_GOSSIP_RATE_LIMIT,
+    exempt: hubMode ? peerIdsOfAddresses(options.hub ?? []) : [],
+  })
   const logged = new Set<string>()
   const counters: MeshCounters = {
     gossipPublished: 0,
@@ -132,10 +134,16 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       : options.gossipDegree !== undefined
         ? { D: options.gossipDegree }
         : undefined,
-    onError: (error, context) => logOnce('mesh', context.peer?.toString(), error, context),
+    onError: (error, context) =>
+      logOnce(
+        'mesh',
+        context.peer?.toString(),
+        context.where === 'dial' ? describeDialFailure(error) : error,
+        context,
+      ),
     // Checked as each message comes off the wire: a flood costs a counter increment per message.
     admitMessage: (from, topic) => {
-      if (flood.take(from.toString())) return true
+      if (admission.admit(from.toString())) return true
       counters.gossipThrottled++
       logOnce('gossip', from.toString(), 'gossip above the rate limit: dropping', { topic })
       return false
