@@ -195,6 +195,13 @@ export type MessageValidator = (msg: Omit<MeshMessage, 'id'>) => Verdict | Promi
 
 export type MessageHandler = (msg: MeshMessage) => void
 
+/**
+ * Judges a message and acts on it in one step (gossipsub's asynchronous validation): the verdict it
+ * resolves to decides forwarding and blame as for `MessageValidator`; a receiver that throws counts as
+ * 'ignore'. What it decoded and checked stays in its own scope for whatever it does on 'accept'.
+ */
+export type MessageReceiver = (msg: MeshMessage) => Verdict | Promise<Verdict>
+
 /** Topology callbacks for peers that speak a protocol (after identify). */
 export interface ProtocolWatcher {
   onConnect?(peer: PeerId, connection: Connection): void
@@ -222,6 +229,12 @@ export interface MeshNode {
   addresses(): Multiaddr[]
   /** Subscribes to a topic; one handler per topic. Throws TopicNotAllowedError, AlreadySubscribedError. */
   subscribe(topic: string, onMessage: MessageHandler, validate?: MessageValidator): void
+  /**
+   * Subscribes with one receiver that judges each message and acts on it; the message is forwarded
+   * only once the receiver resolves to 'accept'. One receiver (or handler) per topic. Throws as
+   * `subscribe`.
+   */
+  receive(topic: string, receiver: MessageReceiver): void
   unsubscribe(topic: string): void
   /**
    * Publishes to a topic. Never throws for lack of peers (then `recipients` is 0 and only
@@ -277,6 +290,8 @@ interface GossipsubInternals {
   getScore(peerId: string): number
   score: { params: PeerScoreParams }
   streamsOutbound: Map<string, unknown>
+  /** Class method, not on the exported interface: reports a verdict under `asyncValidation`. */
+  reportMessageValidationResult(msgId: string, propagationSource: string, result: TopicValidatorResult): void
 }
 
 export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode> {
@@ -321,6 +336,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     msgIdToStrFn,
     emitSelf: false,
     fallbackToFloodsub: false,
+    asyncValidation: true,
     allowPublishToZeroTopicPeers: true,
     ignoreDuplicatePublishError: true,
     floodPublish: init.gossip?.floodPublish ?? false,
@@ -435,7 +451,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     throw err
   }
 
-  const handlers = new Map<string, MessageHandler>()
+  const receivers = new Map<string, MessageReceiver>()
   let stopped = false
   const ensureRunning = (action: string): void => {
     if (stopped) throw new MeshNodeStoppedError(action)
@@ -444,15 +460,20 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     if (!allowlist.has(topic)) throw new TopicNotAllowedError(topic, "not in this node's topic allowlist")
   }
 
+  // Asynchronous validation: gossipsub hands over every message that passed the size check and
+  // forwards it only once we report the receiver's verdict (a reject lowers the sender's score).
   pubsub.addEventListener('gossipsub:message', (evt) => {
     const { propagationSource, msgId, msg } = evt.detail
-    const handler = handlers.get(msg.topic)
-    if (handler == null) return
-    try {
-      handler({ topic: msg.topic, data: msg.data, from: propagationSource, id: msgId })
-    } catch (err) {
-      onError(asError(err), { where: 'message handler', topic: msg.topic, peer: propagationSource })
-    }
+    const report = (result: TopicValidatorResult) =>
+      internals.reportMessageValidationResult(msgId, propagationSource.toString(), result)
+    const receiver = receivers.get(msg.topic)
+    if (receiver == null) return report(TopicValidatorResult.Ignore)
+    const judge = async () =>
+      toResult(await receiver({ topic: msg.topic, data: msg.data, from: propagationSource, id: msgId }))
+    judge().then(report, (err: unknown) => {
+      onError(asError(err), { where: 'receiver', topic: msg.topic, peer: propagationSource })
+      report(TopicValidatorResult.Ignore)
+    })
   })
 
   // gossipsub keeps one outbound stream per peer, on whichever connection came first. When a peer has
@@ -515,9 +536,30 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     },
 
     subscribe(topic, onMessage, validate) {
+      node.receive(topic, async (message) => {
+        let verdict: Verdict = 'accept'
+        if (validate != null) {
+          try {
+            verdict = await validate(message)
+          } catch (err) {
+            onError(asError(err), { where: 'validator', topic: message.topic, peer: message.from })
+            return 'ignore'
+          }
+        }
+        if (verdict !== 'accept') return verdict
+        try {
+          onMessage(message)
+        } catch (err) {
+          onError(asError(err), { where: 'message handler', topic: message.topic, peer: message.from })
+        }
+        return 'accept'
+      })
+    },
+
+    receive(topic, receiver) {
       ensureRunning('subscribe')
       checkTopic(topic)
-      if (handlers.has(topic)) throw new AlreadySubscribedError(topic)
+      if (receivers.has(topic)) throw new AlreadySubscribedError(topic)
       // Score P4 (invalid deliveries) only: without topic params gossipsub blames nobody for a reject.
       // Every other topic score term stays 0: mesh-delivery deficits (P3) would punish honest peers on
       // the low-rate topics a CRDT mesh has.
@@ -530,23 +572,17 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         invalidMessageDeliveriesWeight: INVALID_MESSAGE_WEIGHT,
         invalidMessageDeliveriesDecay: INVALID_MESSAGE_DECAY,
       })
-      handlers.set(topic, onMessage)
-      pubsub.topicValidators.set(topic, async (peer, msg) => {
-        if (msg.data.byteLength > maxMessageBytes) return TopicValidatorResult.Reject
-        if (validate == null) return TopicValidatorResult.Accept
-        try {
-          return toResult(await validate({ topic: msg.topic, data: msg.data, from: peer }))
-        } catch (err) {
-          onError(asError(err), { where: 'validator', topic: msg.topic, peer })
-          return TopicValidatorResult.Ignore
-        }
-      })
+      receivers.set(topic, receiver)
+      // Only the size check runs inside gossipsub; everything else waits for the receiver's verdict.
+      pubsub.topicValidators.set(topic, async (_peer, msg) =>
+        msg.data.byteLength > maxMessageBytes ? TopicValidatorResult.Reject : TopicValidatorResult.Accept,
+      )
       pubsub.subscribe(topic)
     },
 
     unsubscribe(topic) {
       if (stopped) return
-      handlers.delete(topic)
+      receivers.delete(topic)
       pubsub.topicValidators.delete(topic)
       pubsub.unsubscribe(topic)
     },
@@ -704,7 +740,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       clearInterval(linkCheck)
       if (stopped) return
       stopped = true
-      handlers.clear()
+      receivers.clear()
       await pex?.stop()
       conn?.stop()
       await libp2p.stop()
@@ -798,6 +834,8 @@ function checkInternals(gs: GossipSub): GossipsubInternals {
   if (typeof g.getScore !== 'function') throw new GossipsubInternalsChangedError('getScore()')
   if (g.score?.params?.topics == null) throw new GossipsubInternalsChangedError('score.params.topics')
   if (!(g.streamsOutbound instanceof Map)) throw new GossipsubInternalsChangedError('streamsOutbound')
+  if (typeof g.reportMessageValidationResult !== 'function')
+    throw new GossipsubInternalsChangedError('reportMessageValidationResult()')
   return g as GossipsubInternals
 }
 

@@ -9,7 +9,7 @@ import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
 import { SyncService } from '../sync/service.ts'
 import { AckTracker } from './ack-tracker.ts'
-import { type CheckedBatch, checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
+import { checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
 import { Membership } from './membership.ts'
 import type { HearsayPeer, MeshAttachment, MeshCounters, PeerInfo } from './peer.ts'
 import { TurnBudget } from './turn-budget.ts'
@@ -258,42 +258,37 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   // cannot starve the HTTP API and the pings.
   const validationTurns = new TurnBudget({ perTurn: VALIDATIONS_PER_TURN })
 
-  // Decode and check once in the validator; the handler reuses the result.
-  const checked = new WeakMap<Uint8Array, CheckedBatch>()
-
   function join(replica: Replica): void {
     if (joined.has(replica.namespace)) return
     joined.set(replica.namespace, replica)
     const topic = topicOf(replica.namespace)
-    node.subscribe(
-      topic,
-      (message) => {
-        const result = checked.get(message.data)
-        if (result?.delta === undefined || result.signer === undefined) return
-        counters.gossipReceived++
-        counters.gossipBytesReceived += message.data.length
-        membership.saw(result.signer)
-        membership.saw(message.from.toString(), { connected: true })
-        replica
-          .merge(result.delta)
-          .then((change) => {
-            counters.entriesMerged += change.added.length
-          })
-          .catch((error: unknown) => logOnce('merge', result.signer, error, {}, 'merge failed: '))
-      },
-      async (message) => {
-        await validationTurns.take()
-        const result = await checkBatch(topic, message.data, self)
-        checked.set(message.data, result)
-        if (result.verdict === 'reject') {
-          counters.gossipRejected++
-          logOnce('gossip', message.from.toString(), `rejected gossip: ${result.reason}`, { topic })
-        } else if (result.verdict === 'ignore') {
-          counters.gossipIgnored++
-        }
-        return result.verdict
-      },
-    )
+    // Decoded and checked once; the verdict goes back to gossipsub (forward or not, blame or not)
+    // and an accepted batch is merged from the same scope.
+    node.receive(topic, async (message) => {
+      await validationTurns.take()
+      const result = await checkBatch(topic, message.data, self)
+      if (result.verdict === 'reject') {
+        counters.gossipRejected++
+        logOnce('gossip', message.from.toString(), `rejected gossip: ${result.reason}`, { topic })
+        return 'reject'
+      }
+      if (result.delta === undefined || result.signer === undefined) {
+        counters.gossipIgnored++
+        return 'ignore'
+      }
+      const signer = result.signer
+      counters.gossipReceived++
+      counters.gossipBytesReceived += message.data.length
+      membership.saw(signer)
+      membership.saw(message.from.toString(), { connected: true })
+      replica
+        .merge(result.delta)
+        .then((change) => {
+          counters.entriesMerged += change.added.length
+        })
+        .catch((error: unknown) => logOnce('merge', signer, error, {}, 'merge failed: '))
+      return 'accept'
+    })
     replica.on('delta', (delta) => batcher.add(replica.namespace, delta))
     // Catch up with everyone already connected.
     for (const remote of node.peers()) void sync.syncWith(remote, replica.namespace).catch(() => {})
