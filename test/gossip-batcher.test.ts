@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { Delta } from '../src/crdt/causal-map.ts'
 import { CausalContext } from '../src/crdt/context.ts'
 import { type Entry, EntryKind, NO_COVERS } from '../src/crdt/entry.ts'
-import { coalesce, DeltaBatcher } from '../src/peer/gossip.ts'
+import { coalesce, DeltaBatcher } from '../src/gossip/batcher.ts'
 
 function value(
   replica: string,

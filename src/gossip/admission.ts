@@ -1,5 +1,5 @@
 import { multiaddr } from '@multiformats/multiaddr'
-import { RateLimiter } from '../peer/rate-limit.ts'
+import { RateLimiter } from './rate-limit.ts'
 
 /** Default of the per-neighbour gossip rate, messages per second. */
 export const DEFAULT_GOSSIP_RATE_LIMIT = 1000

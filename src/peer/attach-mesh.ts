@@ -1,7 +1,10 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { Delta } from '../crdt/causal-map.ts'
 import { DEFAULT_GOSSIP_RATE_LIMIT, GossipAdmission, peerIdsOfAddresses } from '../gossip/admission.ts'
+import { DeltaBatcher } from '../gossip/batcher.ts'
+import { GossipPublisher } from '../gossip/publisher.ts'
+import { batchReceiver } from '../gossip/receiver.ts'
+import { TurnBudget } from '../gossip/turn-budget.ts'
 import { describeDialFailure, describeThrown } from '../mesh/errors.ts'
 import { createMeshNode, type MeshNode } from '../mesh/node.ts'
 import { meshTopic } from '../mesh/topics.ts'
@@ -9,10 +12,12 @@ import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
 import { SyncService } from '../sync/service.ts'
 import { AckTracker } from './ack-tracker.ts'
-import { checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
+import { GarbageCollector } from './gc-service.ts'
 import { Membership } from './membership.ts'
 import type { HearsayPeer, MeshAttachment, MeshCounters, PeerInfo } from './peer.ts'
-import { TurnBudget } from './turn-budget.ts'
+import { PeriodicTask } from './periodic.ts'
+import { RttPinger } from './ping-service.ts'
+import { type SyncRequest, SyncScheduler } from './sync-scheduler.ts'
 
 /** How a peer joins the network. Every field has a default suitable for one laptop on a LAN. */
 export interface MeshOptions {
@@ -68,6 +73,8 @@ export type { MeshCounters }
 export interface HearsayMesh extends MeshAttachment {
   readonly node: MeshNode
   readonly membership: Membership
+  /** Anti-entropy sessions requested so far, by reason (`scheduler.requested`). */
+  readonly scheduler: SyncScheduler
   readonly counters: MeshCounters
   /** Closes connections to a peer; it may come back (discovery, redial). */
   hangUp(peerId: string): Promise<void>
@@ -153,7 +160,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   const membership = new Membership({ self })
   const topicOf = (namespace: string) => meshTopic(meshName, namespace)
   const joined = new Map<string, Replica>()
-  const timers: NodeJS.Timeout[] = []
+  const connectedPeers = () => node.peers().map((p) => p.toString())
   let stopped = false
 
   // Errors from peers are logged once per (peer, kind), so a hostile peer cannot flood the log.
@@ -173,14 +180,22 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     log?.warn({ ...fields, kind, peer: peerId }, message)
   }
 
+  // Which peer, when, why: pure; this shell only runs the sessions it asks for.
+  const scheduler = new SyncScheduler({ self, alwaysInitiate: hubMode })
+  const runAll = (requests: SyncRequest[]): void => {
+    for (const request of requests)
+      void sync.syncWith(peerIdFromString(request.peer), request.namespace).catch(() => {})
+  }
+
   // `?ack=N`: waits on what sync sessions teach membership and on peers connecting.
   const acks = new AckTracker({
-    connectedPeers: () => node.peers().map((p) => p.toString()),
+    connectedPeers,
     holds: (peerId, namespace, replica, counter) => membership.hasDot(peerId, namespace, replica, counter),
     holders: (namespace, replica, counter) => membership.holdersOf(namespace, replica, counter),
     // A session both pushes the write and tells us, once it is durable there, what the peer holds.
-    push: (peerId, namespace, signal) =>
-      sync.syncWith(peerIdFromString(peerId), namespace, signal).then(
+    push: (peerId, namespace, signal) => {
+      const request = scheduler.ack(peerId, namespace)
+      return sync.syncWith(peerIdFromString(request.peer), request.namespace, signal).then(
         () => true,
         (error: unknown) => {
           // It does not replicate the namespace, or does not speak the sync protocol at all.
@@ -188,9 +203,9 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
           if ((error as { name?: string }).name === 'UnsupportedProtocolError') return false
           throw error
         },
-      ),
+      )
+    },
   })
-  acks.start()
 
   const sync = new SyncService({
     node,
@@ -219,40 +234,28 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     },
   })
   await sync.start()
+  acks.start()
 
+  const publisher = new GossipPublisher({
+    privateKey: options.privateKey,
+    topicOf,
+    publish: (topic, data) => node.publish(topic, data),
+    counters,
+    published: (namespace, outcome) => {
+      if (outcome.error !== undefined && !stopped)
+        logOnce('gossip', undefined, outcome.error, { namespace }, 'publish failed: ')
+      const failed = outcome.error !== undefined
+      if (stopped || !scheduler.published(namespace, { ...outcome, failed, connected: node.peers().length }))
+        return
+      // Connected but nobody took it (gossip links still forming just after a connect): push by
+      // anti-entropy soon rather than at the next periodic round.
+      setTimeout(() => runAll(scheduler.pushDue(namespace, connectedPeers())), scheduler.pushDelayMs).unref()
+    },
+  })
   const batcher = new DeltaBatcher({
     delayMs: options.batchDelayMs,
-    send: (namespace, delta) => void publish(namespace, delta),
+    send: (namespace, delta) => void publisher.publish(namespace, delta),
   })
-
-  async function publish(namespace: string, delta: Delta): Promise<void> {
-    const topic = topicOf(namespace)
-    try {
-      const data = await signBatch(options.privateKey, topic, delta)
-      const { recipients } = await node.publish(topic, data)
-      counters.gossipPublished++
-      counters.gossipBytesSent += data.length
-      // Connected but nobody took it (gossip links still forming just after a connect): push by
-      // anti-entropy now rather than at the next periodic round.
-      if (recipients === 0 && node.peers().length > 0) pushSoon(namespace)
-    } catch (error) {
-      // Anti-entropy repairs whatever gossip could not carry.
-      if (!stopped) logOnce('gossip', undefined, error, { namespace }, 'publish failed: ')
-      pushSoon(namespace)
-    }
-  }
-
-  /** One anti-entropy round with every connected peer for a namespace, at most every 250 ms. */
-  const pushing = new Set<string>()
-  function pushSoon(namespace: string): void {
-    if (stopped || pushing.has(namespace)) return
-    pushing.add(namespace)
-    const timer = setTimeout(() => {
-      pushing.delete(namespace)
-      for (const remote of node.peers()) void sync.syncWith(remote, namespace).catch(() => {})
-    }, 250)
-    timer.unref()
-  }
 
   // Signature checks (and the merges they lead to) spread over event-loop turns, so a burst of gossip
   // cannot starve the HTTP API and the pings.
@@ -261,98 +264,68 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   function join(replica: Replica): void {
     if (joined.has(replica.namespace)) return
     joined.set(replica.namespace, replica)
-    const topic = topicOf(replica.namespace)
-    // Decoded and checked once; the verdict goes back to gossipsub (forward or not, blame or not)
-    // and an accepted batch is merged from the same scope.
-    node.receive(topic, async (message) => {
-      await validationTurns.take()
-      const result = await checkBatch(topic, message.data, self)
-      if (result.verdict === 'reject') {
-        counters.gossipRejected++
-        logOnce('gossip', message.from.toString(), `rejected gossip: ${result.reason}`, { topic })
-        return 'reject'
-      }
-      if (result.delta === undefined || result.signer === undefined) {
-        counters.gossipIgnored++
-        return 'ignore'
-      }
-      const signer = result.signer
-      counters.gossipReceived++
-      counters.gossipBytesReceived += message.data.length
-      membership.saw(signer)
-      membership.saw(message.from.toString(), { connected: true })
-      replica
-        .merge(result.delta)
-        .then((change) => {
-          counters.entriesMerged += change.added.length
-        })
-        .catch((error: unknown) => logOnce('merge', signer, error, {}, 'merge failed: '))
-      return 'accept'
-    })
+    node.receive(
+      topicOf(replica.namespace),
+      batchReceiver({
+        topic: topicOf(replica.namespace),
+        self,
+        budget: validationTurns,
+        merge: (delta) => replica.merge(delta),
+        counters,
+        heard: (author, neighbour) => {
+          membership.saw(author)
+          membership.saw(neighbour, { connected: true })
+        },
+        problem: (kind, peerId, message, fields) => logOnce(kind, peerId, message, fields),
+      }),
+    )
     replica.on('delta', (delta) => batcher.add(replica.namespace, delta))
     // Catch up with everyone already connected.
-    for (const remote of node.peers()) void sync.syncWith(remote, replica.namespace).catch(() => {})
+    runAll(scheduler.joined(replica.namespace, connectedPeers()))
   }
 
-  /** Both sides of a new connection would start a session; the smaller peer id does. */
   const unwatch = await node.watchProtocol(SYNC_PROTOCOL, {
     onConnect: (remote) => {
       membership.saw(remote.toString(), { connected: true })
       acks.changed()
-      if (self < remote.toString() || hubMode) {
-        for (const namespace of joined.keys()) void sync.syncWith(remote, namespace).catch(() => {})
-      }
+      runAll(scheduler.connected(remote.toString(), joined.keys()))
     },
     onDisconnect: (remote) => membership.disconnected(remote.toString()),
   })
 
-  function every(ms: number, task: () => Promise<unknown>): void {
-    // A repeating task that never overlaps itself, with jitter so peers do not synchronise.
-    const schedule = () => {
-      if (stopped) return
-      const timer = setTimeout(
-        () => {
-          task()
-            .catch(() => {})
-            .finally(schedule)
-        },
-        ms * (0.75 + Math.random() * 0.5),
-      )
-      timer.unref()
-      timers.push(timer)
-      if (timers.length > 16) timers.splice(0, timers.length - 16)
-    }
-    schedule()
-  }
-
-  every(options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS, async () => {
-    const peers = node.peers()
-    if (peers.length === 0) return
-    const remote = peers[Math.floor(Math.random() * peers.length)]
-    await Promise.allSettled([...joined.keys()].map((namespace) => sync.syncWith(remote, namespace)))
+  const periodicSync = new PeriodicTask({
+    periodMs: options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
+    task: () =>
+      Promise.allSettled(
+        scheduler
+          .periodic(connectedPeers(), joined.keys())
+          .map((request) => sync.syncWith(peerIdFromString(request.peer), request.namespace)),
+      ),
   })
-
-  every(options.gcIntervalMs ?? 30_000, async () => {
-    for (const replica of joined.values()) {
-      const stable = membership.stableContext(replica.namespace, replica.context(), (peerId) =>
-        node.topicPeers(topicOf(replica.namespace)).some((p) => p.toString() === peerId),
-      )
-      if (stable !== undefined) counters.tombstonesCollected += await replica.collectGarbage(stable)
-    }
+  const collector = new GarbageCollector({
+    periodMs: options.gcIntervalMs ?? 30_000,
+    replicas: () => joined.values(),
+    stableContext: (namespace, own) =>
+      membership.stableContext(namespace, own, (peerId) =>
+        node.topicPeers(topicOf(namespace)).some((p) => p.toString() === peerId),
+      ),
+    collected: (count) => {
+      counters.tombstonesCollected += count
+    },
   })
-
-  every(options.pingIntervalMs ?? 15_000, async () => {
-    await Promise.allSettled(
-      node.peers().map(async (remote) => {
-        const rttMs = await node.ping(remote, { signal: AbortSignal.timeout(5000) })
-        membership.saw(remote.toString(), { connected: true, rttMs })
-      }),
-    )
+  const pinger = new RttPinger({
+    periodMs: options.pingIntervalMs ?? 15_000,
+    peers: connectedPeers,
+    ping: (peerId, signal) => node.ping(peerIdFromString(peerId), { signal }),
+    measured: (peerId, rttMs) => membership.saw(peerId, { connected: true, rttMs }),
   })
+  const services = [periodicSync, collector, pinger]
+  for (const service of services) service.start()
 
   const mesh: HearsayMesh = {
     node,
     membership,
+    scheduler,
     counters,
     peerId: self,
     addresses: () => node.addresses().map((a) => a.toString()),
@@ -383,7 +356,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     stop: async () => {
       if (stopped) return
       stopped = true
-      for (const timer of timers) clearTimeout(timer)
+      for (const service of services) service.stop()
       acks.stop()
       batcher.flushAll()
       unwatch()
