@@ -9,7 +9,7 @@
  * The libp2p object stays reachable as `node.libp2p` for anything this interface does not cover.
  * docs/mesh.md explains every setting.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
@@ -30,6 +30,7 @@ import type {
   StreamHandlerOptions,
 } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
+import { memory } from '@libp2p/memory'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { generateKey as generatePnetKey, preSharedKey } from '@libp2p/pnet'
@@ -107,7 +108,16 @@ export interface GossipTuning {
   floodPublish?: boolean
 }
 
+/**
+ * How bytes travel between nodes. `tcp` is the real network; `memory` connects nodes of this process
+ * only (libp2p's in-memory transport under the same noise, yamux, gossipsub and protocols), with an
+ * optional latency per buffer: for tests that need the whole stack but no sockets.
+ */
+export type MeshTransport = { kind: 'tcp' } | { kind: 'memory'; latencyMs?: number }
+
 export interface MeshNodeInit {
+  /** Default TCP. With `memory`, listen addresses look like `/memory/<name>`. */
+  transport?: MeshTransport
   /** The node's identity (see identity.ts). Default: a fresh Ed25519 key, i.e. a new peer each start. */
   privateKey?: PrivateKey
   /** Listen multiaddrs. Default: `/ip4/127.0.0.1/tcp/0` (loopback only; the daemon picks its own). */
@@ -295,7 +305,6 @@ interface GossipsubInternals {
 }
 
 export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode> {
-  const loopback = init.loopbackTesting === true
   const maxMessageBytes = init.maxMessageBytes ?? MAX_MESSAGE_BYTES
   const allowlist = topicAllowlist(init.allowedTopics ?? [meshTopicPattern(init.meshName)])
   // Reporting must never fail in turn: it runs inside catch handlers, where a throw would become an
@@ -330,84 +339,9 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     peerDiscovery.push(tap(mdns({ serviceTag, interval: MDNS_INTERVAL_MS }), report('mdns', false)))
   }
 
-  const gossipOpts: Partial<GossipsubOpts> = {
-    globalSignaturePolicy: 'StrictNoSign',
-    msgIdFn,
-    msgIdToStrFn,
-    emitSelf: false,
-    fallbackToFloodsub: false,
-    asyncValidation: true,
-    allowPublishToZeroTopicPeers: true,
-    ignoreDuplicatePublishError: true,
-    floodPublish: init.gossip?.floodPublish ?? false,
-    D: init.gossip?.D ?? GOSSIP_D,
-    Dlo: init.gossip?.Dlo ?? GOSSIP_DLO,
-    Dhi: init.gossip?.Dhi ?? GOSSIP_DHI,
-    Dlazy: init.gossip?.Dlazy ?? GOSSIP_DLAZY,
-    Dout: GOSSIP_DOUT,
-    Dscore: GOSSIP_DSCORE,
-    heartbeatInterval: init.gossip?.heartbeatMs ?? GOSSIP_HEARTBEAT_MS,
-    // Replaced by our allowlist below; a non-null set here makes gossipsub consult it at all.
-    allowedTopics: [],
-    maxTopicBytesPerPeer: MAX_TOPIC_BYTES_PER_PEER,
-    maxInboundDataLength: maxMessageBytes + RPC_FRAME_OVERHEAD_BYTES,
-    decodeRpcLimits: {
-      maxSubscriptions: DECODE_MAX_SUBSCRIPTIONS,
-      maxMessages: DECODE_MAX_MESSAGES,
-      maxIhaveMessageIDs: DECODE_MAX_IHAVE_IDS,
-      maxIwantMessageIDs: DECODE_MAX_IWANT_IDS,
-      maxIdontwantMessageIDs: DECODE_MAX_IDONTWANT_IDS,
-      maxControlMessages: DECODE_MAX_CONTROL_MESSAGES,
-      maxPeerInfos: DECODE_MAX_PEER_INFOS,
-    },
-    scoreParams: loopback ? { IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']) } : {},
-    ...init.gossipsubOverrides,
-  }
-
-  const libp2p = await createLibp2p<MeshServices>({
-    start: false,
-    ...(init.privateKey != null ? { privateKey: init.privateKey } : {}),
-    addresses: {
-      listen: init.listen ?? DEFAULT_LISTEN,
-      ...(init.announce != null ? { announce: init.announce } : {}),
-    },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    ...(init.swarmKey !== undefined ? { connectionProtector: preSharedKey({ psk: init.swarmKey }) } : {}),
-    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
-    peerDiscovery,
-    connectionManager: {
-      maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-      dialTimeout: DIAL_TIMEOUT_MS,
-      ...(loopback
-        ? {
-            inboundConnectionThreshold: LOOPBACK_INBOUND_CONNECTION_THRESHOLD,
-            maxIncomingPendingConnections: LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS,
-          }
-        : {}),
-    },
-    connectionMonitor: {
-      pingTimeout: {
-        minTimeout: loopback ? LOOPBACK_CONNECTION_MONITOR_MIN_TIMEOUT_MS : CONNECTION_MONITOR_MIN_TIMEOUT_MS,
-      },
-    },
-    // The PeerId allowlist and the runtime block list; both checked once noise has proved the identity.
-    connectionGater: {
-      denyDialPeer: denied,
-      denyInboundEncryptedConnection: denied,
-      denyOutboundEncryptedConnection: denied,
-    },
-    services: {
-      identify: identify(),
-      ping: ping(),
-      pubsub: (components: Parameters<ReturnType<typeof gossipsub>>[0]) => {
-        const gs = gossipsub(gossipOpts)(components)
-        installAllowlist(gs, allowlist)
-        if (init.admitMessage !== undefined) installAdmission(gs, init.admitMessage)
-        return gs
-      },
-    },
-  })
+  const libp2p = await createLibp2p<MeshServices>(
+    buildLibp2pOptions(init, { allowlist, maxMessageBytes, peerDiscovery, denied }),
+  )
 
   const pubsub = libp2p.services.pubsub
   const internals = checkInternals(pubsub)
@@ -782,6 +716,109 @@ export function mdnsServiceTag(meshName?: string): string {
     label = `${MDNS_SERVICE_TAG_PREFIX}-${createHash('sha256').update(meshName).digest('hex').slice(0, 16)}`
   }
   return `${label}${MDNS_SERVICE_TAG_SUFFIX}`
+}
+
+/** What `buildLibp2pOptions` needs beyond the init: pieces the node keeps references to. */
+export interface Libp2pOptionParts {
+  allowlist: TopicAllowlist
+  maxMessageBytes: number
+  peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']>
+  /** The PeerId allowlist and runtime block list, checked once noise has proved the identity. */
+  denied(peer: PeerId): boolean
+}
+
+/**
+ * The libp2p options of a mesh node, from its init: transport, encryption, muxer, limits, gater and
+ * services (gossipsub with the workarounds of ./gossipsub-workarounds.ts). Pure: it builds factories
+ * and starts nothing.
+ */
+export function buildLibp2pOptions(
+  init: MeshNodeInit,
+  parts: Libp2pOptionParts,
+): Libp2pOptions<MeshServices> {
+  const { allowlist, maxMessageBytes, peerDiscovery, denied } = parts
+  const loopback = init.loopbackTesting === true
+  const gossipOpts: Partial<GossipsubOpts> = {
+    globalSignaturePolicy: 'StrictNoSign',
+    msgIdFn,
+    msgIdToStrFn,
+    emitSelf: false,
+    fallbackToFloodsub: false,
+    asyncValidation: true,
+    allowPublishToZeroTopicPeers: true,
+    ignoreDuplicatePublishError: true,
+    floodPublish: init.gossip?.floodPublish ?? false,
+    D: init.gossip?.D ?? GOSSIP_D,
+    Dlo: init.gossip?.Dlo ?? GOSSIP_DLO,
+    Dhi: init.gossip?.Dhi ?? GOSSIP_DHI,
+    Dlazy: init.gossip?.Dlazy ?? GOSSIP_DLAZY,
+    Dout: GOSSIP_DOUT,
+    Dscore: GOSSIP_DSCORE,
+    heartbeatInterval: init.gossip?.heartbeatMs ?? GOSSIP_HEARTBEAT_MS,
+    // Replaced by our allowlist below; a non-null set here makes gossipsub consult it at all.
+    allowedTopics: [],
+    maxTopicBytesPerPeer: MAX_TOPIC_BYTES_PER_PEER,
+    maxInboundDataLength: maxMessageBytes + RPC_FRAME_OVERHEAD_BYTES,
+    decodeRpcLimits: {
+      maxSubscriptions: DECODE_MAX_SUBSCRIPTIONS,
+      maxMessages: DECODE_MAX_MESSAGES,
+      maxIhaveMessageIDs: DECODE_MAX_IHAVE_IDS,
+      maxIwantMessageIDs: DECODE_MAX_IWANT_IDS,
+      maxIdontwantMessageIDs: DECODE_MAX_IDONTWANT_IDS,
+      maxControlMessages: DECODE_MAX_CONTROL_MESSAGES,
+      maxPeerInfos: DECODE_MAX_PEER_INFOS,
+    },
+    scoreParams: loopback ? { IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']) } : {},
+    ...init.gossipsubOverrides,
+  }
+
+  return {
+    start: false,
+    ...(init.privateKey != null ? { privateKey: init.privateKey } : {}),
+    addresses: {
+      listen:
+        init.listen ?? (init.transport?.kind === 'memory' ? [`/memory/${randomUUID()}`] : DEFAULT_LISTEN),
+      ...(init.announce != null ? { announce: init.announce } : {}),
+    },
+    transports: [
+      init.transport?.kind === 'memory' ? memory({ latency: init.transport.latencyMs ?? 0 }) : tcp(),
+    ],
+    connectionEncrypters: [noise()],
+    ...(init.swarmKey !== undefined ? { connectionProtector: preSharedKey({ psk: init.swarmKey }) } : {}),
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
+    peerDiscovery,
+    connectionManager: {
+      maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      dialTimeout: DIAL_TIMEOUT_MS,
+      ...(loopback
+        ? {
+            inboundConnectionThreshold: LOOPBACK_INBOUND_CONNECTION_THRESHOLD,
+            maxIncomingPendingConnections: LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS,
+          }
+        : {}),
+    },
+    connectionMonitor: {
+      pingTimeout: {
+        minTimeout: loopback ? LOOPBACK_CONNECTION_MONITOR_MIN_TIMEOUT_MS : CONNECTION_MONITOR_MIN_TIMEOUT_MS,
+      },
+    },
+    // The PeerId allowlist and the runtime block list; both checked once noise has proved the identity.
+    connectionGater: {
+      denyDialPeer: denied,
+      denyInboundEncryptedConnection: denied,
+      denyOutboundEncryptedConnection: denied,
+    },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: (components: Parameters<ReturnType<typeof gossipsub>>[0]) => {
+        const gs = gossipsub(gossipOpts)(components)
+        installAllowlist(gs, allowlist)
+        if (init.admitMessage !== undefined) installAdmission(gs, init.admitMessage)
+        return gs
+      },
+    },
+  }
 }
 
 function checkBootstrapAddr(a: string): string {

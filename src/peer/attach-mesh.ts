@@ -6,7 +6,7 @@ import { GossipPublisher } from '../gossip/publisher.ts'
 import { batchReceiver } from '../gossip/receiver.ts'
 import { TurnBudget } from '../gossip/turn-budget.ts'
 import { describeDialFailure, describeThrown } from '../mesh/errors.ts'
-import { createMeshNode, type MeshNode } from '../mesh/node.ts'
+import { createMeshNode, type MeshNode, type MeshTransport } from '../mesh/node.ts'
 import { meshTopic } from '../mesh/topics.ts'
 import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
@@ -26,6 +26,8 @@ export interface MeshOptions {
   meshName?: string
   /** Multiaddrs to listen on. Default ['/ip4/0.0.0.0/tcp/0']. */
   listen?: string[]
+  /** How bytes travel: TCP (default) or libp2p's in-memory transport (tests; same process only). */
+  transport?: MeshTransport
   /** Multiaddrs to dial at start and keep connected to. */
   bootstrap?: string[]
   /** LAN discovery over multicast DNS. Default true. */
@@ -125,7 +127,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   }
   const node = await createMeshNode({
     privateKey: options.privateKey,
-    listen: options.listen ?? ['/ip4/0.0.0.0/tcp/0'],
+    transport: options.transport,
+    listen: options.listen ?? (options.transport?.kind === 'memory' ? undefined : ['/ip4/0.0.0.0/tcp/0']),
     bootstrap: hubMode ? options.hub : options.bootstrap,
     mdns: hubMode || options.isHub ? false : (options.mdns ?? true),
     meshName,

@@ -14,7 +14,7 @@ export interface TestPeer {
   stop(): Promise<void>
 }
 
-/** A peer on 127.0.0.1 with a memory store (unless given one), mDNS off, loopback limits relaxed. */
+/** A peer on 127.0.0.1 (or in memory, with `transport`) with a memory store (unless given one), mDNS off, loopback limits relaxed. */
 export async function startTestPeer(
   options: Partial<MeshOptions> & { namespaces?: string[]; store?: Store } = {},
 ): Promise<TestPeer> {
@@ -27,7 +27,7 @@ export async function startTestPeer(
     namespaces: options.namespaces ?? ['ns'],
   })
   const mesh = await attachMesh(peer, {
-    listen: ['/ip4/127.0.0.1/tcp/0'],
+    listen: options.transport?.kind === 'memory' ? undefined : ['/ip4/127.0.0.1/tcp/0'],
     mdns: false,
     loopbackTesting: true,
     ...options,
