@@ -38,6 +38,11 @@ export class DeltaBatcher {
     if (batch.bytes >= (this.init.maxBytes ?? 64 * 1024)) this.flush(namespace)
   }
 
+  /** A listener for one namespace's local deltas (`replica.on('delta', batcher.adder(ns))`). */
+  adder(namespace: string): (delta: Delta) => void {
+    return (delta) => this.add(namespace, delta)
+  }
+
   flush(namespace: string): void {
     const batch = this.pending.get(namespace)
     if (batch === undefined) return

@@ -6,12 +6,14 @@ import type { TurnBudget } from './turn-budget.ts'
 
 export interface BatchReceiverInit {
   topic: string
+  /** The topic's namespace. */
+  namespace: string
   /** Our own peer id: our batches coming back are ignored. */
   self: string
   /** Spreads signature checks (and the merges they lead to) over event-loop turns. */
   budget: TurnBudget
-  /** Merges an accepted batch; resolves to what it added. */
-  merge(delta: Delta): Promise<{ added: readonly unknown[] }>
+  /** Where an accepted batch is merged (the namespace's replica); resolves to what it added. */
+  replica: { merge(delta: Delta): Promise<{ added: readonly unknown[] }> }
   counters: GossipCounters
   /** An accepted batch: its author and the neighbour that delivered it were heard from. */
   heard(author: string, neighbour: string): void
@@ -28,7 +30,7 @@ export function batchReceiver(init: BatchReceiverInit): MessageReceiver {
   const { topic, counters } = init
   return async (message) => {
     await init.budget.take()
-    const result = await checkBatch(topic, message.data, init.self)
+    const result = await checkBatch(topic, message.data, init.self, init.namespace)
     if (result.verdict === 'reject') {
       counters.gossipRejected++
       init.problem('gossip', message.from.toString(), `rejected gossip: ${result.reason}`, { topic })
@@ -42,7 +44,7 @@ export function batchReceiver(init: BatchReceiverInit): MessageReceiver {
     counters.gossipReceived++
     counters.gossipBytesReceived += message.data.length
     init.heard(author, message.from.toString())
-    init
+    init.replica
       .merge(result.delta)
       .then((change) => {
         counters.entriesMerged += change.added.length

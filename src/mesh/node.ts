@@ -14,7 +14,6 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
 import { type GossipSub, type GossipsubOpts, gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
-import type { PeerScoreParams } from '@libp2p/gossipsub/score'
 import { createTopicScoreParams } from '@libp2p/gossipsub/score'
 import { type Identify, identify } from '@libp2p/identify'
 import type {
@@ -79,12 +78,12 @@ import {
   AlreadySubscribedError,
   asError,
   describeThrown,
-  GossipsubInternalsChangedError,
   InvalidAddressError,
   MeshNodeStoppedError,
   MessageTooLargeError,
   TopicNotAllowedError,
 } from './errors.ts'
+import { checkInternals, installAdmission, installAllowlist } from './gossipsub-workarounds.ts'
 import { msgIdFn, msgIdToStrFn } from './message-id.ts'
 import { type PeerExchange, type PeerExchangeInit, peerExchange } from './peer-exchange.ts'
 import { meshTopicPattern, type TopicAllowlist, type TopicRule, topicAllowlist } from './topics.ts'
@@ -287,21 +286,6 @@ export interface MeshNode {
   score(peer: PeerId): number
   /** Stops everything; idempotent. */
   stop(): Promise<void>
-}
-
-/** The gossipsub class method every received RPC goes through (public on the class, not the interface). */
-interface RpcHandler {
-  handleReceivedRpc(from: PeerId, rpc: { messages: Array<{ topic: string }> }): Promise<void>
-}
-
-/** The gossipsub class members we use beyond its public `GossipSub` interface; checked at start. */
-interface GossipsubInternals {
-  getMeshPeers(topic: string): string[]
-  getScore(peerId: string): number
-  score: { params: PeerScoreParams }
-  streamsOutbound: Map<string, unknown>
-  /** Class method, not on the exported interface: reports a verdict under `asyncValidation`. */
-  reportMessageValidationResult(msgId: string, propagationSource: string, result: TopicValidatorResult): void
 }
 
 export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode> {
@@ -832,48 +816,6 @@ function checkBootstrapAddr(a: string): string {
     throw new InvalidAddressError(a, 'a bootstrap address must end in /p2p/<peer id>')
   }
   return a
-}
-
-/**
- * gossipsub keeps `allowedTopics` as a private exact-match Set built at construction and only ever
- * calls `.has()` on it. We swap in our allowlist (exact names + patterns). Checked, so an upgrade that
- * renames the field fails loudly at start instead of silently allowing every topic.
- */
-function installAllowlist(gs: GossipSub, allowlist: TopicAllowlist): void {
-  const current: unknown = Reflect.get(gs, 'allowedTopics')
-  if (!(current instanceof Set)) throw new GossipsubInternalsChangedError('a private allowedTopics Set')
-  Reflect.set(gs, 'allowedTopics', allowlist)
-}
-
-/**
- * Filters each received RPC's messages through `admit` before gossipsub touches them. gossipsub
- * starts every message of every RPC at once without waiting for the previous ones, and computes the
- * message id, the seen cache entry and the IDONTWANTs before any topic validator runs: a limit in the
- * validator is checked only after that work, and at the pace the node manages to do it, so a flood
- * that outruns the node is never seen above the limit. Here the check is the first thing done.
- */
-function installAdmission(pubsub: GossipSub, admit: (from: PeerId, topic: string) => boolean): void {
-  const gs = pubsub as unknown as Partial<RpcHandler>
-  const handle = gs.handleReceivedRpc
-  if (typeof handle !== 'function') throw new GossipsubInternalsChangedError('handleReceivedRpc()')
-  gs.handleReceivedRpc = async function admitted(this: RpcHandler, from, rpc) {
-    if (rpc.messages.length > 0) {
-      const messages = rpc.messages.filter((message) => admit(from, message.topic))
-      if (messages.length !== rpc.messages.length) rpc = { ...rpc, messages }
-    }
-    return handle.call(this, from, rpc)
-  }
-}
-
-function checkInternals(gs: GossipSub): GossipsubInternals {
-  const g = gs as unknown as Partial<GossipsubInternals>
-  if (typeof g.getMeshPeers !== 'function') throw new GossipsubInternalsChangedError('getMeshPeers()')
-  if (typeof g.getScore !== 'function') throw new GossipsubInternalsChangedError('getScore()')
-  if (g.score?.params?.topics == null) throw new GossipsubInternalsChangedError('score.params.topics')
-  if (!(g.streamsOutbound instanceof Map)) throw new GossipsubInternalsChangedError('streamsOutbound')
-  if (typeof g.reportMessageValidationResult !== 'function')
-    throw new GossipsubInternalsChangedError('reportMessageValidationResult()')
-  return g as GossipsubInternals
 }
 
 /** A new pre-shared swarm key for a private mesh (the pnet key file format, as bytes to store). */

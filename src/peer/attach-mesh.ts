@@ -241,8 +241,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
 
   const publisher = new GossipPublisher({
     privateKey: options.privateKey,
-    topicOf,
-    publish: (topic, data) => node.publish(topic, data),
+    node,
     counters,
     published: (namespace, outcome) => {
       if (outcome.error !== undefined && !stopped)
@@ -271,9 +270,10 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       topicOf(replica.namespace),
       batchReceiver({
         topic: topicOf(replica.namespace),
+        namespace: replica.namespace,
         self,
         budget: validationTurns,
-        merge: (delta) => replica.merge(delta),
+        replica,
         counters,
         heard: (author, neighbour) => {
           membership.saw(author)
@@ -282,7 +282,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
         problem: (kind, peerId, message, fields) => logOnce(kind, peerId, message, fields),
       }),
     )
-    replica.on('delta', (delta) => batcher.add(replica.namespace, delta))
+    publisher.addTopic(replica.namespace, topicOf(replica.namespace))
+    replica.on('delta', batcher.adder(replica.namespace))
     // Catch up with everyone already connected.
     runAll(scheduler.joined(replica.namespace, connectedPeers()))
   }
