@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { AckTracker } from '../src/peer/ack-tracker.ts'
+import { eventually } from './helpers/eventually.ts'
 
 /** A fake mesh: peers, what each holds, and pushes the test settles by hand. */
 function fakeMesh() {
@@ -83,12 +84,9 @@ describe('AckTracker', () => {
     const deadline = new AbortController()
     const answer = tracker.waitFor('ns', 'r', 1, 1, deadline.signal)
     pushes[0]!.settle(true) // an older session: the peer still lacks the dot
-    const deadlineAt = Date.now() + 5000
-    while (pushes.length < 2 && Date.now() < deadlineAt) await new Promise((r) => setTimeout(r, 5))
-    expect(pushes).toHaveLength(2)
+    await eventually(() => pushes.length === 2, { timeout: 5000, interval: 5, message: 'a second push' })
     pushes[1]!.settle(false) // the link failed: retried after retryDelayMs
-    while (pushes.length < 3 && Date.now() < deadlineAt) await new Promise((r) => setTimeout(r, 5))
-    expect(pushes).toHaveLength(3)
+    await eventually(() => pushes.length === 3, { timeout: 5000, interval: 5, message: 'a third push' })
     holding.add('a')
     pushes[2]!.settle(true)
     expect(await answer).toBe(1)

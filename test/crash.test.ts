@@ -5,20 +5,10 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Replica } from '../src/replica/replica.ts'
 import { openSqliteStore } from '../src/store/sqlite.ts'
+import { seededRandom, testSeed } from './helpers/seed.ts'
 
 const WRITER = new URL('./fixtures/crash-writer.ts', import.meta.url).pathname
 const ROUNDS = 20
-
-/** A seeded PRNG so a failing run can be repeated (the seed is printed). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = Math.imul(a ^ (a >>> 15), a | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface RoundResult {
   acked: string[]
@@ -74,8 +64,8 @@ describe('crash safety of the SQLite replica', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
   it(`keeps every acknowledged write across ${ROUNDS} SIGKILLs at random moments`, async () => {
-    const seed = Number(process.env.HEARSAY_CRASH_SEED ?? Date.now() % 100_000)
-    const random = seeded(seed)
+    const seed = testSeed('crash', 'HEARSAY_CRASH_SEED')
+    const random = seededRandom(seed)
     const path = join(dir, 'crash.db')
     const allAcked: string[] = []
     let counterAcks = 0

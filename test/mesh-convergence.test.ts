@@ -48,8 +48,9 @@ describe('mesh convergence over TCP on 127.0.0.1', () => {
       const peers = await startPeers(count)
       await connect(peers, topologies[shape](count))
       await peers[0].peer.namespace('ns').put('greeting', te.encode('"hello"'), 'application/json')
-      const reached = await eventually(() => peers.every((p) => read(p, 'greeting') === '"hello"'))
-      expect(reached, `values: ${peers.map((p) => read(p, 'greeting'))}`).toBe(true)
+      await eventually(() => peers.every((p) => read(p, 'greeting') === '"hello"'), {
+        message: () => `every peer reads the greeting; values: ${peers.map((p) => read(p, 'greeting'))}`,
+      })
       // Concurrent writes to the same keys from every peer converge to one state.
       await Promise.all(
         peers.map((p, i) =>
@@ -57,8 +58,9 @@ describe('mesh convergence over TCP on 127.0.0.1', () => {
         ),
       )
       await Promise.all(peers.map((p, i) => p.peer.namespace('ns').increment('hits', i + 1)))
-      const converged = await eventually(() => allEqual(digests(peers)))
-      expect(converged, `digests: ${digests(peers)}`).toBe(true)
+      await eventually(() => allEqual(digests(peers)), {
+        message: () => `equal digests; digests: ${digests(peers)}`,
+      })
       const expectedHits = (count * (count + 1)) / 2
       for (const p of peers) expect(p.peer.namespace('ns').counter('hits')).toBe(expectedHits)
     })

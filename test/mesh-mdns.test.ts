@@ -98,8 +98,11 @@ class NamespacedPeer {
   }
 
   async ready(timeoutMs: number): Promise<void> {
-    const ok = await eventually(() => this.peerId !== '' || this.child.exitCode !== null, timeoutMs)
-    if (!ok || this.peerId === '')
+    await eventually(() => this.peerId !== '' || this.child.exitCode !== null, {
+      timeout: timeoutMs,
+      message: () => `peer start (exit ${this.child.exitCode}): ${this.stderr}`,
+    })
+    if (this.peerId === '')
       throw new Error(`peer did not start (exit ${this.child.exitCode}): ${this.stderr}`)
   }
 
@@ -172,11 +175,13 @@ describe('mDNS inside a network namespace', () => {
       await Promise.all([a.ready(15_000), b.ready(15_000), c.ready(15_000)])
       const readyAt = Date.now()
 
-      const found = await eventually(
+      await eventually(
         async () => (await a.peers()).includes(b.peerId) && (await b.peers()).includes(a.peerId),
-        10_000,
+        {
+          timeout: 10_000,
+          message: () => `a and b connected; a: ${a.stderr} b: ${b.stderr}`,
+        },
       )
-      expect(found, `a and b connected; a: ${a.stderr} b: ${b.stderr}`).toBe(true)
       const connectedAt = Date.now()
       // Found by mDNS: nothing else could have told them (no bootstrap list; peer exchange needs a link).
       const discovered = a.events.find((e) => e.event === 'discovered' && e.peerId === b.peerId)
@@ -186,11 +191,13 @@ describe('mDNS inside a network namespace', () => {
       )
 
       await a.request({ cmd: 'put', key: 'lan', value: 'found over mDNS' })
-      const read = await eventually(
+      await eventually(
         async () => (await b.request({ cmd: 'get', key: 'lan' })).value === 'found over mDNS',
-        10_000,
+        {
+          timeout: 10_000,
+          message: 'a write on a is read on b',
+        },
       )
-      expect(read, 'a write on a is read on b').toBe(true)
       const replicatedAt = Date.now()
 
       // The peer of mesh 'office' neither found nor was found by the 'home' peers.
@@ -221,11 +228,13 @@ describe('mDNS inside a network namespace', () => {
         peers.push(a, b, outsider)
         await Promise.all([a.ready(15_000), b.ready(15_000), outsider.ready(15_000)])
 
-        const found = await eventually(
+        await eventually(
           async () => (await a.peers()).includes(b.peerId) && (await b.peers()).includes(a.peerId),
-          10_000,
+          {
+            timeout: 10_000,
+            message: () => `a and b connected; a: ${a.stderr} b: ${b.stderr}`,
+          },
         )
-        expect(found, `a and b connected; a: ${a.stderr} b: ${b.stderr}`).toBe(true)
         await a.request({ cmd: 'put', key: 'private', value: 'key holders only' })
         expect(
           await eventually(
@@ -238,8 +247,10 @@ describe('mDNS inside a network namespace', () => {
         // (each dial ends at the dial timeout), every time.
         const failures = () =>
           a.events.filter((e) => e.event === 'dial-failed' && e.peerId === outsider.peerId)
-        const observed = await eventually(() => failures().length >= 3, 40_000)
-        expect(observed, `a's failed dials of the outsider: ${JSON.stringify(failures())}`).toBe(true)
+        await eventually(() => failures().length >= 3, {
+          timeout: 40_000,
+          message: () => `three failed dials of the outsider by a; so far: ${JSON.stringify(failures())}`,
+        })
         expect(await a.peers()).not.toContain(outsider.peerId)
         expect(await outsider.peers()).toEqual([])
         expect((await outsider.request({ cmd: 'get', key: 'private' })).value ?? null).toBeNull()

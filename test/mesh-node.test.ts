@@ -21,6 +21,7 @@ import {
 } from '../src/mesh/node.ts'
 import { decodePexFrame, encodePexFrame } from '../src/mesh/peer-exchange.ts'
 import { meshTopic, meshTopicPattern, parseMeshTopic, topicAllowlist } from '../src/mesh/topics.ts'
+import { eventually } from './helpers/eventually.ts'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -40,14 +41,9 @@ async function tempDir(): Promise<string> {
   return d
 }
 
-/** Polls `check` every 10 ms until it returns true; fails with `what` after `ms`. */
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
+/** Polls `check` until it holds; fails naming `what` after `ms`. */
+const until = (what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<true> =>
+  eventually(check, { timeout: ms, interval: 10, message: what })
 
 const connected = (a: MeshNode, b: MeshNode): boolean => a.peers().some((p) => p.equals(b.peerId))
 

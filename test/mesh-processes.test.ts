@@ -17,11 +17,13 @@ describe('peers as separate OS processes', () => {
       processes.map((p, i) => p.request({ cmd: 'put', key: `from/${i}`, value: `peer ${i}` })),
     )
     await Promise.all(processes.map((p, i) => p.request({ cmd: 'put', key: 'shared', value: `peer ${i}` })))
-    const converged = await eventually(async () => {
-      const replies = await Promise.all(processes.map((p) => p.request({ cmd: 'digest' })))
-      return replies.every((r) => r.digest === replies[0].digest && Number(r.entries) >= 4)
-    })
-    expect(converged).toBe(true)
+    await eventually(
+      async () => {
+        const replies = await Promise.all(processes.map((p) => p.request({ cmd: 'digest' })))
+        return replies.every((r) => r.digest === replies[0].digest && Number(r.entries) >= 4)
+      },
+      { message: 'equal digests and at least 4 entries on every process' },
+    )
     for (const p of processes) {
       for (let i = 0; i < 3; i++)
         expect((await p.request({ cmd: 'get', key: `from/${i}` })).value).toBe(`peer ${i}`)

@@ -52,8 +52,10 @@ describe('anti-entropy repairs what gossip could not carry', () => {
     const rejoined = await startTestPeer({ store: openSqliteStore({ path: latePath }), privateKey: lateKey })
     running.push(rejoined)
     await rejoined.peer.dial(b.address)
-    const converged = await eventually(() => allEqual(digests([a, b, rejoined])), 60_000)
-    expect(converged, `digests ${digests([a, b, rejoined])}`).toBe(true)
+    await eventually(() => allEqual(digests([a, b, rejoined])), {
+      timeout: 60_000,
+      message: () => `equal digests after the rejoin; digests ${digests([a, b, rejoined])}`,
+    })
     const replica = rejoined.peer.namespace('ns')
     for (let i = 0; i < 500; i++) expect(replica.get(`early/${i}`), `early/${i}`).toBeUndefined()
     expect(replica.list('bulk/', { limit: 10_000 }).items.length).toBe(7500)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { RateLimiter } from '../src/peer/rate-limit.ts'
-import { TurnBudget } from '../src/peer/turn-budget.ts'
+import { RateLimiter } from '../src/gossip/rate-limit.ts'
+import { TurnBudget } from '../src/gossip/turn-budget.ts'
 
 describe('RateLimiter', () => {
   it('allows a burst, then the sustained rate, per key', () => {

@@ -1,6 +1,5 @@
 export * from './delta.ts'
 export * from './errors.ts'
-export * from './gossip.ts'
 export * from './limits.ts'
 export * from './signature.ts'
 export * from './stored.ts'

@@ -153,3 +153,15 @@ export function describeThrown(value: unknown): string {
   }
   return `failed with ${typeof value} ${String(value)}`
 }
+
+/** Appended to a dial failure that looks like the other side hung up during the handshake. */
+export const DIAL_RESET_HINT = 'different mesh key, or not a hearsay peer?'
+
+/**
+ * Describes a failed dial. A peer with another swarm key (or a port that is not a hearsay peer)
+ * drops the connection during the pnet/noise handshake, which surfaces only as a socket reset.
+ */
+export function describeDialFailure(value: unknown): string {
+  const message = describeThrown(value)
+  return /\b(ECONNRESET|EPIPE)\b/.test(message) ? `${message} (${DIAL_RESET_HINT})` : message
+}

@@ -9,12 +9,11 @@
  * The libp2p object stays reachable as `node.libp2p` for anything this interface does not cover.
  * docs/mesh.md explains every setting.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
 import { type GossipSub, type GossipsubOpts, gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
-import type { PeerScoreParams } from '@libp2p/gossipsub/score'
 import { createTopicScoreParams } from '@libp2p/gossipsub/score'
 import { type Identify, identify } from '@libp2p/identify'
 import type {
@@ -30,6 +29,7 @@ import type {
   StreamHandlerOptions,
 } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
+import { memory } from '@libp2p/memory'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { generateKey as generatePnetKey, preSharedKey } from '@libp2p/pnet'
@@ -78,12 +78,12 @@ import {
   AlreadySubscribedError,
   asError,
   describeThrown,
-  GossipsubInternalsChangedError,
   InvalidAddressError,
   MeshNodeStoppedError,
   MessageTooLargeError,
   TopicNotAllowedError,
 } from './errors.ts'
+import { checkInternals, installAdmission, installAllowlist } from './gossipsub-workarounds.ts'
 import { msgIdFn, msgIdToStrFn } from './message-id.ts'
 import { type PeerExchange, type PeerExchangeInit, peerExchange } from './peer-exchange.ts'
 import { meshTopicPattern, type TopicAllowlist, type TopicRule, topicAllowlist } from './topics.ts'
@@ -107,7 +107,16 @@ export interface GossipTuning {
   floodPublish?: boolean
 }
 
+/**
+ * How bytes travel between nodes. `tcp` is the real network; `memory` connects nodes of this process
+ * only (libp2p's in-memory transport under the same noise, yamux, gossipsub and protocols), with an
+ * optional latency per buffer: for tests that need the whole stack but no sockets.
+ */
+export type MeshTransport = { kind: 'tcp' } | { kind: 'memory'; latencyMs?: number }
+
 export interface MeshNodeInit {
+  /** Default TCP. With `memory`, listen addresses look like `/memory/<name>`. */
+  transport?: MeshTransport
   /** The node's identity (see identity.ts). Default: a fresh Ed25519 key, i.e. a new peer each start. */
   privateKey?: PrivateKey
   /** Listen multiaddrs. Default: `/ip4/127.0.0.1/tcp/0` (loopback only; the daemon picks its own). */
@@ -195,6 +204,13 @@ export type MessageValidator = (msg: Omit<MeshMessage, 'id'>) => Verdict | Promi
 
 export type MessageHandler = (msg: MeshMessage) => void
 
+/**
+ * Judges a message and acts on it in one step (gossipsub's asynchronous validation): the verdict it
+ * resolves to decides forwarding and blame as for `MessageValidator`; a receiver that throws counts as
+ * 'ignore'. What it decoded and checked stays in its own scope for whatever it does on 'accept'.
+ */
+export type MessageReceiver = (msg: MeshMessage) => Verdict | Promise<Verdict>
+
 /** Topology callbacks for peers that speak a protocol (after identify). */
 export interface ProtocolWatcher {
   onConnect?(peer: PeerId, connection: Connection): void
@@ -222,6 +238,12 @@ export interface MeshNode {
   addresses(): Multiaddr[]
   /** Subscribes to a topic; one handler per topic. Throws TopicNotAllowedError, AlreadySubscribedError. */
   subscribe(topic: string, onMessage: MessageHandler, validate?: MessageValidator): void
+  /**
+   * Subscribes with one receiver that judges each message and acts on it; the message is forwarded
+   * only once the receiver resolves to 'accept'. One receiver (or handler) per topic. Throws as
+   * `subscribe`.
+   */
+  receive(topic: string, receiver: MessageReceiver): void
   unsubscribe(topic: string): void
   /**
    * Publishes to a topic. Never throws for lack of peers (then `recipients` is 0 and only
@@ -266,21 +288,7 @@ export interface MeshNode {
   stop(): Promise<void>
 }
 
-/** The gossipsub class method every received RPC goes through (public on the class, not the interface). */
-interface RpcHandler {
-  handleReceivedRpc(from: PeerId, rpc: { messages: Array<{ topic: string }> }): Promise<void>
-}
-
-/** The gossipsub class members we use beyond its public `GossipSub` interface; checked at start. */
-interface GossipsubInternals {
-  getMeshPeers(topic: string): string[]
-  getScore(peerId: string): number
-  score: { params: PeerScoreParams }
-  streamsOutbound: Map<string, unknown>
-}
-
 export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode> {
-  const loopback = init.loopbackTesting === true
   const maxMessageBytes = init.maxMessageBytes ?? MAX_MESSAGE_BYTES
   const allowlist = topicAllowlist(init.allowedTopics ?? [meshTopicPattern(init.meshName)])
   // Reporting must never fail in turn: it runs inside catch handlers, where a throw would become an
@@ -315,83 +323,9 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     peerDiscovery.push(tap(mdns({ serviceTag, interval: MDNS_INTERVAL_MS }), report('mdns', false)))
   }
 
-  const gossipOpts: Partial<GossipsubOpts> = {
-    globalSignaturePolicy: 'StrictNoSign',
-    msgIdFn,
-    msgIdToStrFn,
-    emitSelf: false,
-    fallbackToFloodsub: false,
-    allowPublishToZeroTopicPeers: true,
-    ignoreDuplicatePublishError: true,
-    floodPublish: init.gossip?.floodPublish ?? false,
-    D: init.gossip?.D ?? GOSSIP_D,
-    Dlo: init.gossip?.Dlo ?? GOSSIP_DLO,
-    Dhi: init.gossip?.Dhi ?? GOSSIP_DHI,
-    Dlazy: init.gossip?.Dlazy ?? GOSSIP_DLAZY,
-    Dout: GOSSIP_DOUT,
-    Dscore: GOSSIP_DSCORE,
-    heartbeatInterval: init.gossip?.heartbeatMs ?? GOSSIP_HEARTBEAT_MS,
-    // Replaced by our allowlist below; a non-null set here makes gossipsub consult it at all.
-    allowedTopics: [],
-    maxTopicBytesPerPeer: MAX_TOPIC_BYTES_PER_PEER,
-    maxInboundDataLength: maxMessageBytes + RPC_FRAME_OVERHEAD_BYTES,
-    decodeRpcLimits: {
-      maxSubscriptions: DECODE_MAX_SUBSCRIPTIONS,
-      maxMessages: DECODE_MAX_MESSAGES,
-      maxIhaveMessageIDs: DECODE_MAX_IHAVE_IDS,
-      maxIwantMessageIDs: DECODE_MAX_IWANT_IDS,
-      maxIdontwantMessageIDs: DECODE_MAX_IDONTWANT_IDS,
-      maxControlMessages: DECODE_MAX_CONTROL_MESSAGES,
-      maxPeerInfos: DECODE_MAX_PEER_INFOS,
-    },
-    scoreParams: loopback ? { IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']) } : {},
-    ...init.gossipsubOverrides,
-  }
-
-  const libp2p = await createLibp2p<MeshServices>({
-    start: false,
-    ...(init.privateKey != null ? { privateKey: init.privateKey } : {}),
-    addresses: {
-      listen: init.listen ?? DEFAULT_LISTEN,
-      ...(init.announce != null ? { announce: init.announce } : {}),
-    },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    ...(init.swarmKey !== undefined ? { connectionProtector: preSharedKey({ psk: init.swarmKey }) } : {}),
-    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
-    peerDiscovery,
-    connectionManager: {
-      maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-      dialTimeout: DIAL_TIMEOUT_MS,
-      ...(loopback
-        ? {
-            inboundConnectionThreshold: LOOPBACK_INBOUND_CONNECTION_THRESHOLD,
-            maxIncomingPendingConnections: LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS,
-          }
-        : {}),
-    },
-    connectionMonitor: {
-      pingTimeout: {
-        minTimeout: loopback ? LOOPBACK_CONNECTION_MONITOR_MIN_TIMEOUT_MS : CONNECTION_MONITOR_MIN_TIMEOUT_MS,
-      },
-    },
-    // The PeerId allowlist and the runtime block list; both checked once noise has proved the identity.
-    connectionGater: {
-      denyDialPeer: denied,
-      denyInboundEncryptedConnection: denied,
-      denyOutboundEncryptedConnection: denied,
-    },
-    services: {
-      identify: identify(),
-      ping: ping(),
-      pubsub: (components: Parameters<ReturnType<typeof gossipsub>>[0]) => {
-        const gs = gossipsub(gossipOpts)(components)
-        installAllowlist(gs, allowlist)
-        if (init.admitMessage !== undefined) installAdmission(gs, init.admitMessage)
-        return gs
-      },
-    },
-  })
+  const libp2p = await createLibp2p<MeshServices>(
+    buildLibp2pOptions(init, { allowlist, maxMessageBytes, peerDiscovery, denied }),
+  )
 
   const pubsub = libp2p.services.pubsub
   const internals = checkInternals(pubsub)
@@ -435,7 +369,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     throw err
   }
 
-  const handlers = new Map<string, MessageHandler>()
+  const receivers = new Map<string, MessageReceiver>()
   let stopped = false
   const ensureRunning = (action: string): void => {
     if (stopped) throw new MeshNodeStoppedError(action)
@@ -444,15 +378,20 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     if (!allowlist.has(topic)) throw new TopicNotAllowedError(topic, "not in this node's topic allowlist")
   }
 
+  // Asynchronous validation: gossipsub hands over every message that passed the size check and
+  // forwards it only once we report the receiver's verdict (a reject lowers the sender's score).
   pubsub.addEventListener('gossipsub:message', (evt) => {
     const { propagationSource, msgId, msg } = evt.detail
-    const handler = handlers.get(msg.topic)
-    if (handler == null) return
-    try {
-      handler({ topic: msg.topic, data: msg.data, from: propagationSource, id: msgId })
-    } catch (err) {
-      onError(asError(err), { where: 'message handler', topic: msg.topic, peer: propagationSource })
-    }
+    const report = (result: TopicValidatorResult) =>
+      internals.reportMessageValidationResult(msgId, propagationSource.toString(), result)
+    const receiver = receivers.get(msg.topic)
+    if (receiver == null) return report(TopicValidatorResult.Ignore)
+    const judge = async () =>
+      toResult(await receiver({ topic: msg.topic, data: msg.data, from: propagationSource, id: msgId }))
+    judge().then(report, (err: unknown) => {
+      onError(asError(err), { where: 'receiver', topic: msg.topic, peer: propagationSource })
+      report(TopicValidatorResult.Ignore)
+    })
   })
 
   // gossipsub keeps one outbound stream per peer, on whichever connection came first. When a peer has
@@ -515,9 +454,30 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     },
 
     subscribe(topic, onMessage, validate) {
+      node.receive(topic, async (message) => {
+        let verdict: Verdict = 'accept'
+        if (validate != null) {
+          try {
+            verdict = await validate(message)
+          } catch (err) {
+            onError(asError(err), { where: 'validator', topic: message.topic, peer: message.from })
+            return 'ignore'
+          }
+        }
+        if (verdict !== 'accept') return verdict
+        try {
+          onMessage(message)
+        } catch (err) {
+          onError(asError(err), { where: 'message handler', topic: message.topic, peer: message.from })
+        }
+        return 'accept'
+      })
+    },
+
+    receive(topic, receiver) {
       ensureRunning('subscribe')
       checkTopic(topic)
-      if (handlers.has(topic)) throw new AlreadySubscribedError(topic)
+      if (receivers.has(topic)) throw new AlreadySubscribedError(topic)
       // Score P4 (invalid deliveries) only: without topic params gossipsub blames nobody for a reject.
       // Every other topic score term stays 0: mesh-delivery deficits (P3) would punish honest peers on
       // the low-rate topics a CRDT mesh has.
@@ -530,23 +490,17 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         invalidMessageDeliveriesWeight: INVALID_MESSAGE_WEIGHT,
         invalidMessageDeliveriesDecay: INVALID_MESSAGE_DECAY,
       })
-      handlers.set(topic, onMessage)
-      pubsub.topicValidators.set(topic, async (peer, msg) => {
-        if (msg.data.byteLength > maxMessageBytes) return TopicValidatorResult.Reject
-        if (validate == null) return TopicValidatorResult.Accept
-        try {
-          return toResult(await validate({ topic: msg.topic, data: msg.data, from: peer }))
-        } catch (err) {
-          onError(asError(err), { where: 'validator', topic: msg.topic, peer })
-          return TopicValidatorResult.Ignore
-        }
-      })
+      receivers.set(topic, receiver)
+      // Only the size check runs inside gossipsub; everything else waits for the receiver's verdict.
+      pubsub.topicValidators.set(topic, async (_peer, msg) =>
+        msg.data.byteLength > maxMessageBytes ? TopicValidatorResult.Reject : TopicValidatorResult.Accept,
+      )
       pubsub.subscribe(topic)
     },
 
     unsubscribe(topic) {
       if (stopped) return
-      handlers.delete(topic)
+      receivers.delete(topic)
       pubsub.topicValidators.delete(topic)
       pubsub.unsubscribe(topic)
     },
@@ -704,7 +658,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       clearInterval(linkCheck)
       if (stopped) return
       stopped = true
-      handlers.clear()
+      receivers.clear()
       await pex?.stop()
       conn?.stop()
       await libp2p.stop()
@@ -748,6 +702,109 @@ export function mdnsServiceTag(meshName?: string): string {
   return `${label}${MDNS_SERVICE_TAG_SUFFIX}`
 }
 
+/** What `buildLibp2pOptions` needs beyond the init: pieces the node keeps references to. */
+export interface Libp2pOptionParts {
+  allowlist: TopicAllowlist
+  maxMessageBytes: number
+  peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']>
+  /** The PeerId allowlist and runtime block list, checked once noise has proved the identity. */
+  denied(peer: PeerId): boolean
+}
+
+/**
+ * The libp2p options of a mesh node, from its init: transport, encryption, muxer, limits, gater and
+ * services (gossipsub with the workarounds of ./gossipsub-workarounds.ts). Pure: it builds factories
+ * and starts nothing.
+ */
+export function buildLibp2pOptions(
+  init: MeshNodeInit,
+  parts: Libp2pOptionParts,
+): Libp2pOptions<MeshServices> {
+  const { allowlist, maxMessageBytes, peerDiscovery, denied } = parts
+  const loopback = init.loopbackTesting === true
+  const gossipOpts: Partial<GossipsubOpts> = {
+    globalSignaturePolicy: 'StrictNoSign',
+    msgIdFn,
+    msgIdToStrFn,
+    emitSelf: false,
+    fallbackToFloodsub: false,
+    asyncValidation: true,
+    allowPublishToZeroTopicPeers: true,
+    ignoreDuplicatePublishError: true,
+    floodPublish: init.gossip?.floodPublish ?? false,
+    D: init.gossip?.D ?? GOSSIP_D,
+    Dlo: init.gossip?.Dlo ?? GOSSIP_DLO,
+    Dhi: init.gossip?.Dhi ?? GOSSIP_DHI,
+    Dlazy: init.gossip?.Dlazy ?? GOSSIP_DLAZY,
+    Dout: GOSSIP_DOUT,
+    Dscore: GOSSIP_DSCORE,
+    heartbeatInterval: init.gossip?.heartbeatMs ?? GOSSIP_HEARTBEAT_MS,
+    // Replaced by our allowlist below; a non-null set here makes gossipsub consult it at all.
+    allowedTopics: [],
+    maxTopicBytesPerPeer: MAX_TOPIC_BYTES_PER_PEER,
+    maxInboundDataLength: maxMessageBytes + RPC_FRAME_OVERHEAD_BYTES,
+    decodeRpcLimits: {
+      maxSubscriptions: DECODE_MAX_SUBSCRIPTIONS,
+      maxMessages: DECODE_MAX_MESSAGES,
+      maxIhaveMessageIDs: DECODE_MAX_IHAVE_IDS,
+      maxIwantMessageIDs: DECODE_MAX_IWANT_IDS,
+      maxIdontwantMessageIDs: DECODE_MAX_IDONTWANT_IDS,
+      maxControlMessages: DECODE_MAX_CONTROL_MESSAGES,
+      maxPeerInfos: DECODE_MAX_PEER_INFOS,
+    },
+    scoreParams: loopback ? { IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']) } : {},
+    ...init.gossipsubOverrides,
+  }
+
+  return {
+    start: false,
+    ...(init.privateKey != null ? { privateKey: init.privateKey } : {}),
+    addresses: {
+      listen:
+        init.listen ?? (init.transport?.kind === 'memory' ? [`/memory/${randomUUID()}`] : DEFAULT_LISTEN),
+      ...(init.announce != null ? { announce: init.announce } : {}),
+    },
+    transports: [
+      init.transport?.kind === 'memory' ? memory({ latency: init.transport.latencyMs ?? 0 }) : tcp(),
+    ],
+    connectionEncrypters: [noise()],
+    ...(init.swarmKey !== undefined ? { connectionProtector: preSharedKey({ psk: init.swarmKey }) } : {}),
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
+    peerDiscovery,
+    connectionManager: {
+      maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      dialTimeout: DIAL_TIMEOUT_MS,
+      ...(loopback
+        ? {
+            inboundConnectionThreshold: LOOPBACK_INBOUND_CONNECTION_THRESHOLD,
+            maxIncomingPendingConnections: LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS,
+          }
+        : {}),
+    },
+    connectionMonitor: {
+      pingTimeout: {
+        minTimeout: loopback ? LOOPBACK_CONNECTION_MONITOR_MIN_TIMEOUT_MS : CONNECTION_MONITOR_MIN_TIMEOUT_MS,
+      },
+    },
+    // The PeerId allowlist and the runtime block list; both checked once noise has proved the identity.
+    connectionGater: {
+      denyDialPeer: denied,
+      denyInboundEncryptedConnection: denied,
+      denyOutboundEncryptedConnection: denied,
+    },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: (components: Parameters<ReturnType<typeof gossipsub>>[0]) => {
+        const gs = gossipsub(gossipOpts)(components)
+        installAllowlist(gs, allowlist)
+        if (init.admitMessage !== undefined) installAdmission(gs, init.admitMessage)
+        return gs
+      },
+    },
+  }
+}
+
 function checkBootstrapAddr(a: string): string {
   let ma: Multiaddr
   try {
@@ -759,46 +816,6 @@ function checkBootstrapAddr(a: string): string {
     throw new InvalidAddressError(a, 'a bootstrap address must end in /p2p/<peer id>')
   }
   return a
-}
-
-/**
- * gossipsub keeps `allowedTopics` as a private exact-match Set built at construction and only ever
- * calls `.has()` on it. We swap in our allowlist (exact names + patterns). Checked, so an upgrade that
- * renames the field fails loudly at start instead of silently allowing every topic.
- */
-function installAllowlist(gs: GossipSub, allowlist: TopicAllowlist): void {
-  const current: unknown = Reflect.get(gs, 'allowedTopics')
-  if (!(current instanceof Set)) throw new GossipsubInternalsChangedError('a private allowedTopics Set')
-  Reflect.set(gs, 'allowedTopics', allowlist)
-}
-
-/**
- * Filters each received RPC's messages through `admit` before gossipsub touches them. gossipsub
- * starts every message of every RPC at once without waiting for the previous ones, and computes the
- * message id, the seen cache entry and the IDONTWANTs before any topic validator runs: a limit in the
- * validator is checked only after that work, and at the pace the node manages to do it, so a flood
- * that outruns the node is never seen above the limit. Here the check is the first thing done.
- */
-function installAdmission(pubsub: GossipSub, admit: (from: PeerId, topic: string) => boolean): void {
-  const gs = pubsub as unknown as Partial<RpcHandler>
-  const handle = gs.handleReceivedRpc
-  if (typeof handle !== 'function') throw new GossipsubInternalsChangedError('handleReceivedRpc()')
-  gs.handleReceivedRpc = async function admitted(this: RpcHandler, from, rpc) {
-    if (rpc.messages.length > 0) {
-      const messages = rpc.messages.filter((message) => admit(from, message.topic))
-      if (messages.length !== rpc.messages.length) rpc = { ...rpc, messages }
-    }
-    return handle.call(this, from, rpc)
-  }
-}
-
-function checkInternals(gs: GossipSub): GossipsubInternals {
-  const g = gs as unknown as Partial<GossipsubInternals>
-  if (typeof g.getMeshPeers !== 'function') throw new GossipsubInternalsChangedError('getMeshPeers()')
-  if (typeof g.getScore !== 'function') throw new GossipsubInternalsChangedError('getScore()')
-  if (g.score?.params?.topics == null) throw new GossipsubInternalsChangedError('score.params.topics')
-  if (!(g.streamsOutbound instanceof Map)) throw new GossipsubInternalsChangedError('streamsOutbound')
-  return g as GossipsubInternals
 }
 
 /** A new pre-shared swarm key for a private mesh (the pnet key file format, as bytes to store). */

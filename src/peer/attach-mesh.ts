@@ -1,18 +1,23 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { Delta } from '../crdt/causal-map.ts'
-import { describeThrown } from '../mesh/errors.ts'
-import { createMeshNode, type MeshNode } from '../mesh/node.ts'
+import { DEFAULT_GOSSIP_RATE_LIMIT, GossipAdmission, peerIdsOfAddresses } from '../gossip/admission.ts'
+import { DeltaBatcher } from '../gossip/batcher.ts'
+import { GossipPublisher } from '../gossip/publisher.ts'
+import { batchReceiver } from '../gossip/receiver.ts'
+import { TurnBudget } from '../gossip/turn-budget.ts'
+import { describeDialFailure, describeThrown } from '../mesh/errors.ts'
+import { createMeshNode, type MeshNode, type MeshTransport } from '../mesh/node.ts'
 import { meshTopic } from '../mesh/topics.ts'
 import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
 import { SyncService } from '../sync/service.ts'
 import { AckTracker } from './ack-tracker.ts'
-import { type CheckedBatch, checkBatch, DeltaBatcher, signBatch } from './gossip.ts'
+import { GarbageCollector } from './gc-service.ts'
 import { Membership } from './membership.ts'
 import type { HearsayPeer, MeshAttachment, MeshCounters, PeerInfo } from './peer.ts'
-import { RateLimiter } from './rate-limit.ts'
-import { TurnBudget } from './turn-budget.ts'
+import { PeriodicTask } from './periodic.ts'
+import { RttPinger } from './ping-service.ts'
+import { type SyncRequest, SyncScheduler } from './sync-scheduler.ts'
 
 /** How a peer joins the network. Every field has a default suitable for one laptop on a LAN. */
 export interface MeshOptions {
@@ -21,6 +26,8 @@ export interface MeshOptions {
   meshName?: string
   /** Multiaddrs to listen on. Default ['/ip4/0.0.0.0/tcp/0']. */
   listen?: string[]
+  /** How bytes travel: TCP (default) or libp2p's in-memory transport (tests; same process only). */
+  transport?: MeshTransport
   /** Multiaddrs to dial at start and keep connected to. */
   bootstrap?: string[]
   /** LAN discovery over multicast DNS. Default true. */
@@ -48,7 +55,8 @@ export interface MeshOptions {
   swarmKey?: Uint8Array
   /**
    * Gossip messages per second one neighbour may deliver (burst: 2 s worth). Checked as each message
-   * comes off the wire; beyond it messages are dropped unchecked. Default 1,000.
+   * comes off the wire; beyond it messages are dropped unchecked. A client's `hub` peers are exempt
+   * (they relay everyone's batches). Default 1,000.
    */
   gossipRateLimit?: number
   /** Gossip mesh degree (D). Default 4. */
@@ -67,6 +75,8 @@ export type { MeshCounters }
 export interface HearsayMesh extends MeshAttachment {
   readonly node: MeshNode
   readonly membership: Membership
+  /** Anti-entropy sessions requested so far, by reason (`scheduler.requested`). */
+  readonly scheduler: SyncScheduler
   readonly counters: MeshCounters
   /** Closes connections to a peer; it may come back (discovery, redial). */
   hangUp(peerId: string): Promise<void>
@@ -75,10 +85,8 @@ export interface HearsayMesh extends MeshAttachment {
   unblock(peerId: string): void
 }
 
-/** Default of `gossipRateLimit`, messages per second per neighbour. */
-export const DEFAULT_GOSSIP_RATE_LIMIT = 1000
-/** A neighbour's burst allowance, in seconds of its rate. */
-const GOSSIP_BURST_SECONDS = 2
+export { DEFAULT_GOSSIP_RATE_LIMIT }
+
 /** Gossip validations (signature check, then merge) started per event-loop turn at most. */
 const VALIDATIONS_PER_TURN = 32
 
@@ -95,8 +103,11 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   const hubMode = options.hub !== undefined && options.hub.length > 0
   const log = options.log
   // Batching keeps honest traffic below this: one writer's 10,000 writes/s travel as ~500 batches/s.
-  const rate = options.gossipRateLimit ?? DEFAULT_GOSSIP_RATE_LIMIT
-  const flood = new RateLimiter({ ratePerSecond: rate, burst: rate * GOSSIP_BURST_SECONDS })
+  // A client's hubs relay every other client's batches: they are not held to one neighbour's rate.
+  const admission = new GossipAdmission({
+    ratePerSecond: options.gossipRateLimit ?? DEFAULT_GOSSIP_RATE_LIMIT,
+    exempt: hubMode ? peerIdsOfAddresses(options.hub ?? []) : [],
+  })
   const logged = new Set<string>()
   const counters: MeshCounters = {
     gossipPublished: 0,
@@ -116,7 +127,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   }
   const node = await createMeshNode({
     privateKey: options.privateKey,
-    listen: options.listen ?? ['/ip4/0.0.0.0/tcp/0'],
+    transport: options.transport,
+    listen: options.listen ?? (options.transport?.kind === 'memory' ? undefined : ['/ip4/0.0.0.0/tcp/0']),
     bootstrap: hubMode ? options.hub : options.bootstrap,
     mdns: hubMode || options.isHub ? false : (options.mdns ?? true),
     meshName,
@@ -132,10 +144,16 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       : options.gossipDegree !== undefined
         ? { D: options.gossipDegree }
         : undefined,
-    onError: (error, context) => logOnce('mesh', context.peer?.toString(), error, context),
+    onError: (error, context) =>
+      logOnce(
+        'mesh',
+        context.peer?.toString(),
+        context.where === 'dial' ? describeDialFailure(error) : error,
+        context,
+      ),
     // Checked as each message comes off the wire: a flood costs a counter increment per message.
     admitMessage: (from, topic) => {
-      if (flood.take(from.toString())) return true
+      if (admission.admit(from.toString())) return true
       counters.gossipThrottled++
       logOnce('gossip', from.toString(), 'gossip above the rate limit: dropping', { topic })
       return false
@@ -145,7 +163,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   const membership = new Membership({ self })
   const topicOf = (namespace: string) => meshTopic(meshName, namespace)
   const joined = new Map<string, Replica>()
-  const timers: NodeJS.Timeout[] = []
+  const connectedPeers = () => node.peers().map((p) => p.toString())
   let stopped = false
 
   // Errors from peers are logged once per (peer, kind), so a hostile peer cannot flood the log.
@@ -165,14 +183,22 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     log?.warn({ ...fields, kind, peer: peerId }, message)
   }
 
+  // Which peer, when, why: pure; this shell only runs the sessions it asks for.
+  const scheduler = new SyncScheduler({ self, alwaysInitiate: hubMode })
+  const runAll = (requests: SyncRequest[]): void => {
+    for (const request of requests)
+      void sync.syncWith(peerIdFromString(request.peer), request.namespace).catch(() => {})
+  }
+
   // `?ack=N`: waits on what sync sessions teach membership and on peers connecting.
   const acks = new AckTracker({
-    connectedPeers: () => node.peers().map((p) => p.toString()),
+    connectedPeers,
     holds: (peerId, namespace, replica, counter) => membership.hasDot(peerId, namespace, replica, counter),
     holders: (namespace, replica, counter) => membership.holdersOf(namespace, replica, counter),
     // A session both pushes the write and tells us, once it is durable there, what the peer holds.
-    push: (peerId, namespace, signal) =>
-      sync.syncWith(peerIdFromString(peerId), namespace, signal).then(
+    push: (peerId, namespace, signal) => {
+      const request = scheduler.ack(peerId, namespace)
+      return sync.syncWith(peerIdFromString(request.peer), request.namespace, signal).then(
         () => true,
         (error: unknown) => {
           // It does not replicate the namespace, or does not speak the sync protocol at all.
@@ -180,9 +206,9 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
           if ((error as { name?: string }).name === 'UnsupportedProtocolError') return false
           throw error
         },
-      ),
+      )
+    },
   })
-  acks.start()
 
   const sync = new SyncService({
     node,
@@ -211,145 +237,99 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     },
   })
   await sync.start()
+  acks.start()
 
+  const publisher = new GossipPublisher({
+    privateKey: options.privateKey,
+    node,
+    counters,
+    published: (namespace, outcome) => {
+      if (outcome.error !== undefined && !stopped)
+        logOnce('gossip', undefined, outcome.error, { namespace }, 'publish failed: ')
+      const failed = outcome.error !== undefined
+      if (stopped || !scheduler.published(namespace, { ...outcome, failed, connected: node.peers().length }))
+        return
+      // Connected but nobody took it (gossip links still forming just after a connect): push by
+      // anti-entropy soon rather than at the next periodic round.
+      setTimeout(() => runAll(scheduler.pushDue(namespace, connectedPeers())), scheduler.pushDelayMs).unref()
+    },
+  })
   const batcher = new DeltaBatcher({
     delayMs: options.batchDelayMs,
-    send: (namespace, delta) => void publish(namespace, delta),
+    send: (namespace, delta) => void publisher.publish(namespace, delta),
   })
-
-  async function publish(namespace: string, delta: Delta): Promise<void> {
-    const topic = topicOf(namespace)
-    try {
-      const data = await signBatch(options.privateKey, topic, delta)
-      const { recipients } = await node.publish(topic, data)
-      counters.gossipPublished++
-      counters.gossipBytesSent += data.length
-      // Connected but nobody took it (gossip links still forming just after a connect): push by
-      // anti-entropy now rather than at the next periodic round.
-      if (recipients === 0 && node.peers().length > 0) pushSoon(namespace)
-    } catch (error) {
-      // Anti-entropy repairs whatever gossip could not carry.
-      if (!stopped) logOnce('gossip', undefined, error, { namespace }, 'publish failed: ')
-      pushSoon(namespace)
-    }
-  }
-
-  /** One anti-entropy round with every connected peer for a namespace, at most every 250 ms. */
-  const pushing = new Set<string>()
-  function pushSoon(namespace: string): void {
-    if (stopped || pushing.has(namespace)) return
-    pushing.add(namespace)
-    const timer = setTimeout(() => {
-      pushing.delete(namespace)
-      for (const remote of node.peers()) void sync.syncWith(remote, namespace).catch(() => {})
-    }, 250)
-    timer.unref()
-  }
 
   // Signature checks (and the merges they lead to) spread over event-loop turns, so a burst of gossip
   // cannot starve the HTTP API and the pings.
   const validationTurns = new TurnBudget({ perTurn: VALIDATIONS_PER_TURN })
 
-  // Decode and check once in the validator; the handler reuses the result.
-  const checked = new WeakMap<Uint8Array, CheckedBatch>()
-
   function join(replica: Replica): void {
     if (joined.has(replica.namespace)) return
     joined.set(replica.namespace, replica)
-    const topic = topicOf(replica.namespace)
-    node.subscribe(
-      topic,
-      (message) => {
-        const result = checked.get(message.data)
-        if (result?.delta === undefined || result.signer === undefined) return
-        counters.gossipReceived++
-        counters.gossipBytesReceived += message.data.length
-        membership.saw(result.signer)
-        membership.saw(message.from.toString(), { connected: true })
-        replica
-          .merge(result.delta)
-          .then((change) => {
-            counters.entriesMerged += change.added.length
-          })
-          .catch((error: unknown) => logOnce('merge', result.signer, error, {}, 'merge failed: '))
-      },
-      async (message) => {
-        await validationTurns.take()
-        const result = await checkBatch(topic, message.data, self)
-        checked.set(message.data, result)
-        if (result.verdict === 'reject') {
-          counters.gossipRejected++
-          logOnce('gossip', message.from.toString(), `rejected gossip: ${result.reason}`, { topic })
-        } else if (result.verdict === 'ignore') {
-          counters.gossipIgnored++
-        }
-        return result.verdict
-      },
+    node.receive(
+      topicOf(replica.namespace),
+      batchReceiver({
+        topic: topicOf(replica.namespace),
+        namespace: replica.namespace,
+        self,
+        budget: validationTurns,
+        replica,
+        counters,
+        heard: (author, neighbour) => {
+          membership.saw(author)
+          membership.saw(neighbour, { connected: true })
+        },
+        problem: (kind, peerId, message, fields) => logOnce(kind, peerId, message, fields),
+      }),
     )
-    replica.on('delta', (delta) => batcher.add(replica.namespace, delta))
+    publisher.addTopic(replica.namespace, topicOf(replica.namespace))
+    replica.on('delta', batcher.adder(replica.namespace))
     // Catch up with everyone already connected.
-    for (const remote of node.peers()) void sync.syncWith(remote, replica.namespace).catch(() => {})
+    runAll(scheduler.joined(replica.namespace, connectedPeers()))
   }
 
-  /** Both sides of a new connection would start a session; the smaller peer id does. */
   const unwatch = await node.watchProtocol(SYNC_PROTOCOL, {
     onConnect: (remote) => {
       membership.saw(remote.toString(), { connected: true })
       acks.changed()
-      if (self < remote.toString() || hubMode) {
-        for (const namespace of joined.keys()) void sync.syncWith(remote, namespace).catch(() => {})
-      }
+      runAll(scheduler.connected(remote.toString(), joined.keys()))
     },
     onDisconnect: (remote) => membership.disconnected(remote.toString()),
   })
 
-  function every(ms: number, task: () => Promise<unknown>): void {
-    // A repeating task that never overlaps itself, with jitter so peers do not synchronise.
-    const schedule = () => {
-      if (stopped) return
-      const timer = setTimeout(
-        () => {
-          task()
-            .catch(() => {})
-            .finally(schedule)
-        },
-        ms * (0.75 + Math.random() * 0.5),
-      )
-      timer.unref()
-      timers.push(timer)
-      if (timers.length > 16) timers.splice(0, timers.length - 16)
-    }
-    schedule()
-  }
-
-  every(options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS, async () => {
-    const peers = node.peers()
-    if (peers.length === 0) return
-    const remote = peers[Math.floor(Math.random() * peers.length)]
-    await Promise.allSettled([...joined.keys()].map((namespace) => sync.syncWith(remote, namespace)))
+  const periodicSync = new PeriodicTask({
+    periodMs: options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
+    task: () =>
+      Promise.allSettled(
+        scheduler
+          .periodic(connectedPeers(), joined.keys())
+          .map((request) => sync.syncWith(peerIdFromString(request.peer), request.namespace)),
+      ),
   })
-
-  every(options.gcIntervalMs ?? 30_000, async () => {
-    for (const replica of joined.values()) {
-      const stable = membership.stableContext(replica.namespace, replica.context(), (peerId) =>
-        node.topicPeers(topicOf(replica.namespace)).some((p) => p.toString() === peerId),
-      )
-      if (stable !== undefined) counters.tombstonesCollected += await replica.collectGarbage(stable)
-    }
+  const collector = new GarbageCollector({
+    periodMs: options.gcIntervalMs ?? 30_000,
+    replicas: () => joined.values(),
+    stableContext: (namespace, own) =>
+      membership.stableContext(namespace, own, (peerId) =>
+        node.topicPeers(topicOf(namespace)).some((p) => p.toString() === peerId),
+      ),
+    collected: (count) => {
+      counters.tombstonesCollected += count
+    },
   })
-
-  every(options.pingIntervalMs ?? 15_000, async () => {
-    await Promise.allSettled(
-      node.peers().map(async (remote) => {
-        const rttMs = await node.ping(remote, { signal: AbortSignal.timeout(5000) })
-        membership.saw(remote.toString(), { connected: true, rttMs })
-      }),
-    )
+  const pinger = new RttPinger({
+    periodMs: options.pingIntervalMs ?? 15_000,
+    peers: connectedPeers,
+    ping: (peerId, signal) => node.ping(peerIdFromString(peerId), { signal }),
+    measured: (peerId, rttMs) => membership.saw(peerId, { connected: true, rttMs }),
   })
+  const services = [periodicSync, collector, pinger]
+  for (const service of services) service.start()
 
   const mesh: HearsayMesh = {
     node,
     membership,
+    scheduler,
     counters,
     peerId: self,
     addresses: () => node.addresses().map((a) => a.toString()),
@@ -393,7 +373,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     stop: async () => {
       if (stopped) return
       stopped = true
-      for (const timer of timers) clearTimeout(timer)
+      for (const service of services) service.stop()
       acks.stop()
       batcher.flushAll()
       unwatch()

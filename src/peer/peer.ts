@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { PrivateKey } from '@libp2p/interface'
+import type { GossipCounters } from '../gossip/counters.ts'
 import { type ChangeEvent, Replica } from '../replica/replica.ts'
 import { createEntrySigner, type EntrySigner } from '../replica/signing.ts'
 import type { Store } from '../store/types.ts'
@@ -38,16 +39,7 @@ export interface PeerStatus {
 }
 
 /** Running totals for metrics. */
-export interface MeshCounters {
-  gossipPublished: number
-  gossipBytesSent: number
-  gossipReceived: number
-  gossipBytesReceived: number
-  gossipRejected: number
-  gossipIgnored: number
-  /** Messages dropped because their neighbour sent more than the rate limit allows. */
-  gossipThrottled: number
-  entriesMerged: number
+export interface MeshCounters extends GossipCounters {
   syncSessions: number
   syncFailures: number
   syncBytesSent: number

@@ -262,7 +262,10 @@ export class SyncService {
       bytesReceived,
       roundTrips,
       durationMs: performance.now() - started,
-      localContext: localContext ?? replica.context(),
+      // On EQUAL the responder sends no context of its own: the peer's, whose digest matched ours when
+      // the session compared them, is exactly what both held then. Reading ours now would count local
+      // writes made during the session as held by the peer.
+      localContext: localContext ?? session.stats.remoteContext ?? replica.context(),
     }
     this.init.onSession?.(event)
     return event

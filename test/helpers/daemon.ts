@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { newSwarmKeyFile } from '../../src/mesh/swarm-key.ts'
+import { eventually } from './eventually.ts'
 
 export const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname
 /**
@@ -257,22 +258,15 @@ export async function until<T>(
   probe: () => T | undefined | Promise<T | undefined>,
   options: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
 ): Promise<T> {
-  const deadline = Date.now() + (options.timeoutMs ?? 10_000)
-  let last: unknown
-  for (;;) {
-    try {
-      const value = await probe()
-      if (value !== undefined) return value
-    } catch (error) {
-      last = error
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `${options.message ?? 'condition'} not met within ${options.timeoutMs ?? 10_000} ms${last ? `: ${last}` : ''}`,
-      )
-    }
-    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 25))
-  }
+  let value: T | undefined
+  await eventually(
+    async () => {
+      value = await probe()
+      return value !== undefined
+    },
+    { timeout: options.timeoutMs ?? 10_000, interval: options.intervalMs ?? 25, message: options.message },
+  )
+  return value as T
 }
 
 export interface ApiResult {

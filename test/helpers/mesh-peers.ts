@@ -5,6 +5,8 @@ import { HearsayPeer } from '../../src/peer/peer.ts'
 import { createMemoryStore } from '../../src/store/memory.ts'
 import type { Store } from '../../src/store/types.ts'
 
+export { eventually } from './eventually.ts'
+
 export interface TestPeer {
   peer: HearsayPeer
   mesh: HearsayMesh
@@ -12,7 +14,7 @@ export interface TestPeer {
   stop(): Promise<void>
 }
 
-/** A peer on 127.0.0.1 with a memory store (unless given one), mDNS off, loopback limits relaxed. */
+/** A peer on 127.0.0.1 (or in memory, with `transport`) with a memory store (unless given one), mDNS off, loopback limits relaxed. */
 export async function startTestPeer(
   options: Partial<MeshOptions> & { namespaces?: string[]; store?: Store } = {},
 ): Promise<TestPeer> {
@@ -25,7 +27,7 @@ export async function startTestPeer(
     namespaces: options.namespaces ?? ['ns'],
   })
   const mesh = await attachMesh(peer, {
-    listen: ['/ip4/127.0.0.1/tcp/0'],
+    listen: options.transport?.kind === 'memory' ? undefined : ['/ip4/127.0.0.1/tcp/0'],
     mdns: false,
     loopbackTesting: true,
     ...options,
@@ -36,19 +38,6 @@ export async function startTestPeer(
     mesh,
     address: mesh.addresses()[0],
     stop: () => peer.stop(),
-  }
-}
-
-/** Polls `condition` until it holds or the deadline passes; returns whether it held. */
-export async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 20_000,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await condition()) return true
-    if (Date.now() > deadline) return false
-    await new Promise((resolve) => setTimeout(resolve, 20))
   }
 }
 

@@ -1,6 +1,6 @@
-import { DecodeError } from './errors.ts'
-import { type CodecLimits, DEFAULT_LIMITS } from './limits.ts'
-import { Reader, Writer } from './wire.ts'
+import { DecodeError } from '../codec/errors.ts'
+import { type CodecLimits, DEFAULT_LIMITS } from '../codec/limits.ts'
+import { Reader, Writer } from '../codec/wire.ts'
 
 /**
  * The gossip message: a batch of deltas signed by the peer that wrote them.

@@ -1,0 +1,113 @@
+/**
+ * Who to run anti-entropy with, when, and why. Pure: no timers, no network; the random source is
+ * injected. The mesh shell turns its answers into sessions (and, for pushes, into one timer).
+ *
+ * - `connected`: a connection opened; both sides would start a session, so only the smaller peer id
+ *   does (a hub client always does: its hub never goes looking).
+ * - `joined`: we started replicating a namespace; catch up with everyone connected.
+ * - `periodic`: every interval, one random connected peer, every namespace.
+ * - `publish-reached-nobody`: gossip went to no neighbour while peers are connected (gossip links
+ *   still forming just after a connect), or publishing failed: push to every connected peer soon,
+ *   at most once per `pushDelayMs` per namespace.
+ * - `ack`: a `?ack=N` write waits for a peer to hold it (the ack tracker asks).
+ */
+
+export type SyncReason = 'connected' | 'joined' | 'periodic' | 'publish-reached-nobody' | 'ack'
+
+export const SYNC_REASONS: readonly SyncReason[] = [
+  'connected',
+  'joined',
+  'periodic',
+  'publish-reached-nobody',
+  'ack',
+]
+
+export interface SyncRequest {
+  peer: string
+  namespace: string
+  reason: SyncReason
+}
+
+export interface SyncSchedulerInit {
+  self: string
+  /** Start every session on connect, whatever the peer ids (hub clients). */
+  alwaysInitiate?: boolean
+  /** Returns a number in [0, 1). Default Math.random. */
+  random?: () => number
+  /** Delay of a push after gossip reached nobody, and the least gap between two. Default 250 ms. */
+  pushDelayMs?: number
+}
+
+export const DEFAULT_PUSH_DELAY_MS = 250
+
+export class SyncScheduler {
+  /** Sessions requested so far, by reason (metrics, tests). */
+  readonly requested: Record<SyncReason, number> = {
+    connected: 0,
+    joined: 0,
+    periodic: 0,
+    'publish-reached-nobody': 0,
+    ack: 0,
+  }
+  private readonly init: SyncSchedulerInit
+  private readonly random: () => number
+  private readonly pendingPushes = new Set<string>()
+
+  constructor(init: SyncSchedulerInit) {
+    this.init = init
+    this.random = init.random ?? Math.random
+  }
+
+  get pushDelayMs(): number {
+    return this.init.pushDelayMs ?? DEFAULT_PUSH_DELAY_MS
+  }
+
+  /** A peer that speaks the sync protocol connected. */
+  connected(peer: string, namespaces: Iterable<string>): SyncRequest[] {
+    if (!(this.init.alwaysInitiate === true || this.init.self < peer)) return []
+    return this.count([...namespaces].map((namespace) => ({ peer, namespace, reason: 'connected' })))
+  }
+
+  /** We joined a namespace. */
+  joined(namespace: string, peers: Iterable<string>): SyncRequest[] {
+    return this.count([...peers].map((peer) => ({ peer, namespace, reason: 'joined' })))
+  }
+
+  /** The periodic round: one random connected peer, every namespace. */
+  periodic(peers: readonly string[], namespaces: Iterable<string>): SyncRequest[] {
+    if (peers.length === 0) return []
+    const peer = peers[Math.min(peers.length - 1, Math.floor(this.random() * peers.length))]
+    return this.count([...namespaces].map((namespace) => ({ peer, namespace, reason: 'periodic' })))
+  }
+
+  /**
+   * A publish ended: `recipients` neighbours took it, or it failed (`failed`). True when the shell
+   * should call `pushDue` for the namespace after `pushDelayMs`; false when gossip did its job or a
+   * push is already pending.
+   */
+  published(
+    namespace: string,
+    outcome: { recipients: number; connected: number; failed?: boolean },
+  ): boolean {
+    const reachedNobody = outcome.failed === true || (outcome.recipients === 0 && outcome.connected > 0)
+    if (!reachedNobody || this.pendingPushes.has(namespace)) return false
+    this.pendingPushes.add(namespace)
+    return true
+  }
+
+  /** The pending push of a namespace is due: one session with every connected peer. */
+  pushDue(namespace: string, peers: Iterable<string>): SyncRequest[] {
+    if (!this.pendingPushes.delete(namespace)) return []
+    return this.count([...peers].map((peer) => ({ peer, namespace, reason: 'publish-reached-nobody' })))
+  }
+
+  /** The ack tracker pushes a namespace to a peer that lacks a write. */
+  ack(peer: string, namespace: string): SyncRequest {
+    return this.count([{ peer, namespace, reason: 'ack' }])[0]
+  }
+
+  private count(requests: SyncRequest[]): SyncRequest[] {
+    for (const request of requests) this.requested[request.reason]++
+    return requests
+  }
+}
