@@ -10,6 +10,7 @@ import { createMeshNode, type MeshNode, type MeshTransport } from '../mesh/node.
 import { meshTopic } from '../mesh/topics.ts'
 import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
+import { SyncQuota, type SyncQuotaLimits } from '../sync/quota.ts'
 import { SyncService } from '../sync/service.ts'
 import { AckTracker } from './ack-tracker.ts'
 import { GarbageCollector } from './gc-service.ts'
@@ -58,6 +59,8 @@ export interface MeshOptions {
    * comes off the wire; beyond it messages are dropped unchecked. A client's `hub` peers are exempt
    * (they relay everyone's batches). Default 1,000.
    */
+  /** Bytes and entries one peer may send us by anti-entropy per minute (default DEFAULT_SYNC_QUOTA). */
+  syncQuota?: Partial<SyncQuotaLimits>
   gossipRateLimit?: number
   /** Gossip mesh degree (D). Default 4. */
   gossipDegree?: number
@@ -213,6 +216,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   const sync = new SyncService({
     node,
     replica: (namespace) => joined.get(namespace),
+    quota: new SyncQuota(options.syncQuota),
     onSession: (event) => {
       counters.syncSessions++
       counters.syncBytesSent += event.bytesSent

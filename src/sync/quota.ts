@@ -35,15 +35,16 @@ export class SyncQuota {
   }
 
   /**
-   * Charges what `peer` just sent. Returns the exhausted resource (`bytes` or `entries`), or
-   * undefined while the peer is within its quota.
+   * Charges what `peer` just sent, or returns the resource (`bytes` or `entries`) it had already
+   * used up. A frame larger than what is left still passes and leaves a debt that later frames wait
+   * out, so a chunk bigger than the whole quota cannot stall an honest catch-up for ever.
    */
   charge(peer: string, bytes: number, entries: number): 'bytes' | 'entries' | undefined {
     const bucket = this.refill(peer)
+    if (bucket.bytes <= 0) return 'bytes'
+    if (bucket.entries <= 0) return 'entries'
     bucket.bytes -= bytes
     bucket.entries -= entries
-    if (bucket.bytes < 0) return 'bytes'
-    if (bucket.entries < 0) return 'entries'
     return undefined
   }
 
