@@ -41,42 +41,53 @@ export function checkHistory(history: History): Violation[] {
 /** The recorded writes by dot, and the supersedes relation between them. */
 export class HistoryIndex {
   readonly writes = new Map<string, WriteOp>()
+  /** Acknowledged writes with their dots, per key. */
+  readonly writesOf = new Map<string, WriteOp[]>()
   /** Keys on which some write got no answer: a sibling or a delete there may be unknowable. */
   readonly keysWithUnknownWrites = new Set<string>()
-  private readonly supersedesMemo = new Map<string, boolean>()
+  private readonly closures = new Map<string, Set<string>>()
 
   constructor(ops: readonly Op[]) {
     for (const op of ops) {
       if (op.kind !== 'put' && op.kind !== 'delete') continue
-      if (op.outcome === 'ok' && op.dot !== undefined) this.writes.set(dotKey(op.dot), op)
+      if (op.outcome === 'ok' && op.dot !== undefined) {
+        this.writes.set(dotKey(op.dot), op)
+        this.writesOf.set(op.key, [...(this.writesOf.get(op.key) ?? []), op])
+      }
       if (op.outcome === 'unknown') this.keysWithUnknownWrites.add(op.key)
     }
   }
 
+  /** The recorded writes `by` supersedes, directly or through other recorded writes on its key. */
+  private closure(by: Dot): Set<string> {
+    const memo = this.closures.get(dotKey(by))
+    if (memo !== undefined) return memo
+    const result = new Set<string>()
+    const start = this.writes.get(dotKey(by))
+    const peers = start === undefined ? [] : (this.writesOf.get(start.key) ?? [])
+    const queue = start === undefined ? [] : [start]
+    // Bounded: each recorded write on the key enters the queue at most once.
+    while (queue.length > 0) {
+      const write = queue.pop()!
+      for (const other of peers) {
+        const name = dotKey(other.dot!)
+        if (!result.has(name) && inDotSet(write.covers, other.dot!)) {
+          result.add(name)
+          queue.push(other)
+        }
+      }
+    }
+    this.closures.set(dotKey(by), result)
+    return result
+  }
+
   /** Does the write named `by` supersede `dot` (directly, or through recorded writes on its key)? */
   supersedes(by: Dot, dot: Dot): boolean {
-    const memoKey = `${dotKey(by)}>${dotKey(dot)}`
-    const known = this.supersedesMemo.get(memoKey)
-    if (known !== undefined) return known
-    let found = false
-    const seen = new Set<string>([dotKey(by)])
-    const queue = [by]
-    // Bounded: each recorded write is visited at most once.
-    while (queue.length > 0 && !found) {
-      const write = this.writes.get(dotKey(queue.pop()!))
-      if (write?.covers === undefined) continue
-      if (inDotSet(write.covers, dot)) found = true
-      else
-        for (const other of this.writes.values()) {
-          if (other.key !== write.key || other.dot === undefined || seen.has(dotKey(other.dot))) continue
-          if (inDotSet(write.covers, other.dot)) {
-            seen.add(dotKey(other.dot))
-            queue.push(other.dot)
-          }
-        }
-    }
-    this.supersedesMemo.set(memoKey, found)
-    return found
+    if (this.writes.has(dotKey(dot))) return this.closure(by).has(dotKey(dot))
+    // Not a recorded write: only the covers of `by` and of what it superseded can name it.
+    if (inDotSet(this.writes.get(dotKey(by))?.covers, dot)) return true
+    for (const name of this.closure(by)) if (inDotSet(this.writes.get(name)?.covers, dot)) return true
+    return false
   }
 
   /** True when the sibling's write is not recorded with its covers: what it supersedes is unknown. */
@@ -94,8 +105,8 @@ export class HistoryIndex {
     if (own?.kind === 'delete' && this.revived(read, dot) === undefined) return true
     // A 404, or siblings that do not cover it: a delete may have removed it.
     if (read.siblings.length === 0 && this.keysWithUnknownWrites.has(read.key)) return true
-    for (const write of this.writes.values()) {
-      if (write.kind !== 'delete' || write.key !== read.key || write.dot === undefined) continue
+    for (const write of this.writesOf.get(read.key) ?? []) {
+      if (write.kind !== 'delete' || write.dot === undefined) continue
       if (write.start > (read.end ?? Number.POSITIVE_INFINITY)) continue
       if (this.supersedes(write.dot, dot) && !read.siblings.some((s) => sameDot(s.dot, write.dot!))) {
         if (read.siblings.every((s) => !this.supersedes(write.dot!, s.dot))) return true
@@ -199,8 +210,11 @@ function isWrite(op: Op): op is WriteOp {
 }
 
 /**
- * If-Match is "replace what I saw": a write with the token of read R may supersede only dots R showed
- * or that what R showed had superseded. Anything else it superseded was a concurrent value, lost.
+ * If-Match is "replace what I saw": a write W with the token of read R may supersede a value R did not
+ * see only if that value was already superseded by a delete (which saw it and removed it) or by a
+ * write that survives W (one R saw, or one W does not supersede). The daemon compacts covers by filling gaps of dots that are no longer live, so W's
+ * covers may name such values; what must never happen is a concurrent value disappearing with nothing
+ * left that saw it.
  */
 export function checkIfMatch(ops: readonly Op[], index: HistoryIndex): Violation[] {
   const violations: Violation[] = []
@@ -210,16 +224,26 @@ export function checkIfMatch(ops: readonly Op[], index: HistoryIndex): Violation
     if (!isWrite(op) || op.outcome !== 'ok' || op.ifMatch === undefined || op.dot === undefined) continue
     const read = reads.get(op.ifMatch)
     if (read === undefined) continue
-    for (const other of index.writes.values()) {
-      if (other.key !== op.key || other.dot === undefined || sameDot(other.dot, op.dot)) continue
-      if (!inDotSet(op.covers, other.dot)) continue
-      const seen = read.siblings.some(
-        (s) => sameDot(s.dot, other.dot!) || index.supersedes(s.dot, other.dot!) || index.opaque(s.dot),
+    const sawIt = (dot: Dot) =>
+      read.siblings.some((s) => sameDot(s.dot, dot) || index.supersedes(s.dot, dot) || index.opaque(s.dot))
+    const survives = (dot: Dot) => sawIt(dot) || !inDotSet(op.covers, dot)
+    const onKey = index.writesOf.get(op.key) ?? []
+    for (const other of onKey) {
+      // Values only: a tombstone holds none, and one superseded later loses nothing.
+      if (other.kind !== 'put' || other.dot === undefined || sameDot(other.dot, op.dot)) continue
+      if (!inDotSet(op.covers, other.dot) || sawIt(other.dot)) continue
+      const supersededBySurvivor = onKey.some(
+        (x) =>
+          x.dot !== undefined &&
+          !sameDot(x.dot, op.dot!) &&
+          x.start < (op.end ?? Number.POSITIVE_INFINITY) &&
+          (x.kind === 'delete' || survives(x.dot)) &&
+          index.supersedes(x.dot, other.dot!),
       )
-      if (!seen)
+      if (!supersededBySurvivor)
         violations.push({
           guarantee: 'if-match-no-lost-write',
-          detail: `${name(op)} with If-Match of ${name(read)} superseded ${name(other)} ${showDot(other.dot)}, which that read did not see`,
+          detail: `${name(op)} with If-Match of ${name(read)} superseded ${name(other)} ${showDot(other.dot)}, which that read did not see and nothing surviving superseded`,
         })
     }
   }
@@ -234,8 +258,8 @@ export function checkIfMatch(ops: readonly Op[], index: HistoryIndex): Violation
 export function checkNoLostWrite(history: History, index: HistoryIndex): Violation[] {
   const violations: Violation[] = []
   for (const write of index.writes.values()) {
-    for (const other of index.writes.values()) {
-      if (other === write || other.key !== write.key || other.dot === undefined) continue
+    for (const other of index.writesOf.get(write.key) ?? []) {
+      if (other === write || other.dot === undefined) continue
       if (inDotSet(write.covers, other.dot) && other.start > (write.end ?? Number.POSITIVE_INFINITY))
         violations.push({
           guarantee: 'no-lost-write',
