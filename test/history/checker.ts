@@ -4,7 +4,7 @@
  * operations that break it.
  *
  * Vocabulary. A read R *shows* its siblings' dots. Write X *supersedes* dot d when d is in X's covers
- * (from X's ETag), directly or through another recorded write X supersedes. R *reflects* dot d when it
+ * (from X's ETag; covers are transitively closed). R *reflects* dot d when it
  * shows d or shows something that supersedes d (for a 404: a recorded delete supersedes d). R *revives*
  * d when it shows a dot that d's write superseded: something older came back.
  *
@@ -45,7 +45,6 @@ export class HistoryIndex {
   readonly writesOf = new Map<string, WriteOp[]>()
   /** Keys on which some write got no answer: a sibling or a delete there may be unknowable. */
   readonly keysWithUnknownWrites = new Set<string>()
-  private readonly closures = new Map<string, Set<string>>()
 
   constructor(ops: readonly Op[]) {
     for (const op of ops) {
@@ -58,36 +57,25 @@ export class HistoryIndex {
     }
   }
 
-  /** The recorded writes `by` supersedes, directly or through other recorded writes on its key. */
-  private closure(by: Dot): Set<string> {
-    const memo = this.closures.get(dotKey(by))
-    if (memo !== undefined) return memo
-    const result = new Set<string>()
-    const start = this.writes.get(dotKey(by))
-    const peers = start === undefined ? [] : (this.writesOf.get(start.key) ?? [])
-    const queue = start === undefined ? [] : [start]
-    // Bounded: each recorded write on the key enters the queue at most once.
-    while (queue.length > 0) {
-      const write = queue.pop()!
-      for (const other of peers) {
-        const name = dotKey(other.dot!)
-        if (!result.has(name) && inDotSet(write.covers, other.dot!)) {
-          result.add(name)
-          queue.push(other)
-        }
-      }
-    }
-    this.closures.set(dotKey(by), result)
-    return result
+  /**
+   * Does the write named `by` supersede `dot`? Its covers are transitively closed (a write supersedes
+   * what the values it replaced had replaced; docs/architecture.md), so membership is the whole test.
+   */
+  supersedes(by: Dot, dot: Dot): boolean {
+    return inDotSet(this.writes.get(dotKey(by))?.covers, dot)
   }
 
-  /** Does the write named `by` supersede `dot` (directly, or through recorded writes on its key)? */
-  supersedes(by: Dot, dot: Dot): boolean {
-    if (this.writes.has(dotKey(dot))) return this.closure(by).has(dotKey(dot))
-    // Not a recorded write: only the covers of `by` and of what it superseded can name it.
-    if (inDotSet(this.writes.get(dotKey(by))?.covers, dot)) return true
-    for (const name of this.closure(by)) if (inDotSet(this.writes.get(name)?.covers, dot)) return true
-    return false
+  private readonly superseders = new Map<string, WriteOp[]>()
+
+  /** The recorded writes that supersede `dot` on `key`. */
+  supersedersOf(key: string, dot: Dot): WriteOp[] {
+    const name = dotKey(dot)
+    let found = this.superseders.get(name)
+    if (found === undefined) {
+      found = (this.writesOf.get(key) ?? []).filter((write) => inDotSet(write.covers, dot))
+      this.superseders.set(name, found)
+    }
+    return found
   }
 
   /** True when the sibling's write is not recorded with its covers: what it supersedes is unknown. */
@@ -232,14 +220,16 @@ export function checkIfMatch(ops: readonly Op[], index: HistoryIndex): Violation
       // Values only: a tombstone holds none, and one superseded later loses nothing.
       if (other.kind !== 'put' || other.dot === undefined || sameDot(other.dot, op.dot)) continue
       if (!inDotSet(op.covers, other.dot) || sawIt(other.dot)) continue
-      const supersededBySurvivor = onKey.some(
-        (x) =>
-          x.dot !== undefined &&
-          !sameDot(x.dot, op.dot!) &&
-          x.start < (op.end ?? Number.POSITIVE_INFINITY) &&
-          (x.kind === 'delete' || survives(x.dot)) &&
-          index.supersedes(x.dot, other.dot!),
-      )
+      const supersededBySurvivor = index
+        .supersedersOf(op.key, other.dot)
+        .some(
+          (x) =>
+            x.dot !== undefined &&
+            !sameDot(x.dot, op.dot!) &&
+            x.start < (op.end ?? Number.POSITIVE_INFINITY) &&
+            (x.kind === 'delete' || survives(x.dot)) &&
+            index.supersedes(x.dot, other.dot!),
+        )
       if (!supersededBySurvivor)
         violations.push({
           guarantee: 'if-match-no-lost-write',

@@ -196,7 +196,7 @@ export async function runHistory(options: RunOptions): Promise<RunResult> {
   }
 
   // The faults: one every few seconds, at most one daemon isolated at a time.
-  const faultEvery = Math.max(3_000, options.durationMs / 5)
+  const faultEvery = Math.min(10_000, Math.max(3_000, options.durationMs / 5))
   while (performance.now() + faultEvery / 2 < deadline) {
     await sleepUntil(Math.min(deadline, performance.now() + faultEvery * (0.5 + random.next())))
     if (performance.now() >= deadline) break
