@@ -147,6 +147,18 @@ describe('history checker', () => {
     expect(guaranteesBroken({ ops: h.ops, finals: [] })).toEqual(['if-match-no-lost-write'])
   })
 
+  it('accepts an If-Match write whose covers name a value a delete had already removed', () => {
+    const h = new Builder()
+    h.put(1, 0, 'k', dot(A, 1))
+    const read = h.read(1, 0, 'k', [dot(A, 1)])
+    h.put(2, 1, 'k', dot(B, 1))
+    h.del(2, 1, 'k', dot(B, 2), { [B]: [[1, 1]] })
+    // The daemon compacted the covers over B's dead dots.
+    h.put(1, 0, 'k', dot(A, 2), { [A]: [[1, 1]], [B]: [[1, 2]] }, read.id)
+    const registers = { k: [{ dot: dot(A, 2), value: 'v' }] }
+    expect(checkHistory({ ops: h.ops, finals: [final(0, { registers })] })).toEqual([])
+  })
+
   it('catches a write that vanished after the heal (no lost write)', () => {
     const h = new Builder()
     h.put(1, 0, 'k', dot(A, 1))

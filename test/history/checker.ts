@@ -93,7 +93,7 @@ export class HistoryIndex {
     if (own?.kind === 'delete' && this.revived(read, dot) === undefined) return true
     // A 404, or siblings that do not cover it: a delete may have removed it.
     if (read.siblings.length === 0 && this.keysWithUnknownWrites.has(read.key)) return true
-    for (const write of this.writesOf.get(read.key) ?? []) {
+    for (const write of this.supersedersOf(read.key, dot)) {
       if (write.kind !== 'delete' || write.dot === undefined) continue
       if (write.start > (read.end ?? Number.POSITIVE_INFINITY)) continue
       if (this.supersedes(write.dot, dot) && !read.siblings.some((s) => sameDot(s.dot, write.dot!))) {
