@@ -41,6 +41,8 @@ export function checkHistory(history: History): Violation[] {
 /** The recorded writes by dot, and the supersedes relation between them. */
 export class HistoryIndex {
   readonly writes = new Map<string, WriteOp>()
+  /** The same, by replica then counter: looked up without building a string. */
+  private readonly byReplica = new Map<string, Map<number, WriteOp>>()
   /** Acknowledged writes with their dots, per key. */
   readonly writesOf = new Map<string, WriteOp[]>()
   /** Keys on which some write got no answer: a sibling or a delete there may be unknowable. */
@@ -51,7 +53,10 @@ export class HistoryIndex {
       if (op.kind !== 'put' && op.kind !== 'delete') continue
       if (op.outcome === 'ok' && op.dot !== undefined) {
         this.writes.set(dotKey(op.dot), op)
-        this.writesOf.set(op.key, [...(this.writesOf.get(op.key) ?? []), op])
+        const counters = this.byReplica.get(op.dot.replica) ?? new Map<number, WriteOp>()
+        this.byReplica.set(op.dot.replica, counters)
+        counters.set(op.dot.counter, op)
+        pushTo(this.writesOf, op.key, op)
       }
       if (op.outcome === 'unknown') this.keysWithUnknownWrites.add(op.key)
     }
@@ -62,7 +67,11 @@ export class HistoryIndex {
    * what the values it replaced had replaced; docs/architecture.md), so membership is the whole test.
    */
   supersedes(by: Dot, dot: Dot): boolean {
-    return inDotSet(this.writes.get(dotKey(by))?.covers, dot)
+    return inDotSet(this.writeOf(by)?.covers, dot)
+  }
+
+  writeOf(dot: Dot): WriteOp | undefined {
+    return this.byReplica.get(dot.replica)?.get(dot.counter)
   }
 
   private readonly superseders = new Map<string, WriteOp[]>()
@@ -80,7 +89,7 @@ export class HistoryIndex {
 
   /** True when the sibling's write is not recorded with its covers: what it supersedes is unknown. */
   opaque(dot: Dot): boolean {
-    return this.writes.get(dotKey(dot))?.covers === undefined
+    return this.writeOf(dot)?.covers === undefined
   }
 
   reflects(read: ReadOp, dot: Dot): boolean {
@@ -89,7 +98,7 @@ export class HistoryIndex {
         return true
     }
     // A delete shows as the absence of what it removed.
-    const own = this.writes.get(dotKey(dot))
+    const own = this.writeOf(dot)
     if (own?.kind === 'delete' && this.revived(read, dot) === undefined) return true
     // A 404, or siblings that do not cover it: a delete may have removed it.
     if (read.siblings.length === 0 && this.keysWithUnknownWrites.has(read.key)) return true
@@ -126,71 +135,93 @@ export function checkSessions(ops: readonly Op[], index: HistoryIndex): Violatio
   }
   for (const list of sessions.values()) {
     list.sort((a, b) => a.start - b.start)
-    for (let j = 0; j < list.length; j++) {
-      const later = list[j]!
-      for (let i = 0; i < j; i++) {
-        const earlier = list[i]!
-        // Session order: the earlier one completed before the later one was invoked.
-        if ((earlier.end ?? Number.POSITIVE_INFINITY) > later.start) continue
-        if (!('key' in earlier) || !('key' in later) || earlier.key !== later.key) {
-          if (isWrite(earlier) && isWrite(later) && earlier.dot && later.dot) {
-            if (earlier.dot.replica === later.dot.replica && earlier.dot.counter >= later.dot.counter)
-              add(
-                'monotonic-writes',
-                `${name(later)} got dot ${later.dot.counter} after ${name(earlier)} got ${earlier.dot.counter} on the same replica`,
-              )
-          }
-          continue
-        }
-        if (isWrite(earlier) && later.kind === 'read' && earlier.dot !== undefined) {
-          if (!index.reflects(later, earlier.dot))
+    // Write counters increase along the session, per replica (a restart may bring a new replica id).
+    const lastDot = new Map<string, WriteOp>()
+    for (const op of list) {
+      if (!isWrite(op) || op.dot === undefined) continue
+      const previous = lastDot.get(op.dot.replica)
+      if (previous?.dot !== undefined && previous.dot.counter >= op.dot.counter)
+        add(
+          'monotonic-writes',
+          `${name(op)} got dot ${op.dot.counter} after ${name(previous)} got ${previous.dot.counter} on the same replica`,
+        )
+      lastDot.set(op.dot.replica, op)
+    }
+    const byKey = new Map<string, Op[]>()
+    for (const op of list) {
+      if (op.kind !== 'read' && !isWrite(op)) continue
+      pushTo(byKey, op.key, op)
+    }
+    for (const onKey of byKey.values()) checkSessionKey(onKey, index, add)
+  }
+  return violations
+}
+
+/** The session guarantees over one session's operations on one key, in invocation order. */
+function checkSessionKey(
+  list: readonly Op[],
+  index: HistoryIndex,
+  add: (guarantee: Guarantee, detail: string) => void,
+): void {
+  for (let j = 0; j < list.length; j++) {
+    const later = list[j]!
+    for (let i = 0; i < j; i++) {
+      const earlier = list[i]!
+      // Session order: the earlier one completed before the later one was invoked.
+      if ((earlier.end ?? Number.POSITIVE_INFINITY) > later.start) continue
+      if (isWrite(earlier) && later.kind === 'read' && earlier.dot !== undefined) {
+        if (!index.reflects(later, earlier.dot))
+          add(
+            'read-your-writes',
+            `${name(later)} does not reflect the session's write ${name(earlier)} ${showDot(earlier.dot)}`,
+          )
+        const revived = index.revived(later, earlier.dot)
+        if (revived)
+          add(
+            'read-your-writes',
+            `${name(later)} shows ${showDot(revived)}, which the session's write ${name(earlier)} superseded`,
+          )
+      }
+      if (earlier.kind === 'read' && later.kind === 'read') {
+        for (const sibling of earlier.siblings) {
+          if (!index.reflects(later, sibling.dot))
             add(
-              'read-your-writes',
-              `${name(later)} does not reflect the session's write ${name(earlier)} ${showDot(earlier.dot)}`,
+              'monotonic-reads',
+              `${name(later)} lost ${showDot(sibling.dot)} that the earlier ${name(earlier)} showed`,
             )
-          const revived = index.revived(later, earlier.dot)
+          const revived = index.revived(later, sibling.dot)
           if (revived)
             add(
-              'read-your-writes',
-              `${name(later)} shows ${showDot(revived)}, which the session's write ${name(earlier)} superseded`,
+              'monotonic-reads',
+              `${name(later)} shows ${showDot(revived)}, older than ${showDot(sibling.dot)} shown by ${name(earlier)}`,
             )
         }
-        if (earlier.kind === 'read' && later.kind === 'read') {
-          for (const sibling of earlier.siblings) {
-            if (!index.reflects(later, sibling.dot))
-              add(
-                'monotonic-reads',
-                `${name(later)} lost ${showDot(sibling.dot)} that the earlier ${name(earlier)} showed`,
-              )
-            const revived = index.revived(later, sibling.dot)
-            if (revived)
-              add(
-                'monotonic-reads',
-                `${name(later)} shows ${showDot(revived)}, older than ${showDot(sibling.dot)} shown by ${name(earlier)}`,
-              )
-          }
-        }
-        if (isWrite(earlier) && isWrite(later) && later.ifMatch === undefined && earlier.dot && later.dot) {
-          if (!index.supersedes(later.dot, earlier.dot))
+      }
+      if (isWrite(earlier) && isWrite(later) && later.ifMatch === undefined && earlier.dot && later.dot) {
+        if (!index.supersedes(later.dot, earlier.dot))
+          add(
+            'monotonic-writes',
+            `${name(later)} does not supersede the session's earlier write ${name(earlier)} on the key`,
+          )
+      }
+      if (earlier.kind === 'read' && isWrite(later) && later.dot !== undefined) {
+        if (later.ifMatch !== undefined && later.ifMatch !== earlier.id) continue
+        for (const sibling of earlier.siblings) {
+          if (!index.supersedes(later.dot, sibling.dot))
             add(
-              'monotonic-writes',
-              `${name(later)} does not supersede the session's earlier write ${name(earlier)} on the key`,
+              'writes-follow-reads',
+              `${name(later)} does not supersede ${showDot(sibling.dot)} that ${name(earlier)} read before it`,
             )
-        }
-        if (earlier.kind === 'read' && isWrite(later) && later.dot !== undefined) {
-          if (later.ifMatch !== undefined && later.ifMatch !== earlier.id) continue
-          for (const sibling of earlier.siblings) {
-            if (!index.supersedes(later.dot, sibling.dot))
-              add(
-                'writes-follow-reads',
-                `${name(later)} does not supersede ${showDot(sibling.dot)} that ${name(earlier)} read before it`,
-              )
-          }
         }
       }
     }
   }
-  return violations
+}
+
+function pushTo<T>(map: Map<string, T[]>, key: string, item: T): void {
+  const list = map.get(key)
+  if (list === undefined) map.set(key, [item])
+  else list.push(item)
 }
 
 function isWrite(op: Op): op is WriteOp {
@@ -317,7 +348,7 @@ export function checkConvergence(finals: readonly FinalState[]): Violation[] {
 export function checkCounters(history: History): Violation[] {
   const violations: Violation[] = []
   const byKey = new Map<string, IncrementOp[]>()
-  for (const op of history.ops) if (op.kind === 'incr') byKey.set(op.key, [...(byKey.get(op.key) ?? []), op])
+  for (const op of history.ops) if (op.kind === 'incr') pushTo(byKey, op.key, op)
   for (const final of history.finals) {
     for (const [key, ops] of byKey) {
       let sure = 0
@@ -369,7 +400,7 @@ export function checkSets(history: History): Violation[] {
   for (const op of history.ops) {
     if (op.kind !== 'set-add' && op.kind !== 'set-remove') continue
     const id = `${op.key}\u0000${op.element}`
-    byElement.set(id, [...(byElement.get(id) ?? []), op])
+    pushTo(byElement, id, op)
   }
   for (const final of history.finals) {
     for (const [id, ops] of byElement) {

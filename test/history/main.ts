@@ -48,10 +48,10 @@ try {
   // The daemons are not needed for the check, which can take a while on a long history.
   await stopAllDaemons()
   removeHomes()
+  if (values.dump !== undefined) writeFileSync(values.dump, JSON.stringify(history))
   const checkStarted = performance.now()
   const violations = checkHistory(history)
   const checkMs = Math.round(performance.now() - checkStarted)
-  if (values.dump !== undefined) writeFileSync(values.dump, JSON.stringify(history))
   console.log(JSON.stringify({ seed, ...figures, checkMs, violations: violations.length }, null, 2))
   for (const violation of violations) console.log(`✗ ${violation.guarantee}: ${violation.detail}`)
   if (violations.length === 0) console.log(`✓ ${figures.operations} operations checked, no violation`)
