@@ -53,6 +53,11 @@ export interface RunResult {
   figures: RunFigures
 }
 
+interface LastRead {
+  id: number
+  etag: string
+}
+
 interface Slot {
   index: number
   home: string
@@ -115,7 +120,8 @@ export async function runHistory(options: RunOptions): Promise<RunResult> {
   }
 
   async function runSession(session: number, slot: Slot, r: Random): Promise<void> {
-    const lastRead = new Map<string, ReadOp>()
+    /** The session's last read of each key: its op id and ETag, for If-Match. */
+    const lastRead = new Map<string, LastRead>()
     // Bounded by the deadline; each request by its own timeout.
     while (performance.now() < deadline) {
       // A restart may begin while this session waited: wait again until the gate it passed is current.
@@ -134,7 +140,7 @@ export async function runHistory(options: RunOptions): Promise<RunResult> {
     }
   }
 
-  async function oneOperation(session: number, slot: Slot, r: Random, lastRead: Map<string, ReadOp>) {
+  async function oneOperation(session: number, slot: Slot, r: Random, lastRead: Map<string, LastRead>) {
     const base = { id: nextId++, session, daemon: slot.index, start: now(), outcome: 'unknown' as const }
     const url = slot.process.url
     const choice = r.next()
@@ -149,7 +155,7 @@ export async function runHistory(options: RunOptions): Promise<RunResult> {
           dot: { replica: s.replica, counter: s.counter },
           value: s.value,
         }))
-        lastRead.set(key, { ...op, etag: answer.json.etag } as ReadOp & { etag: string })
+        lastRead.set(key, { id: op.id, etag: answer.json.etag })
       }
     } else if (choice < 0.7 || (choice < 0.75 && !lastRead.has(key))) {
       const useIfMatch = r.chance(0.4) ? lastRead.get(key) : undefined
@@ -157,7 +163,7 @@ export async function runHistory(options: RunOptions): Promise<RunResult> {
       const op: Op = { ...base, kind: 'put', key, value, ifMatch: useIfMatch?.id }
       ops.push(op)
       const headers: Record<string, string> = { 'content-type': 'application/json' }
-      if (useIfMatch) headers['if-match'] = `"${(useIfMatch as ReadOp & { etag: string }).etag}"`
+      if (useIfMatch) headers['if-match'] = `"${useIfMatch.etag}"`
       const answer = await request(url, 'PUT', `/kv/${key}`, JSON.stringify(value), headers)
       settle(op, answer, [200])
       if (op.outcome === 'ok') Object.assign(op, writeFacts(answer!.json))
