@@ -26,6 +26,8 @@ import type { Covers, Entry } from '../crdt/entry.ts'
 import { HybridClock, type PhysicalClock } from '../crdt/hlc.ts'
 import { type DotRef, type Store, type StoredEntry, StoreError } from '../store/types.ts'
 import { ReplicaError } from './errors.ts'
+import { chooseReplicaId, nextIncarnation, type RandomBytes, replicaIdMeta } from './incarnation.ts'
+import { keyProblem, MAX_KEY_BYTES, setElementProblem } from './keys.ts'
 import {
   decodeHeadList,
   type EntrySigner,
@@ -66,6 +68,8 @@ export interface ReplicaInit {
   replicaBase?: string
   /** Physical clock for the HLC (injected in tests). */
   now?: PhysicalClock
+  /** Random source of new incarnations (injected in tests; default node:crypto). */
+  randomBytes?: RandomBytes
   /** Largest key, UTF-8 bytes. Default 1023 (the codec's key limit minus the type prefix). */
   maxKeyBytes?: number
   /** Largest value, bytes. Default 1 MiB (the codec's value limit). */
@@ -154,12 +158,9 @@ interface PendingBatch {
 
 const META_CONTEXT = 'context'
 const META_COLLECTED = 'collected'
-const META_REPLICA = 'replica'
-const META_HOME = 'home'
 /** One meta value per author replica, so raising a head rewrites that head alone. */
 const META_HEAD_PREFIX = 'head/'
 const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,126}$/
-const textEncoder = new TextEncoder()
 
 export class Replica extends EventEmitter<ReplicaEvents> {
   readonly namespace: string
@@ -170,6 +171,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   private readonly remoteFlushMs: number
   private readonly signer: EntrySigner
   private readonly verifier: SignatureVerifier
+  private readonly random: RandomBytes
   /** Per replica, the signed header of its highest-counter entry we verified (or wrote). */
   private readonly heads = new Map<string, SignedHead>()
   private pending: PendingBatch | undefined
@@ -181,6 +183,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     super()
     this.signer = init.signer
     this.verifier = init.verifier ?? verifyEd25519
+    this.random = init.randomBytes ?? randomBytes
     this.namespace = init.namespace
     this.store = init.store
     this.doc = doc
@@ -197,14 +200,20 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   static open(init: ReplicaInit): Replica {
     const signer = init.signer ?? generateEntrySigner()
     const snapshot = init.store.load(init.namespace)
-    const chosen = chooseReplicaId({ ...init, replicaBase: init.replicaBase ?? signer.peerId }, snapshot.meta)
+    const random = init.randomBytes ?? randomBytes
+    const chosen = chooseReplicaId(
+      init.replicaBase ?? signer.peerId,
+      init.store.identity?.(),
+      snapshot.meta,
+      random,
+    )
     let replicaId = chosen.replicaId
     const meta = chosen.meta
     // Writes must be signed by the replica id's author: a store reopened under another identity key
     // continues under a new replica id of that key.
     if (init.signer !== undefined && replicaAuthor(replicaId) !== signer.peerId) {
-      replicaId = nextIncarnation(signer.peerId)
-      meta.push([META_REPLICA, textEncoder.encode(replicaId)])
+      replicaId = nextIncarnation(signer.peerId, random)
+      meta.push(replicaIdMeta(replicaId))
     }
     const doc = new CrdtDocument({ replica: replicaId, clock: new HybridClock(init.now) })
     const replica = new Replica({ ...init, signer }, doc)
@@ -655,9 +664,10 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     const id = this.doc.replica
     const ours = this.doc.map.maxCounter(id)
     if (delta.context.max(id) <= ours) return
-    const next = nextIncarnation(id)
+    const next = nextIncarnation(id, this.random)
     this.doc.map.replica = next
-    this.batch(true).meta.set(META_REPLICA, textEncoder.encode(next))
+    const [name, value] = replicaIdMeta(next)
+    this.batch(true).meta.set(name, value)
     this.emit('incarnation', { previous: id, next })
   }
 
@@ -694,63 +704,6 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       )
     }
   }
-}
-
-/** Keeps the stored replica id unless there is doubt it is still ours alone (see ReplicaInit). */
-function chooseReplicaId(
-  init: ReplicaInit,
-  stored: Map<string, Uint8Array>,
-): { replicaId: string; meta: Array<[string, Uint8Array]> } {
-  const storedId = stored.get(META_REPLICA)
-  const storedHome = stored.get(META_HOME)
-  const home = init.store.identity?.()
-  const meta: Array<[string, Uint8Array]> = []
-  let replicaId: string
-  if (storedId === undefined) {
-    replicaId = nextIncarnation(init.replicaBase ?? newReplicaId())
-  } else if (
-    home !== undefined &&
-    storedHome !== undefined &&
-    Buffer.from(storedHome).toString('utf8') !== home
-  ) {
-    replicaId = nextIncarnation(Buffer.from(storedId).toString('utf8'))
-  } else {
-    replicaId = Buffer.from(storedId).toString('utf8')
-  }
-  if (storedId === undefined || Buffer.from(storedId).toString('utf8') !== replicaId) {
-    meta.push([META_REPLICA, textEncoder.encode(replicaId)])
-  }
-  if (home !== undefined && (storedHome === undefined || Buffer.from(storedHome).toString('utf8') !== home)) {
-    meta.push([META_HOME, textEncoder.encode(home)])
-  }
-  return { replicaId, meta }
-}
-
-/** Largest key by default, UTF-8 bytes: the codec's key limit minus the one-byte type prefix. */
-export const MAX_KEY_BYTES = DEFAULT_LIMITS.maxKeyBytes - 1
-
-/** Why a key is refused, or undefined when it is fine (shared with the HTTP layer's checks). */
-export function keyProblem(key: string, maxKeyBytes = MAX_KEY_BYTES): string | undefined {
-  if (typeof key !== 'string' || key.length === 0) return 'key must be a non-empty string'
-  if (key.includes(KEY_SEPARATOR)) return 'key must not contain NUL'
-  if (!key.isWellFormed()) return 'key must be well-formed Unicode'
-  const bytes = Buffer.byteLength(key, 'utf8')
-  if (bytes > maxKeyBytes) return `key is ${bytes} bytes, the limit is ${maxKeyBytes}`
-  return undefined
-}
-
-/** Why a set element is refused (the key is checked separately), or undefined. */
-export function setElementProblem(
-  key: string,
-  element: string,
-  maxKeyBytes = MAX_KEY_BYTES,
-): string | undefined {
-  if (typeof element !== 'string' || element.includes(KEY_SEPARATOR) || !element.isWellFormed()) {
-    return 'set element must be a well-formed string without NUL'
-  }
-  const bytes = Buffer.byteLength(key, 'utf8') + 1 + Buffer.byteLength(element, 'utf8')
-  if (bytes > maxKeyBytes) return `set key and element are ${bytes} bytes, the limit is ${maxKeyBytes}`
-  return undefined
 }
 
 function checkTtl(ttlMs: number | undefined): void {
@@ -790,38 +743,6 @@ function parseToken(key: string, token: string | undefined): Covers | undefined 
 
 function decodeOptional(bytes: Uint8Array | undefined): CausalContext {
   return bytes === undefined ? new CausalContext() : decodeContext(bytes)
-}
-
-/** A random replica id for a store that was given none: 16 base32 characters (80 bits). */
-export function newReplicaId(): string {
-  return base32(randomBytes(10))
-}
-
-/** `base` or `base~old` → `base~<random>`: a new incarnation is a new replica as far as dots go. */
-export function nextIncarnation(id: string): string {
-  return `${replicaBase(id)}~${base32(randomBytes(5))}`
-}
-
-/** The author part of a replica id: the peer id its writes are signed by. */
-export function replicaBase(id: string): string {
-  return replicaAuthor(id)
-}
-
-function base32(bytes: Uint8Array): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567'
-  let bits = 0
-  let value = 0
-  let out = ''
-  for (const byte of bytes) {
-    value = (value << 8) | byte
-    bits += 8
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31]
-  return out
 }
 
 export { KEY_SEPARATOR }
