@@ -2,6 +2,14 @@ import { describe, expect, it } from 'vitest'
 import { DecodeError } from '../src/codec/errors.ts'
 import { ApiError, DaemonStartError } from '../src/daemon/errors.ts'
 import { HearsayError } from '../src/errors.ts'
+import {
+  CorruptKeyFileError,
+  InvalidAddressError,
+  MeshError,
+  MessageTooLargeError,
+  TopicNotAllowedError,
+} from '../src/mesh/errors.ts'
+import { decodeTicket, InvalidTicketError } from '../src/mesh/invite-ticket.ts'
 import { ReplicaError } from '../src/replica/errors.ts'
 import { SignatureError } from '../src/replica/signing.ts'
 import { StoreError } from '../src/store/types.ts'
@@ -45,5 +53,29 @@ describe('one error convention', () => {
     const error = new ApiError(503, 'SERVER_BUSY', 'busy', { headers: { 'retry-after': '1' } })
     expect(error.status).toBe(503)
     expect(error.headers).toEqual({ 'retry-after': '1' })
+  })
+
+  it('every mesh failure is a MeshError told apart by its code, keeping its name and fields', () => {
+    const cases: Array<[MeshError, string, string]> = [
+      [new CorruptKeyFileError('/k', 'empty file'), 'CorruptKeyFileError', 'CORRUPT_KEY_FILE'],
+      [new TopicNotAllowedError('t', 'no'), 'TopicNotAllowedError', 'TOPIC_NOT_ALLOWED'],
+      [new MessageTooLargeError(17, 16), 'MessageTooLargeError', 'MESSAGE_TOO_LARGE'],
+      [new InvalidAddressError('x', 'bad'), 'InvalidAddressError', 'INVALID_ADDRESS'],
+    ]
+    for (const [error, name, code] of cases) {
+      expect(error).toBeInstanceOf(MeshError)
+      expect(error).toBeInstanceOf(HearsayError)
+      expect(error.name).toBe(name)
+      expect(error.code).toBe(code)
+    }
+    expect(new MessageTooLargeError(17, 16)).toMatchObject({ size: 17, limit: 16 })
+    let thrown: unknown
+    try {
+      decodeTicket('not a ticket')
+    } catch (error) {
+      thrown = error
+    }
+    expect(thrown).toBeInstanceOf(InvalidTicketError)
+    expect(thrown).toMatchObject({ name: 'InvalidTicketError', code: 'INVALID_TICKET' })
   })
 })
