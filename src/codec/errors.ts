@@ -1,3 +1,5 @@
+import { HearsayError } from '../errors.ts'
+
 /** Why a frame was refused: stable codes that callers and metrics match on. */
 export type DecodeReason =
   | 'truncated'
@@ -13,13 +15,14 @@ export type DecodeReason =
   | 'invalid-varint'
   | 'invalid-field'
 
-/** The only error that decoding untrusted bytes may throw. */
-export class DecodeError extends Error {
+/** The only error that decoding untrusted bytes may throw; its code is the reason. */
+export class DecodeError extends HearsayError<DecodeReason> {
   override readonly name = 'DecodeError'
+  /** The code, by the name metrics and callers know it under. */
   readonly reason: DecodeReason
 
   constructor(reason: DecodeReason, detail: string) {
-    super(`cannot decode frame (${reason}): ${detail}`)
+    super(reason, `cannot decode frame (${reason}): ${detail}`)
     this.reason = reason
   }
 }

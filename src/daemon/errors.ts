@@ -4,6 +4,8 @@
  * reported by `hearsay up` with a non-zero exit code). Callers match on `code`, never on the message.
  */
 
+import { HearsayError } from '../errors.ts'
+
 export type ApiErrorCode =
   /** No route has this path. */
   | 'NOT_FOUND'
@@ -75,10 +77,9 @@ export type ApiErrorCode =
   | 'PEER_NOT_FOUND'
   | 'PEER_CONNECTED'
 
-export class ApiError extends Error {
+export class ApiError extends HearsayError<ApiErrorCode> {
   override readonly name = 'ApiError'
   readonly status: number
-  readonly code: ApiErrorCode
   readonly headers: Record<string, string> | undefined
 
   constructor(
@@ -87,9 +88,8 @@ export class ApiError extends Error {
     message: string,
     options?: { headers?: Record<string, string>; cause?: unknown },
   ) {
-    super(message, options)
+    super(code, message, options)
     this.status = status
-    this.code = code
     this.headers = options?.headers
   }
 }
@@ -112,12 +112,6 @@ export type DaemonStartErrorCode =
   /** The API could not listen for another reason (address not available, permission). */
   | 'LISTEN_FAILED'
 
-export class DaemonStartError extends Error {
+export class DaemonStartError extends HearsayError<DaemonStartErrorCode> {
   override readonly name = 'DaemonStartError'
-  readonly code: DaemonStartErrorCode
-
-  constructor(code: DaemonStartErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
 }

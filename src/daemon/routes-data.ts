@@ -1,12 +1,6 @@
 import { HearsayPeer } from '../peer/peer.ts'
-import {
-  keyProblem,
-  MAX_TTL_MS,
-  MIN_TTL_MS,
-  type Replica,
-  setElementProblem,
-  type WriteAck,
-} from '../replica/replica.ts'
+import { keyProblem, setElementProblem } from '../replica/keys.ts'
+import { MAX_TTL_MS, MIN_TTL_MS, type Replica, type WriteAck } from '../replica/replica.ts'
 import {
   DEFAULT_ACK_TIMEOUT_MS,
   DEFAULT_LIST_LIMIT,

@@ -1,16 +1,48 @@
+import { HearsayError } from '../errors.ts'
+
+/** Why a mesh operation failed. */
+export type MeshErrorCode =
+  /** The key file exists but does not hold a key we can use. */
+  | 'CORRUPT_KEY_FILE'
+  /** The key file is readable or writable by other users. */
+  | 'INSECURE_KEY_FILE'
+  /** Reading or writing the key file failed. */
+  | 'KEY_FILE_IO'
+  /** A topic (or mesh or namespace name) is malformed or outside the topic allowlist. */
+  | 'TOPIC_NOT_ALLOWED'
+  /** subscribe() on a topic that already has a handler. */
+  | 'ALREADY_SUBSCRIBED'
+  /** publish() with data larger than the mesh accepts. */
+  | 'MESSAGE_TOO_LARGE'
+  /** An address is not a multiaddr we can dial. */
+  | 'INVALID_ADDRESS'
+  /** The node was used after stop(). */
+  | 'NODE_STOPPED'
+  /** A peer-exchange frame could not be decoded. */
+  | 'BAD_PEER_EXCHANGE_FRAME'
+  /** A gossipsub internal we rely on is missing: the package changed. */
+  | 'GOSSIPSUB_INTERNALS_CHANGED'
+  /** An invite ticket is mistyped, truncated or malformed. */
+  | 'INVALID_TICKET'
+
 /**
- * One small error class per failure mode of the mesh layer. Each has a stable `name`; callers match on
- * `err.name`, never on the message text.
+ * Every failure of the mesh layer: match on `instanceof MeshError` and `code`. The subclasses below
+ * fix the code and build the message (with the fields a caller may want, like a key file's path);
+ * each keeps its own `name` for logs.
  */
+export class MeshError extends HearsayError<MeshErrorCode> {
+  override name = 'MeshError'
+}
 
 /** The key file exists but does not hold a key we can use. It is never replaced silently. */
-export class CorruptKeyFileError extends Error {
+export class CorruptKeyFileError extends MeshError {
   static readonly NAME = 'CorruptKeyFileError'
   override readonly name = CorruptKeyFileError.NAME
   readonly path: string
 
   constructor(path: string, reason: string, options?: ErrorOptions) {
     super(
+      'CORRUPT_KEY_FILE',
       `key file ${path} is not a usable private key (${reason}); move it aside to create a new identity, ` +
         'or restore it from a backup to keep the old one',
       options,
@@ -20,27 +52,31 @@ export class CorruptKeyFileError extends Error {
 }
 
 /** The key file is readable or writable by other users; we refuse to use it, as ssh does. */
-export class InsecureKeyFileError extends Error {
+export class InsecureKeyFileError extends MeshError {
   static readonly NAME = 'InsecureKeyFileError'
   override readonly name = InsecureKeyFileError.NAME
   readonly path: string
   readonly mode: number
 
   constructor(path: string, mode: number) {
-    super(`key file ${path} has mode ${mode.toString(8).padStart(4, '0')}; run: chmod 600 ${path}`)
+    super(
+      'INSECURE_KEY_FILE',
+      `key file ${path} has mode ${mode.toString(8).padStart(4, '0')}; run: chmod 600 ${path}`,
+    )
     this.path = path
     this.mode = mode
   }
 }
 
 /** Reading or writing the key file failed for a reason other than "it does not exist yet". */
-export class KeyFileIOError extends Error {
+export class KeyFileIOError extends MeshError {
   static readonly NAME = 'KeyFileIOError'
   override readonly name = KeyFileIOError.NAME
   readonly path: string
 
   constructor(path: string, action: string, options?: ErrorOptions) {
     super(
+      'KEY_FILE_IO',
       `could not ${action} key file ${path}: ${(options?.cause as Error | undefined)?.message ?? ''}`,
       options,
     )
@@ -49,82 +85,85 @@ export class KeyFileIOError extends Error {
 }
 
 /** A topic (or a mesh or namespace name) is malformed or outside the node's topic allowlist. */
-export class TopicNotAllowedError extends Error {
+export class TopicNotAllowedError extends MeshError {
   static readonly NAME = 'TopicNotAllowedError'
   override readonly name = TopicNotAllowedError.NAME
   readonly topic: string
 
   constructor(topic: string, reason: string) {
-    super(`topic ${JSON.stringify(topic)} not allowed: ${reason}`)
+    super('TOPIC_NOT_ALLOWED', `topic ${JSON.stringify(topic)} not allowed: ${reason}`)
     this.topic = topic
   }
 }
 
 /** subscribe() on a topic that already has a handler on this node. */
-export class AlreadySubscribedError extends Error {
+export class AlreadySubscribedError extends MeshError {
   static readonly NAME = 'AlreadySubscribedError'
   override readonly name = AlreadySubscribedError.NAME
   readonly topic: string
 
   constructor(topic: string) {
-    super(`already subscribed to ${topic}; unsubscribe first`)
+    super('ALREADY_SUBSCRIBED', `already subscribed to ${topic}; unsubscribe first`)
     this.topic = topic
   }
 }
 
 /** publish() with data larger than the mesh accepts; peers would drop it, so we refuse up front. */
-export class MessageTooLargeError extends Error {
+export class MessageTooLargeError extends MeshError {
   static readonly NAME = 'MessageTooLargeError'
   override readonly name = MessageTooLargeError.NAME
   readonly size: number
   readonly limit: number
 
   constructor(size: number, limit: number) {
-    super(`message of ${size} bytes exceeds the mesh limit of ${limit} bytes`)
+    super('MESSAGE_TOO_LARGE', `message of ${size} bytes exceeds the mesh limit of ${limit} bytes`)
     this.size = size
     this.limit = limit
   }
 }
 
 /** An address given to dial() (or in the bootstrap list) is not a multiaddr we can dial. */
-export class InvalidAddressError extends Error {
+export class InvalidAddressError extends MeshError {
   static readonly NAME = 'InvalidAddressError'
   override readonly name = InvalidAddressError.NAME
   readonly address: string
 
   constructor(address: string, reason: string, options?: ErrorOptions) {
-    super(`invalid address ${JSON.stringify(address)}: ${reason}`, options)
+    super('INVALID_ADDRESS', `invalid address ${JSON.stringify(address)}: ${reason}`, options)
     this.address = address
   }
 }
 
 /** The node was used after stop(). */
-export class MeshNodeStoppedError extends Error {
+export class MeshNodeStoppedError extends MeshError {
   static readonly NAME = 'MeshNodeStoppedError'
   override readonly name = MeshNodeStoppedError.NAME
 
   constructor(action: string) {
-    super(`cannot ${action}: the mesh node is stopped`)
+    super('NODE_STOPPED', `cannot ${action}: the mesh node is stopped`)
   }
 }
 
 /** A peer-exchange frame could not be decoded (oversized, not JSON, wrong shape). The stream is aborted. */
-export class PeerExchangeFrameError extends Error {
+export class PeerExchangeFrameError extends MeshError {
   static readonly NAME = 'PeerExchangeFrameError'
   override readonly name = PeerExchangeFrameError.NAME
 
   constructor(reason: string, options?: ErrorOptions) {
-    super(`bad peer-exchange frame: ${reason}`, options)
+    super('BAD_PEER_EXCHANGE_FRAME', `bad peer-exchange frame: ${reason}`, options)
   }
 }
 
 /** A gossipsub internal we rely on (see node.ts, topic allowlist) is missing: the package changed. */
-export class GossipsubInternalsChangedError extends Error {
+export class GossipsubInternalsChangedError extends MeshError {
   static readonly NAME = 'GossipsubInternalsChangedError'
   override readonly name = GossipsubInternalsChangedError.NAME
 
   constructor(what: string) {
-    super(`@libp2p/gossipsub no longer has ${what}; re-check src/mesh/node.ts against the installed version`)
+    super(
+      'GOSSIPSUB_INTERNALS_CHANGED',
+      `@libp2p/gossipsub no longer has ${what}; re-check src/mesh/node.ts against the installed version`,
+    )
   }
 }
 

@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto'
 import { multiaddr } from '@multiformats/multiaddr'
+import { MeshError } from './errors.ts'
 import { SWARM_KEY_BYTES } from './swarm-key.ts'
 
 export const TICKET_PREFIX = 'hsy'
@@ -40,8 +41,12 @@ export interface InviteTicket {
   hub: boolean
 }
 
-export class InvalidTicketError extends Error {
+export class InvalidTicketError extends MeshError {
   override readonly name = 'InvalidTicketError'
+
+  constructor(message: string) {
+    super('INVALID_TICKET', message)
+  }
 }
 
 export function encodeTicket(ticket: InviteTicket): string {

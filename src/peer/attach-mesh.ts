@@ -12,6 +12,7 @@ import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
 import { SyncQuota, type SyncQuotaLimits } from '../sync/quota.ts'
 import { SyncService } from '../sync/service.ts'
+import { SyncProtocolError } from '../sync/session.ts'
 import { AckTracker } from './ack-tracker.ts'
 import { GarbageCollector } from './gc-service.ts'
 import { Membership } from './membership.ts'
@@ -205,7 +206,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
         () => true,
         (error: unknown) => {
           // It does not replicate the namespace, or does not speak the sync protocol at all.
-          if ((error as { code?: string }).code === 'remote-not-joined') return false
+          if (error instanceof SyncProtocolError && error.code === 'remote-not-joined') return false
           if ((error as { name?: string }).name === 'UnsupportedProtocolError') return false
           throw error
         },
@@ -236,7 +237,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     },
     onError: (error, remote, namespace) => {
       counters.syncFailures++
-      if ((error as { code?: string }).code === 'remote-not-joined') return
+      if (error instanceof SyncProtocolError && error.code === 'remote-not-joined') return
       logOnce('sync', remote.toString(), error, { namespace }, 'anti-entropy failed: ')
     },
   })

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { PrivateKey } from '@libp2p/interface'
+import { HearsayError } from '../errors.ts'
 import type { GossipCounters } from '../gossip/counters.ts'
 import { type ChangeEvent, Replica } from '../replica/replica.ts'
 import { createEntrySigner, type EntrySigner } from '../replica/signing.ts'
@@ -102,9 +103,12 @@ export interface PeerEvents {
 
 const NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
-export class NamespaceError extends Error {
+export class NamespaceError extends HearsayError<'INVALID_NAMESPACE'> {
   override readonly name = 'NamespaceError'
-  readonly code = 'INVALID_NAMESPACE'
+
+  constructor(message: string) {
+    super('INVALID_NAMESPACE', message)
+  }
 }
 
 export class HearsayPeer extends EventEmitter<PeerEvents> {

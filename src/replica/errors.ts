@@ -1,3 +1,5 @@
+import { HearsayError } from '../errors.ts'
+
 export type ReplicaErrorCode =
   /** A key is empty, too long, not well-formed Unicode or contains a NUL. */
   | 'INVALID_KEY'
@@ -15,12 +17,6 @@ export type ReplicaErrorCode =
   | 'REPLICA_CLOSED'
 
 /** Refusal of a local operation; nothing was written. */
-export class ReplicaError extends Error {
+export class ReplicaError extends HearsayError<ReplicaErrorCode> {
   override readonly name = 'ReplicaError'
-  readonly code: ReplicaErrorCode
-
-  constructor(code: ReplicaErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
 }

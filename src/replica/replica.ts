@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { decodeContext, encodeContext } from '../codec/delta.ts'
 import { DecodeError } from '../codec/errors.ts'
@@ -25,7 +24,10 @@ import {
 import type { Covers, Entry } from '../crdt/entry.ts'
 import { HybridClock, type PhysicalClock } from '../crdt/hlc.ts'
 import { type DotRef, type Store, type StoredEntry, StoreError } from '../store/types.ts'
+import { CommitQueue, type Scheduler } from './commit-queue.ts'
 import { ReplicaError } from './errors.ts'
+import { chooseReplicaId, nextIncarnation, type RandomBytes, replicaIdMeta } from './incarnation.ts'
+import { keyProblem, MAX_KEY_BYTES, setElementProblem } from './keys.ts'
 import {
   decodeHeadList,
   type EntrySigner,
@@ -66,6 +68,10 @@ export interface ReplicaInit {
   replicaBase?: string
   /** Physical clock for the HLC (injected in tests). */
   now?: PhysicalClock
+  /** Timers of the group commit (injected in tests; default setImmediate/setTimeout). */
+  scheduler?: Scheduler
+  /** Random source of new incarnations (injected in tests; default node:crypto). */
+  randomBytes?: RandomBytes
   /** Largest key, UTF-8 bytes. Default 1023 (the codec's key limit minus the type prefix). */
   maxKeyBytes?: number
   /** Largest value, bytes. Default 1 MiB (the codec's value limit). */
@@ -140,13 +146,10 @@ export interface ReplicaEvents {
 }
 
 interface PendingBatch {
-  /** Holds a local write: commit durably and at once. */
-  urgent: boolean
   put: Map<Entry, StoredEntry>
   remove: DotRef[]
   changes: Array<[Change, ChangeOrigin]>
   local: Delta[]
-  waiters: Array<{ resolve: () => void; reject: (error: Error) => void }>
   meta: Map<string, Uint8Array>
   /** Heads raised by this batch, persisted with it (one meta value per replica). */
   raisedHeads: Map<string, SignedHead>
@@ -154,12 +157,9 @@ interface PendingBatch {
 
 const META_CONTEXT = 'context'
 const META_COLLECTED = 'collected'
-const META_REPLICA = 'replica'
-const META_HOME = 'home'
 /** One meta value per author replica, so raising a head rewrites that head alone. */
 const META_HEAD_PREFIX = 'head/'
 const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,126}$/
-const textEncoder = new TextEncoder()
 
 export class Replica extends EventEmitter<ReplicaEvents> {
   readonly namespace: string
@@ -167,12 +167,12 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   private readonly doc: CrdtDocument
   private readonly maxKeyBytes: number
   private readonly maxValueBytes: number
-  private readonly remoteFlushMs: number
   private readonly signer: EntrySigner
   private readonly verifier: SignatureVerifier
+  private readonly random: RandomBytes | undefined
   /** Per replica, the signed header of its highest-counter entry we verified (or wrote). */
   private readonly heads = new Map<string, SignedHead>()
-  private pending: PendingBatch | undefined
+  private readonly commits: CommitQueue<PendingBatch>
   private readonly expirySweep: NodeJS.Timeout
   private failure: Error | undefined
   private closed = false
@@ -181,12 +181,32 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     super()
     this.signer = init.signer
     this.verifier = init.verifier ?? verifyEd25519
+    this.random = init.randomBytes
     this.namespace = init.namespace
     this.store = init.store
     this.doc = doc
     this.maxKeyBytes = init.maxKeyBytes ?? MAX_KEY_BYTES
     this.maxValueBytes = init.maxValueBytes ?? DEFAULT_LIMITS.maxValueBytes
-    this.remoteFlushMs = init.remoteFlushMs ?? 0
+    // Local writes commit on the next turn of the event loop, durably. Remote merges and collection
+    // may wait `remoteFlushMs` for company, and commit without an fsync of their own (the next local
+    // write's fsync covers them): a crash can only lose data that peers still hold and anti-entropy
+    // brings back, never an acknowledged local write.
+    this.commits = new CommitQueue<PendingBatch>(
+      {
+        create: () => ({
+          put: new Map(),
+          remove: [],
+          changes: [],
+          local: [],
+          meta: new Map(),
+          raisedHeads: new Map(),
+        }),
+        write: (batch, urgent) => this.write(batch, urgent),
+        committed: (batch) => this.announce(batch),
+        failed: (error) => this.fail(error),
+      },
+      { delayMs: init.remoteFlushMs ?? 0, scheduler: init.scheduler },
+    )
     // Expiry writes nothing: the sweep only announces keys whose deadline passed, so watchers see
     // them go. Unref'd: it never keeps a process alive.
     this.expirySweep = setInterval(() => this.announceExpired(), init.expirySweepMs ?? 1000)
@@ -197,14 +217,20 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   static open(init: ReplicaInit): Replica {
     const signer = init.signer ?? generateEntrySigner()
     const snapshot = init.store.load(init.namespace)
-    const chosen = chooseReplicaId({ ...init, replicaBase: init.replicaBase ?? signer.peerId }, snapshot.meta)
+    const random = init.randomBytes
+    const chosen = chooseReplicaId(
+      init.replicaBase ?? signer.peerId,
+      init.store.identity?.(),
+      snapshot.meta,
+      random,
+    )
     let replicaId = chosen.replicaId
     const meta = chosen.meta
     // Writes must be signed by the replica id's author: a store reopened under another identity key
     // continues under a new replica id of that key.
     if (init.signer !== undefined && replicaAuthor(replicaId) !== signer.peerId) {
-      replicaId = nextIncarnation(signer.peerId)
-      meta.push([META_REPLICA, textEncoder.encode(replicaId)])
+      replicaId = nextIncarnation(signer.peerId, random)
+      meta.push(replicaIdMeta(replicaId))
     }
     const doc = new CrdtDocument({ replica: replicaId, clock: new HybridClock(init.now) })
     const replica = new Replica({ ...init, signer }, doc)
@@ -389,14 +415,14 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     const clipped = clipDelta(delta, (replica) =>
       Math.max(map.maxCounter(replica), vouched.get(replica) ?? 0),
     )
-    const batch = this.batch(false)
+    const batch = this.commits.join(false)
     this.checkIncarnation(clipped)
     this.raiseHeads(batch, fresh, options.heads ?? [])
     const change = this.doc.merge(clipped, options)
     // Even a merge that changed no entry may have grown the context: recording the (empty) change
     // makes the batch persist it.
     this.record(batch, change, 'remote')
-    await this.wait(batch)
+    await this.commits.wait()
     return change
   }
 
@@ -458,7 +484,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   }
 
   private undurableLocalDots(): CausalContext | undefined {
-    const local = this.pending?.local
+    const local = this.commits.current?.local
     if (local === undefined || local.length === 0) return undefined
     const dots = new CausalContext()
     for (const delta of local) dots.merge(delta.context)
@@ -490,16 +516,16 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     this.checkWritable()
     const change = this.doc.collectGarbage(stable)
     if (change.removed.length === 0) return 0
-    const batch = this.batch(false)
+    const batch = this.commits.join(false)
     this.record(batch, change, 'gc')
     batch.meta.set(META_COLLECTED, encodeContext(this.doc.map.collectedDots()))
-    await this.wait(batch)
+    await this.commits.wait()
     return change.removed.length
   }
 
   /** Resolves once everything written so far is durable. */
   async flush(): Promise<void> {
-    if (this.pending !== undefined) await this.wait(this.pending)
+    await this.commits.wait()
   }
 
   /** Flushes pending writes; the store stays open (it may hold other namespaces). */
@@ -522,14 +548,14 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   }
 
   private async local(key: string, result: WriteResult): Promise<WriteAck> {
-    const batch = this.batch(true)
+    const batch = this.commits.join(true)
     this.record(batch, result, 'local')
     batch.local.push(result.delta)
     const entry = result.entry
     // Taken now, before any other write or merge: the token names this write, not the key's state
     // after the commit (two writes in one commit must not share a token).
     const covers = this.doc.writeToken(result)
-    await this.wait(batch)
+    await this.commits.wait()
     let token: string | undefined
     return {
       namespace: this.namespace,
@@ -544,37 +570,6 @@ export class Replica extends EventEmitter<ReplicaEvents> {
         return token
       },
     }
-  }
-
-  /**
-   * The batch being gathered. Local writes commit on the next turn of the event loop, durably.
-   * Remote merges and collection may wait `remoteFlushMs` for company, and commit without an
-   * fsync of their own (the next local write's fsync covers them): a crash can only lose data that
-   * peers still hold and anti-entropy brings back, never an acknowledged local write.
-   */
-  private batch(urgent: boolean): PendingBatch {
-    let batch = this.pending
-    if (batch === undefined) {
-      batch = {
-        urgent,
-        put: new Map(),
-        remove: [],
-        changes: [],
-        local: [],
-        waiters: [],
-        meta: new Map(),
-        raisedHeads: new Map(),
-      }
-      this.pending = batch
-      const scheduled = batch
-      if (urgent || this.remoteFlushMs === 0) setImmediate(() => this.commit(scheduled))
-      else setTimeout(() => this.commit(scheduled), this.remoteFlushMs)
-    } else if (urgent && !batch.urgent) {
-      batch.urgent = true
-      const scheduled = batch
-      setImmediate(() => this.commit(scheduled))
-    }
-    return batch
   }
 
   private record(batch: PendingBatch, change: Change, origin: ChangeOrigin): void {
@@ -599,36 +594,31 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     batch.changes.push([change, origin])
   }
 
-  private wait(batch: PendingBatch): Promise<void> {
-    return new Promise((resolve, reject) => batch.waiters.push({ resolve, reject }))
+  /** Writes a batch in one store transaction (durably when it holds a local write). */
+  private write(batch: PendingBatch, durable: boolean): void {
+    if (this.failure !== undefined) throw this.failure
+    const meta: Array<[string, Uint8Array]> = [...batch.meta]
+    // Any recorded change may have grown the context: encode it once per batch, at commit time,
+    // however many writes and merges the batch holds.
+    if (batch.changes.length > 0) meta.push([META_CONTEXT, encodeContext(this.doc.map.context())])
+    for (const [replica, head] of batch.raisedHeads)
+      meta.push([META_HEAD_PREFIX + replica, encodeHeadList([head])])
+    this.store.commit(
+      this.namespace,
+      { put: [...batch.put.values()], remove: batch.remove, meta },
+      { durable },
+    )
   }
 
-  private commit(batch: PendingBatch): void {
-    if (this.pending !== batch) return // already committed by an earlier schedule
-    this.pending = undefined
-    try {
-      if (this.failure !== undefined) throw this.failure
-      const meta: Array<[string, Uint8Array]> = [...batch.meta]
-      // Any recorded change may have grown the context: encode it once per batch, at commit time,
-      // however many writes and merges the batch holds.
-      if (batch.changes.length > 0) meta.push([META_CONTEXT, encodeContext(this.doc.map.context())])
-      for (const [replica, head] of batch.raisedHeads)
-        meta.push([META_HEAD_PREFIX + replica, encodeHeadList([head])])
-      this.store.commit(
-        this.namespace,
-        { put: [...batch.put.values()], remove: batch.remove, meta },
-        { durable: batch.urgent },
-      )
-    } catch (error) {
-      const failure = error instanceof Error ? error : new Error(String(error))
-      if (this.failure === undefined) {
-        this.failure = failure
-        this.emit('failed', failure)
-      }
-      for (const waiter of batch.waiters) waiter.reject(failure)
-      return
-    }
-    for (const waiter of batch.waiters) waiter.resolve()
+  /** The first store failure closes the replica to writes. */
+  private fail(failure: Error): void {
+    if (this.failure !== undefined) return
+    this.failure = failure
+    this.emit('failed', failure)
+  }
+
+  /** A batch is durable: gossip its local deltas and tell watchers what changed. */
+  private announce(batch: PendingBatch): void {
     for (const delta of batch.local) this.emit('delta', delta)
     if (this.listenerCount('change') > 0) this.emitChanges(batch)
   }
@@ -655,9 +645,10 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     const id = this.doc.replica
     const ours = this.doc.map.maxCounter(id)
     if (delta.context.max(id) <= ours) return
-    const next = nextIncarnation(id)
+    const next = nextIncarnation(id, this.random)
     this.doc.map.replica = next
-    this.batch(true).meta.set(META_REPLICA, textEncoder.encode(next))
+    const [name, value] = replicaIdMeta(next)
+    this.commits.join(true).meta.set(name, value)
     this.emit('incarnation', { previous: id, next })
   }
 
@@ -694,63 +685,6 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       )
     }
   }
-}
-
-/** Keeps the stored replica id unless there is doubt it is still ours alone (see ReplicaInit). */
-function chooseReplicaId(
-  init: ReplicaInit,
-  stored: Map<string, Uint8Array>,
-): { replicaId: string; meta: Array<[string, Uint8Array]> } {
-  const storedId = stored.get(META_REPLICA)
-  const storedHome = stored.get(META_HOME)
-  const home = init.store.identity?.()
-  const meta: Array<[string, Uint8Array]> = []
-  let replicaId: string
-  if (storedId === undefined) {
-    replicaId = nextIncarnation(init.replicaBase ?? newReplicaId())
-  } else if (
-    home !== undefined &&
-    storedHome !== undefined &&
-    Buffer.from(storedHome).toString('utf8') !== home
-  ) {
-    replicaId = nextIncarnation(Buffer.from(storedId).toString('utf8'))
-  } else {
-    replicaId = Buffer.from(storedId).toString('utf8')
-  }
-  if (storedId === undefined || Buffer.from(storedId).toString('utf8') !== replicaId) {
-    meta.push([META_REPLICA, textEncoder.encode(replicaId)])
-  }
-  if (home !== undefined && (storedHome === undefined || Buffer.from(storedHome).toString('utf8') !== home)) {
-    meta.push([META_HOME, textEncoder.encode(home)])
-  }
-  return { replicaId, meta }
-}
-
-/** Largest key by default, UTF-8 bytes: the codec's key limit minus the one-byte type prefix. */
-export const MAX_KEY_BYTES = DEFAULT_LIMITS.maxKeyBytes - 1
-
-/** Why a key is refused, or undefined when it is fine (shared with the HTTP layer's checks). */
-export function keyProblem(key: string, maxKeyBytes = MAX_KEY_BYTES): string | undefined {
-  if (typeof key !== 'string' || key.length === 0) return 'key must be a non-empty string'
-  if (key.includes(KEY_SEPARATOR)) return 'key must not contain NUL'
-  if (!key.isWellFormed()) return 'key must be well-formed Unicode'
-  const bytes = Buffer.byteLength(key, 'utf8')
-  if (bytes > maxKeyBytes) return `key is ${bytes} bytes, the limit is ${maxKeyBytes}`
-  return undefined
-}
-
-/** Why a set element is refused (the key is checked separately), or undefined. */
-export function setElementProblem(
-  key: string,
-  element: string,
-  maxKeyBytes = MAX_KEY_BYTES,
-): string | undefined {
-  if (typeof element !== 'string' || element.includes(KEY_SEPARATOR) || !element.isWellFormed()) {
-    return 'set element must be a well-formed string without NUL'
-  }
-  const bytes = Buffer.byteLength(key, 'utf8') + 1 + Buffer.byteLength(element, 'utf8')
-  if (bytes > maxKeyBytes) return `set key and element are ${bytes} bytes, the limit is ${maxKeyBytes}`
-  return undefined
 }
 
 function checkTtl(ttlMs: number | undefined): void {
@@ -790,38 +724,6 @@ function parseToken(key: string, token: string | undefined): Covers | undefined 
 
 function decodeOptional(bytes: Uint8Array | undefined): CausalContext {
   return bytes === undefined ? new CausalContext() : decodeContext(bytes)
-}
-
-/** A random replica id for a store that was given none: 16 base32 characters (80 bits). */
-export function newReplicaId(): string {
-  return base32(randomBytes(10))
-}
-
-/** `base` or `base~old` → `base~<random>`: a new incarnation is a new replica as far as dots go. */
-export function nextIncarnation(id: string): string {
-  return `${replicaBase(id)}~${base32(randomBytes(5))}`
-}
-
-/** The author part of a replica id: the peer id its writes are signed by. */
-export function replicaBase(id: string): string {
-  return replicaAuthor(id)
-}
-
-function base32(bytes: Uint8Array): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567'
-  let bits = 0
-  let value = 0
-  let out = ''
-  for (const byte of bytes) {
-    value = (value << 8) | byte
-    bits += 8
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31]
-  return out
 }
 
 export { KEY_SEPARATOR }

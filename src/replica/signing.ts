@@ -20,6 +20,7 @@ import {
 import { Reader, Writer } from '../codec/wire.ts'
 import type { SignedHead } from '../crdt/attest.ts'
 import type { Entry } from '../crdt/entry.ts'
+import { HearsayError } from '../errors.ts'
 
 /**
  * Entry signatures: every entry is signed by its author, the peer whose PeerId is the author part of
@@ -171,9 +172,12 @@ export function verifyHead(
 }
 
 /** A remote entry or head whose signature does not check out: nothing of the delta was merged. */
-export class SignatureError extends Error {
+export class SignatureError extends HearsayError<'INVALID_SIGNATURE'> {
   override readonly name = 'SignatureError'
-  readonly code = 'INVALID_SIGNATURE'
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('INVALID_SIGNATURE', message, options)
+  }
 }
 
 /** Heads as a replica persists them (meta `head/<replica>`): n:uint (replica counter hash signature){n}. */

@@ -6,6 +6,8 @@
  * has made its batch durable; a call that throws has made none of it durable.
  */
 
+import { HearsayError } from '../errors.ts'
+
 /** One CRDT entry as the store sees it: addressed by its dot, with an opaque encoded body. */
 export interface StoredEntry {
   /** Replica id of the entry's dot. */
@@ -92,12 +94,6 @@ export type StoreErrorCode =
   | 'STORE_CLOSED'
   | 'STORE_IO'
 
-export class StoreError extends Error {
+export class StoreError extends HearsayError<StoreErrorCode> {
   override readonly name = 'StoreError'
-  readonly code: StoreErrorCode
-
-  constructor(code: StoreErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
 }

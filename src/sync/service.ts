@@ -291,7 +291,7 @@ const told = new WeakSet<Error>()
 async function tellRefusal(lp: ReturnType<typeof lpStream<Stream>>, error: Error): Promise<void> {
   if (told.has(error) || !(error instanceof SyncProtocolError || error instanceof DecodeError)) return
   // The other side's own refusal: it has ended the session already.
-  if (error instanceof SyncProtocolError && error.code.startsWith('remote-')) return
+  if (error instanceof SyncProtocolError && error.remote) return
   told.add(error)
   const code = error instanceof DecodeError ? 'malformed-frame' : error.code
   await lp

@@ -3,6 +3,7 @@ import type { SignedHead } from '../crdt/attest.ts'
 import type { Delta, MergeOptions } from '../crdt/causal-map.ts'
 import { CausalContext } from '../crdt/context.ts'
 import type { Entry } from '../crdt/entry.ts'
+import { HearsayError } from '../errors.ts'
 import { DEFAULT_CHUNK_BYTES } from './constants.ts'
 import type { SyncFrame } from './frames.ts'
 
@@ -50,13 +51,31 @@ export interface SyncStep {
   done: boolean
 }
 
-export class SyncProtocolError extends Error {
-  override readonly name = 'SyncProtocolError'
-  readonly code: string
+/** Why a sync session ended; sent to the other side in the ERROR frame. */
+export type SyncErrorCode =
+  /** A frame that the protocol does not allow at this point of the session. */
+  | 'unexpected-frame'
+  /** OPEN names another namespace than the session's. */
+  | 'wrong-namespace'
+  /** A non-final chunk carries context beyond its own entries. */
+  | 'bad-chunk'
+  /** The namespace is not joined on this peer. */
+  | 'not-joined'
+  /** The session passed its byte limit. */
+  | 'too-much-data'
+  /** The peer passed its sync quota per minute. */
+  | 'quota-exceeded'
+  /** An entry or head without its author's valid signature. */
+  | 'bad-signature'
+  /** The other side refused with its own code (untrusted text, so any string). */
+  | `remote-${string}`
 
-  constructor(code: string, message: string) {
-    super(message)
-    this.code = code
+export class SyncProtocolError extends HearsayError<SyncErrorCode> {
+  override readonly name = 'SyncProtocolError'
+
+  /** Whether the other side ended the session (it needs no ERROR frame back). */
+  get remote(): boolean {
+    return this.code.startsWith('remote-')
   }
 }
 
