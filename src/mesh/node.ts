@@ -36,6 +36,7 @@ import { generateKey as generatePnetKey, preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
+import { type SyncService, type SyncServiceInit, syncService } from '../sync/service.ts'
 import { type Connector, type ConnectorInit, connector } from './connector.ts'
 import {
   BOOTSTRAP_DELAY_MS,
@@ -166,6 +167,11 @@ export interface MeshNodeInit {
   gossipsubOverrides?: Partial<GossipsubOpts>
   /** Peer exchange options, or false to disable it. Default: enabled with its defaults. */
   peerExchange?: false | PeerExchangeInit
+  /**
+   * The anti-entropy protocol (`/hearsay/sync/2.0.0`): when given, the node runs it as the libp2p
+   * service `sync`, reached as `node.libp2p.services.sync`. Default: none.
+   */
+  sync?: SyncServiceInit
   /** Connector (dial on discovery, redial with backoff) options. */
   connector?: ConnectorInit
   /**
@@ -228,6 +234,10 @@ export interface MeshServices extends Record<string, unknown> {
   identify: Identify
   ping: Ping
   pubsub: GossipSub
+  /** Present unless `peerExchange: false`. */
+  peerExchange?: PeerExchange
+  /** Present when the init has `sync`. */
+  sync?: SyncService
 }
 
 export interface MeshNode {
@@ -324,7 +334,14 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
   }
 
   const libp2p = await createLibp2p<MeshServices>(
-    buildLibp2pOptions(init, { allowlist, maxMessageBytes, peerDiscovery, denied }),
+    buildLibp2pOptions(init, {
+      allowlist,
+      maxMessageBytes,
+      peerDiscovery,
+      denied,
+      discovered: (peer, options) => conn?.discovered(peer, options),
+      onError,
+    }),
   )
 
   const pubsub = libp2p.services.pubsub
@@ -336,35 +353,12 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       onError(err, { where: 'dial', peer })
     },
   })(libp2p)
-  let pex: PeerExchange | undefined
-  if (init.peerExchange !== false) {
-    const pexInit = init.peerExchange ?? {}
-    pex = peerExchange({
-      ...pexInit,
-      onError: (peer, err) => {
-        pexInit.onError?.(peer, err)
-        onError(err, { where: 'peer-exchange', peer })
-      },
-    })({
-      peerId: libp2p.peerId,
-      peerStore: libp2p.peerStore,
-      getConnections: (peer) => libp2p.getConnections(peer),
-      handle: (protocol, handler, options) => libp2p.handle(protocol, handler, options),
-      unhandle: (protocol, options) => libp2p.unhandle(protocol, options),
-      register: (protocol, topology, options) => libp2p.register(protocol, topology, options),
-      unregister: (id) => libp2p.unregister(id),
-      dialProtocol: (peer, protocols, options) => libp2p.dialProtocol(peer, protocols, options),
-      connector: conn,
-    })
-  }
-
-  // Protocol handlers and topologies go in before the node listens, so no early peer is missed.
+  // Services (peer exchange, sync) register their handlers and topologies as libp2p starts, before
+  // it listens, so no early peer is missed.
   conn.start()
-  await pex?.start()
   try {
     await libp2p.start()
   } catch (err) {
-    await pex?.stop()
     conn.stop()
     throw err
   }
@@ -659,7 +653,6 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       if (stopped) return
       stopped = true
       receivers.clear()
-      await pex?.stop()
       conn?.stop()
       await libp2p.stop()
     },
@@ -709,6 +702,10 @@ export interface Libp2pOptionParts {
   peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']>
   /** The PeerId allowlist and runtime block list, checked once noise has proved the identity. */
   denied(peer: PeerId): boolean
+  /** Where peer exchange hands the peers it learns (the node's connector). */
+  discovered: Connector['discovered']
+  /** Reports errors that have no caller (here: failed peer exchanges). */
+  onError(err: Error, context: { where: string; peer?: PeerId }): void
 }
 
 /**
@@ -721,6 +718,7 @@ export function buildLibp2pOptions(
   parts: Libp2pOptionParts,
 ): Libp2pOptions<MeshServices> {
   const { allowlist, maxMessageBytes, peerDiscovery, denied } = parts
+  const pexInit = init.peerExchange === false ? undefined : (init.peerExchange ?? {})
   const loopback = init.loopbackTesting === true
   const gossipOpts: Partial<GossipsubOpts> = {
     globalSignaturePolicy: 'StrictNoSign',
@@ -801,6 +799,19 @@ export function buildLibp2pOptions(
         if (init.admitMessage !== undefined) installAdmission(gs, init.admitMessage)
         return gs
       },
+      ...(pexInit !== undefined
+        ? {
+            peerExchange: peerExchange({
+              ...pexInit,
+              connector: { discovered: parts.discovered },
+              onError: (peer, err) => {
+                pexInit.onError?.(peer, err)
+                parts.onError(err, { where: 'peer-exchange', peer })
+              },
+            }),
+          }
+        : {}),
+      ...(init.sync !== undefined ? { sync: syncService(init.sync) } : {}),
     },
   }
 }
