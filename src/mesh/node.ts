@@ -29,7 +29,6 @@ import type {
   StreamHandlerOptions,
 } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
-import { memory } from '@libp2p/memory'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { generateKey as generatePnetKey, preSharedKey } from '@libp2p/pnet'
@@ -37,6 +36,7 @@ import { tcp } from '@libp2p/tcp'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { type SyncService, type SyncServiceInit, syncService } from '../sync/service.ts'
+import { type LinkLoss, lossyMemory } from '../transport/lossy-memory.ts'
 import { type Connector, type ConnectorInit, connector } from './connector.ts'
 import {
   BOOTSTRAP_DELAY_MS,
@@ -111,9 +111,10 @@ export interface GossipTuning {
 /**
  * How bytes travel between nodes. `tcp` is the real network; `memory` connects nodes of this process
  * only (libp2p's in-memory transport under the same noise, yamux, gossipsub and protocols), with an
- * optional latency per buffer: for tests that need the whole stack but no sockets.
+ * optional latency per buffer and seeded loss (a lost buffer resets its connection, see
+ * src/transport/lossy-memory.ts): for tests that need the whole stack but no sockets.
  */
-export type MeshTransport = { kind: 'tcp' } | { kind: 'memory'; latencyMs?: number }
+export type MeshTransport = { kind: 'tcp' } | { kind: 'memory'; latencyMs?: number; loss?: LinkLoss }
 
 export interface MeshNodeInit {
   /** Default TCP. With `memory`, listen addresses look like `/memory/<name>`. */
@@ -763,11 +764,13 @@ export function buildLibp2pOptions(
       ...(init.announce != null ? { announce: init.announce } : {}),
     },
     transports: [
-      init.transport?.kind === 'memory' ? memory({ latency: init.transport.latencyMs ?? 0 }) : tcp(),
+      init.transport?.kind === 'memory'
+        ? lossyMemory({ latencyMs: init.transport.latencyMs, loss: init.transport.loss })
+        : tcp(),
     ],
     connectionEncrypters: [noise()],
     ...(init.swarmKey !== undefined ? { connectionProtector: preSharedKey({ psk: init.swarmKey }) } : {}),
-    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
+    streamMuxers: [guardedYamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
     peerDiscovery,
     connectionManager: {
       maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
@@ -813,6 +816,35 @@ export function buildLibp2pOptions(
         : {}),
       ...(init.sync !== undefined ? { sync: syncService(init.sync) } : {}),
     },
+  }
+}
+
+/**
+ * yamux opens a new stream by sending its first frame from a microtask. When the connection resets in
+ * between (measured on lossy links), that send throws StreamStateError out of the microtask: an
+ * uncaught exception, which stops the daemon. A frame for a connection that is closed has nowhere to
+ * go: the wrapped muxer drops it instead of throwing. Streams still fail on their own state checks.
+ */
+function guardedYamux(init: Parameters<typeof yamux>[0]): ReturnType<typeof yamux> {
+  const factory = yamux(init)
+  return () => {
+    const muxers = factory()
+    const create = muxers.createStreamMuxer.bind(muxers)
+    muxers.createStreamMuxer = (maConn) => {
+      const muxer = create(maConn)
+      const sender = muxer as unknown as { send(data: unknown): boolean }
+      const send = sender.send.bind(muxer)
+      sender.send = (data) => {
+        try {
+          return send(data)
+        } catch (err) {
+          if (asError(err).name === 'StreamStateError' && maConn.status !== 'open') return true
+          throw err
+        }
+      }
+      return muxer
+    }
+    return muxers
   }
 }
 
