@@ -103,4 +103,44 @@ describe('replication in memory', () => {
     await eventually(() => allEqual(digests([a, b])), { message: () => `equal digests: ${digests([a, b])}` })
     expect(a.peer.namespace('ns').get('only-b')).toBeDefined()
   })
+
+  it('a lossy link still converges: lost buffers reset connections, redials and anti-entropy repair', async () => {
+    let lost = 0
+    // 2% of buffers lost, each resetting its connection: handshakes, gossip and sync sessions all fail
+    // at times.
+    const lossy = (seed: number) =>
+      memoryPeer({
+        transport: { kind: 'memory', loss: { rate: 0.02, seed, onLost: () => lost++ } },
+        syncIntervalMs: 300,
+      })
+    const line = [await lossy(1), await lossy(2), await lossy(3)]
+    for (let i = 1; i < line.length; i++) {
+      // A dial may itself lose its handshake: retry until linked.
+      await eventually(
+        async () => {
+          if (!connected(line[i], line[i - 1])) await line[i].peer.dial(line[i - 1].address).catch(() => {})
+          return connected(line[i], line[i - 1])
+        },
+        { timeout: 30_000, message: `peer ${i} linked to peer ${i - 1}` },
+      )
+    }
+    const rounds = 30
+    for (let round = 0; round < rounds; round++) {
+      await Promise.all(
+        line.map((p, i) =>
+          p.peer.namespace('ns').put(`k/${i}/${round}`, te.encode(String(round)), 'text/plain'),
+        ),
+      )
+    }
+    await eventually(() => lost > 0, { timeout: 30_000, message: 'the links lost at least one buffer' })
+    await eventually(
+      () => allEqual(digests(line)) && line.every((p) => p.peer.namespace('ns').get(`k/2/${rounds - 1}`)),
+      { timeout: 60_000, message: () => `equal digests after loss (${lost} buffers lost): ${digests(line)}` },
+    )
+    for (const p of line)
+      for (let i = 0; i < line.length; i++)
+        for (let round = 0; round < rounds; round++)
+          expect(p.peer.namespace('ns').get(`k/${i}/${round}`)).toBeDefined()
+    expect(lost).toBeGreaterThan(0)
+  }, 120_000)
 })

@@ -1,14 +1,18 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { describe, expect, it } from 'vitest'
+import { PEER_EXCHANGE_PROTOCOL } from '../src/mesh/constants.ts'
 import { buildLibp2pOptions, generateSwarmKey, type MeshNodeInit } from '../src/mesh/node.ts'
 import { meshTopicPattern, topicAllowlist } from '../src/mesh/topics.ts'
+import { SYNC_PROTOCOL } from '../src/sync/constants.ts'
 
 const parts = (denied: (id: string) => boolean = () => false) => ({
   allowlist: topicAllowlist([meshTopicPattern('test')]),
   maxMessageBytes: 1024,
   peerDiscovery: [],
   denied: (peer: { toString(): string }) => denied(peer.toString()),
+  discovered: () => {},
+  onError: () => {},
 })
 
 const build = (init: MeshNodeInit, denied?: (id: string) => boolean) =>
@@ -43,9 +47,40 @@ describe('buildLibp2pOptions (pure: builds factories, starts nothing)', () => {
     expect(await build({}).connectionGater?.denyDialPeer?.(peer)).toBe(false)
   })
 
-  it('registers identify, ping and gossipsub, and does not start the node', () => {
+  it('registers identify, ping, gossipsub and peer exchange, and does not start the node', () => {
     const options = build({ privateKey: undefined })
-    expect(Object.keys(options.services ?? {}).sort()).toEqual(['identify', 'ping', 'pubsub'])
+    expect(Object.keys(options.services ?? {}).sort()).toEqual(['identify', 'peerExchange', 'ping', 'pubsub'])
+    expect(build({ peerExchange: false }).services?.peerExchange).toBeUndefined()
     expect(options.start).toBe(false)
+  })
+
+  it('lists the sync protocol as a libp2p service when asked, built from components alone', async () => {
+    expect(build({}).services?.sync).toBeUndefined()
+    const handled: string[] = []
+    const registrar = {
+      handle: async (protocol: string) => void handled.push(protocol),
+      unhandle: async () => {},
+      register: async () => 'topology',
+      unregister: () => {},
+    }
+    const components = {
+      peerId: peerIdFromPrivateKey(await generateKeyPair('Ed25519')),
+      peerStore: { get: async () => Promise.reject(new Error('unknown')) },
+      registrar,
+      connectionManager: {
+        getConnections: () => [],
+        openStream: async () => Promise.reject(new Error('none')),
+      },
+    }
+    const services = build({ sync: { replica: () => undefined }, peerExchange: { intervalMs: 0 } }).services
+    const sync = services?.sync?.(components as never)
+    const pex = services?.peerExchange?.(components as never)
+    expect(String(sync)).toBe('[object @hearsay/sync]')
+    expect(String(pex)).toBe('[object @hearsay/peer-exchange]')
+    await sync?.start()
+    await pex?.start()
+    expect(handled.sort()).toEqual([PEER_EXCHANGE_PROTOCOL, SYNC_PROTOCOL].sort())
+    await pex?.stop()
+    await sync?.stop()
   })
 })

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createMeshNode, type MeshNode } from '../src/mesh/node.ts'
 import { Replica } from '../src/replica/replica.ts'
 import { createMemoryStore } from '../src/store/memory.ts'
-import { type SessionEvent, SyncService } from '../src/sync/service.ts'
+import type { SessionEvent } from '../src/sync/service.ts'
 import { eventually } from './helpers/eventually.ts'
 
 const enc = new TextEncoder()
@@ -14,17 +14,15 @@ afterEach(async () => {
 })
 
 async function endpoint(replica: Replica, onSession: (event: SessionEvent) => void) {
-  const node: MeshNode = await createMeshNode({ mdns: false, loopbackTesting: true, meshName: 'sync-test' })
-  const sync = new SyncService({
-    node,
-    replica: (ns) => (ns === replica.namespace ? replica : undefined),
-    onSession,
+  const node: MeshNode = await createMeshNode({
+    mdns: false,
+    loopbackTesting: true,
+    meshName: 'sync-test',
+    sync: { replica: (ns) => (ns === replica.namespace ? replica : undefined), onSession },
   })
-  await sync.start()
-  cleanup.push(async () => {
-    await sync.stop()
-    await node.stop()
-  })
+  const sync = node.libp2p.services.sync
+  if (sync === undefined) throw new Error('the node lists no sync service')
+  cleanup.push(() => node.stop())
   return { node, sync }
 }
 

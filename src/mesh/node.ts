@@ -29,13 +29,14 @@ import type {
   StreamHandlerOptions,
 } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
-import { memory } from '@libp2p/memory'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { generateKey as generatePnetKey, preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
+import { type SyncService, type SyncServiceInit, syncService } from '../sync/service.ts'
+import { type LinkLoss, lossyMemory } from '../transport/lossy-memory.ts'
 import { type Connector, type ConnectorInit, connector } from './connector.ts'
 import {
   BOOTSTRAP_DELAY_MS,
@@ -110,9 +111,10 @@ export interface GossipTuning {
 /**
  * How bytes travel between nodes. `tcp` is the real network; `memory` connects nodes of this process
  * only (libp2p's in-memory transport under the same noise, yamux, gossipsub and protocols), with an
- * optional latency per buffer: for tests that need the whole stack but no sockets.
+ * optional latency per buffer and seeded loss (a lost buffer resets its connection, see
+ * src/transport/lossy-memory.ts): for tests that need the whole stack but no sockets.
  */
-export type MeshTransport = { kind: 'tcp' } | { kind: 'memory'; latencyMs?: number }
+export type MeshTransport = { kind: 'tcp' } | { kind: 'memory'; latencyMs?: number; loss?: LinkLoss }
 
 export interface MeshNodeInit {
   /** Default TCP. With `memory`, listen addresses look like `/memory/<name>`. */
@@ -166,6 +168,11 @@ export interface MeshNodeInit {
   gossipsubOverrides?: Partial<GossipsubOpts>
   /** Peer exchange options, or false to disable it. Default: enabled with its defaults. */
   peerExchange?: false | PeerExchangeInit
+  /**
+   * The anti-entropy protocol (`/hearsay/sync/2.0.0`): when given, the node runs it as the libp2p
+   * service `sync`, reached as `node.libp2p.services.sync`. Default: none.
+   */
+  sync?: SyncServiceInit
   /** Connector (dial on discovery, redial with backoff) options. */
   connector?: ConnectorInit
   /**
@@ -228,6 +235,10 @@ export interface MeshServices extends Record<string, unknown> {
   identify: Identify
   ping: Ping
   pubsub: GossipSub
+  /** Present unless `peerExchange: false`. */
+  peerExchange?: PeerExchange
+  /** Present when the init has `sync`. */
+  sync?: SyncService
 }
 
 export interface MeshNode {
@@ -324,7 +335,14 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
   }
 
   const libp2p = await createLibp2p<MeshServices>(
-    buildLibp2pOptions(init, { allowlist, maxMessageBytes, peerDiscovery, denied }),
+    buildLibp2pOptions(init, {
+      allowlist,
+      maxMessageBytes,
+      peerDiscovery,
+      denied,
+      discovered: (peer, options) => conn?.discovered(peer, options),
+      onError,
+    }),
   )
 
   const pubsub = libp2p.services.pubsub
@@ -336,35 +354,12 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       onError(err, { where: 'dial', peer })
     },
   })(libp2p)
-  let pex: PeerExchange | undefined
-  if (init.peerExchange !== false) {
-    const pexInit = init.peerExchange ?? {}
-    pex = peerExchange({
-      ...pexInit,
-      onError: (peer, err) => {
-        pexInit.onError?.(peer, err)
-        onError(err, { where: 'peer-exchange', peer })
-      },
-    })({
-      peerId: libp2p.peerId,
-      peerStore: libp2p.peerStore,
-      getConnections: (peer) => libp2p.getConnections(peer),
-      handle: (protocol, handler, options) => libp2p.handle(protocol, handler, options),
-      unhandle: (protocol, options) => libp2p.unhandle(protocol, options),
-      register: (protocol, topology, options) => libp2p.register(protocol, topology, options),
-      unregister: (id) => libp2p.unregister(id),
-      dialProtocol: (peer, protocols, options) => libp2p.dialProtocol(peer, protocols, options),
-      connector: conn,
-    })
-  }
-
-  // Protocol handlers and topologies go in before the node listens, so no early peer is missed.
+  // Services (peer exchange, sync) register their handlers and topologies as libp2p starts, before
+  // it listens, so no early peer is missed.
   conn.start()
-  await pex?.start()
   try {
     await libp2p.start()
   } catch (err) {
-    await pex?.stop()
     conn.stop()
     throw err
   }
@@ -659,7 +654,6 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       if (stopped) return
       stopped = true
       receivers.clear()
-      await pex?.stop()
       conn?.stop()
       await libp2p.stop()
     },
@@ -709,6 +703,10 @@ export interface Libp2pOptionParts {
   peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']>
   /** The PeerId allowlist and runtime block list, checked once noise has proved the identity. */
   denied(peer: PeerId): boolean
+  /** Where peer exchange hands the peers it learns (the node's connector). */
+  discovered: Connector['discovered']
+  /** Reports errors that have no caller (here: failed peer exchanges). */
+  onError(err: Error, context: { where: string; peer?: PeerId }): void
 }
 
 /**
@@ -721,6 +719,7 @@ export function buildLibp2pOptions(
   parts: Libp2pOptionParts,
 ): Libp2pOptions<MeshServices> {
   const { allowlist, maxMessageBytes, peerDiscovery, denied } = parts
+  const pexInit = init.peerExchange === false ? undefined : (init.peerExchange ?? {})
   const loopback = init.loopbackTesting === true
   const gossipOpts: Partial<GossipsubOpts> = {
     globalSignaturePolicy: 'StrictNoSign',
@@ -765,11 +764,13 @@ export function buildLibp2pOptions(
       ...(init.announce != null ? { announce: init.announce } : {}),
     },
     transports: [
-      init.transport?.kind === 'memory' ? memory({ latency: init.transport.latencyMs ?? 0 }) : tcp(),
+      init.transport?.kind === 'memory'
+        ? lossyMemory({ latencyMs: init.transport.latencyMs, loss: init.transport.loss })
+        : tcp(),
     ],
     connectionEncrypters: [noise()],
     ...(init.swarmKey !== undefined ? { connectionProtector: preSharedKey({ psk: init.swarmKey }) } : {}),
-    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
+    streamMuxers: [guardedYamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
     peerDiscovery,
     connectionManager: {
       maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
@@ -801,7 +802,49 @@ export function buildLibp2pOptions(
         if (init.admitMessage !== undefined) installAdmission(gs, init.admitMessage)
         return gs
       },
+      ...(pexInit !== undefined
+        ? {
+            peerExchange: peerExchange({
+              ...pexInit,
+              connector: { discovered: parts.discovered },
+              onError: (peer, err) => {
+                pexInit.onError?.(peer, err)
+                parts.onError(err, { where: 'peer-exchange', peer })
+              },
+            }),
+          }
+        : {}),
+      ...(init.sync !== undefined ? { sync: syncService(init.sync) } : {}),
     },
+  }
+}
+
+/**
+ * yamux opens a new stream by sending its first frame from a microtask. When the connection resets in
+ * between (measured on lossy links), that send throws StreamStateError out of the microtask: an
+ * uncaught exception, which stops the daemon. A frame for a connection that is closed has nowhere to
+ * go: the wrapped muxer drops it instead of throwing. Streams still fail on their own state checks.
+ */
+function guardedYamux(init: Parameters<typeof yamux>[0]): ReturnType<typeof yamux> {
+  const factory = yamux(init)
+  return () => {
+    const muxers = factory()
+    const create = muxers.createStreamMuxer.bind(muxers)
+    muxers.createStreamMuxer = (maConn) => {
+      const muxer = create(maConn)
+      const sender = muxer as unknown as { send(data: unknown): boolean }
+      const send = sender.send.bind(muxer)
+      sender.send = (data) => {
+        try {
+          return send(data)
+        } catch (err) {
+          if (asError(err).name === 'StreamStateError' && maConn.status !== 'open') return true
+          throw err
+        }
+      }
+      return muxer
+    }
+    return muxers
   }
 }
 

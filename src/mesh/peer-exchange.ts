@@ -17,7 +17,16 @@
  * Received peers go to the connector, which dials the unknown ones (bounded per frame, with backoff).
  */
 
-import type { AbortOptions, Connection, Libp2p, PeerId, PeerInfo, Startable, Stream } from '@libp2p/interface'
+import type {
+  AbortOptions,
+  Connection,
+  PeerId,
+  PeerInfo,
+  PeerStore,
+  Startable,
+  Stream,
+} from '@libp2p/interface'
+import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { RepeatingTask } from '@libp2p/utils'
 import { isLoopback, lpStream, repeatingTask } from '@libp2p/utils'
@@ -55,18 +64,18 @@ export interface PeerExchangeInit {
   onError?: (peer: PeerId, err: Error) => void
 }
 
-/** What peer exchange needs: the libp2p node's protocol API and the connector to hand peers to. */
-export type PeerExchangeComponents = Pick<
-  Libp2p,
-  | 'peerId'
-  | 'peerStore'
-  | 'getConnections'
-  | 'handle'
-  | 'unhandle'
-  | 'register'
-  | 'unregister'
-  | 'dialProtocol'
-> & {
+/**
+ * What peer exchange takes from libp2p (the components libp2p hands every service) and, in its
+ * service init, the connector to hand peers to.
+ */
+export interface PeerExchangeComponents {
+  peerId: PeerId
+  peerStore: Pick<PeerStore, 'get'>
+  registrar: Pick<Registrar, 'handle' | 'unhandle' | 'register' | 'unregister'>
+  connectionManager: Pick<ConnectionManager, 'getConnections' | 'openStream'>
+}
+
+export interface PeerExchangeServiceInit extends PeerExchangeInit {
   connector: Pick<Connector, 'discovered'>
 }
 
@@ -81,14 +90,17 @@ export interface PexEntry {
   addrs: Multiaddr[]
 }
 
+/** The libp2p service factory, in the shape of libp2p's own protocol packages. */
 export function peerExchange(
-  init: PeerExchangeInit = {},
+  init: PeerExchangeServiceInit,
 ): (components: PeerExchangeComponents) => PeerExchange {
   return (components) => new DefaultPeerExchange(components, init)
 }
 
 class DefaultPeerExchange implements PeerExchange {
+  readonly [Symbol.toStringTag] = '@hearsay/peer-exchange'
   readonly #c: PeerExchangeComponents
+  readonly #connector: Pick<Connector, 'discovered'>
   readonly #protocol: string
   readonly #maxPeers: number
   readonly #maxAddrs: number
@@ -101,8 +113,9 @@ class DefaultPeerExchange implements PeerExchange {
   #task?: RepeatingTask
   #started = false
 
-  constructor(components: PeerExchangeComponents, init: PeerExchangeInit) {
+  constructor(components: PeerExchangeComponents, init: PeerExchangeServiceInit) {
     this.#c = components
+    this.#connector = init.connector
     this.#protocol = init.protocol ?? PEER_EXCHANGE_PROTOCOL
     this.#maxPeers = init.maxPeers ?? PEX_MAX_PEERS
     this.#maxAddrs = init.maxAddrsPerPeer ?? PEX_MAX_ADDRS_PER_PEER
@@ -116,15 +129,19 @@ class DefaultPeerExchange implements PeerExchange {
   async start(): Promise<void> {
     if (this.#started) return
     this.#started = true
-    await this.#c.handle(this.#protocol, (stream, connection) => this.#onStream(stream, connection), {
-      maxInboundStreams: PEX_MAX_STREAMS,
-      maxOutboundStreams: PEX_MAX_STREAMS,
-    })
+    await this.#c.registrar.handle(
+      this.#protocol,
+      (stream, connection) => this.#onStream(stream, connection),
+      {
+        maxInboundStreams: PEX_MAX_STREAMS,
+        maxOutboundStreams: PEX_MAX_STREAMS,
+      },
+    )
     // onConnect fires after identify says the peer speaks the protocol; it fires again on every
     // identify (and identify-push) of that peer, hence the filter. It is awaited by the registrar in
     // sequence with other topologies, so it only starts the work.
     const seen = new Set<string>()
-    this.#topologyId = await this.#c.register(this.#protocol, {
+    this.#topologyId = await this.#c.registrar.register(this.#protocol, {
       filter: {
         has: (p) => seen.has(p.toString()),
         add: (p) => void seen.add(p.toString()),
@@ -155,14 +172,14 @@ class DefaultPeerExchange implements PeerExchange {
     this.#started = false
     this.#task?.stop()
     this.#task = undefined
-    if (this.#topologyId != null) this.#c.unregister(this.#topologyId)
+    if (this.#topologyId != null) this.#c.registrar.unregister(this.#topologyId)
     this.#topologyId = undefined
-    await this.#c.unhandle(this.#protocol)
+    await this.#c.registrar.unhandle(this.#protocol)
   }
 
   async exchange(peer: PeerId, options: AbortOptions = {}): Promise<number> {
     const signal = options.signal ?? AbortSignal.timeout(this.#timeout)
-    const stream = await this.#c.dialProtocol(peer, this.#protocol, { signal })
+    const stream = await this.#c.connectionManager.openStream(peer, this.#protocol, { signal })
     try {
       const lp = lpStream(stream, { maxDataLength: this.#maxFrame })
       await lp.write(await this.#sample(peer, this.#loopbackOk(peer), { signal }), { signal })
@@ -203,14 +220,14 @@ class DefaultPeerExchange implements PeerExchange {
 
   #connectedPeers(): PeerId[] {
     const seen = new Map<string, PeerId>()
-    for (const conn of this.#c.getConnections()) {
+    for (const conn of this.#c.connectionManager.getConnections()) {
       if (conn.status === 'open') seen.set(conn.remotePeer.toString(), conn.remotePeer)
     }
     return [...seen.values()]
   }
 
   #loopbackOk(peer: PeerId): boolean {
-    const conns = this.#c.getConnections(peer)
+    const conns = this.#c.connectionManager.getConnections(peer)
     return conns.length > 0 && conns.every((c) => isLoopback(c.remoteAddr))
   }
 
@@ -255,8 +272,8 @@ class DefaultPeerExchange implements PeerExchange {
     for (const e of entries) {
       if (handed >= this.#maxDials) break
       if (e.id.equals(this.#c.peerId) || e.id.equals(from)) continue
-      if (this.#c.getConnections(e.id).length > 0) continue
-      this.#c.connector.discovered({ id: e.id, multiaddrs: e.addrs } satisfies PeerInfo, { source: 'pex' })
+      if (this.#c.connectionManager.getConnections(e.id).length > 0) continue
+      this.#connector.discovered({ id: e.id, multiaddrs: e.addrs } satisfies PeerInfo, { source: 'pex' })
       handed++
     }
     return handed

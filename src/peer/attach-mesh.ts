@@ -11,7 +11,6 @@ import { meshTopic } from '../mesh/topics.ts'
 import type { Replica } from '../replica/replica.ts'
 import { DEFAULT_SYNC_INTERVAL_MS, SYNC_PROTOCOL } from '../sync/constants.ts'
 import { SyncQuota, type SyncQuotaLimits } from '../sync/quota.ts'
-import { SyncService } from '../sync/service.ts'
 import { SyncProtocolError } from '../sync/session.ts'
 import { AckTracker } from './ack-tracker.ts'
 import { GarbageCollector } from './gc-service.ts'
@@ -129,6 +128,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     syncEntriesReceived: 0,
     tombstonesCollected: 0,
   }
+  const joined = new Map<string, Replica>()
   const node = await createMeshNode({
     privateKey: options.privateKey,
     transport: options.transport,
@@ -155,6 +155,35 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
         context.where === 'dial' ? describeDialFailure(error) : error,
         context,
       ),
+    // The anti-entropy protocol, a libp2p service of the node. Its callbacks reach membership and
+    // acks, made below once the node exists: a session needs a joined namespace, and join() only
+    // runs once they do.
+    sync: {
+      replica: (namespace) => joined.get(namespace),
+      quota: new SyncQuota(options.syncQuota),
+      onSession: (event) => {
+        counters.syncSessions++
+        counters.syncBytesSent += event.bytesSent
+        counters.syncBytesReceived += event.bytesReceived
+        counters.syncEntriesReceived += event.stats.entriesReceived
+        const remote = event.peer.toString()
+        membership.saw(remote)
+        if (event.stats.equal) {
+          membership.holds(remote, event.namespace, event.localContext)
+        } else {
+          if (event.stats.remoteContext !== undefined)
+            membership.holds(remote, event.namespace, event.stats.remoteContext)
+          // The session ended only after the other side merged what we sent: it holds our context too.
+          if (event.role === 'initiator') membership.holds(remote, event.namespace, event.localContext)
+        }
+        acks.changed()
+      },
+      onError: (error, remote, namespace) => {
+        counters.syncFailures++
+        if (error instanceof SyncProtocolError && error.code === 'remote-not-joined') return
+        logOnce('sync', remote.toString(), error, { namespace }, 'anti-entropy failed: ')
+      },
+    },
     // Checked as each message comes off the wire: a flood costs a counter increment per message.
     admitMessage: (from, topic) => {
       if (admission.admit(from.toString())) return true
@@ -163,10 +192,11 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       return false
     },
   })
+  // createMeshNode lists the service whenever `sync` is given.
+  const sync = node.libp2p.services.sync!
   const self = node.peerId.toString()
   const membership = new Membership({ self })
   const topicOf = (namespace: string) => meshTopic(meshName, namespace)
-  const joined = new Map<string, Replica>()
   const connectedPeers = () => node.peers().map((p) => p.toString())
   let stopped = false
 
@@ -214,34 +244,6 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     },
   })
 
-  const sync = new SyncService({
-    node,
-    replica: (namespace) => joined.get(namespace),
-    quota: new SyncQuota(options.syncQuota),
-    onSession: (event) => {
-      counters.syncSessions++
-      counters.syncBytesSent += event.bytesSent
-      counters.syncBytesReceived += event.bytesReceived
-      counters.syncEntriesReceived += event.stats.entriesReceived
-      const remote = event.peer.toString()
-      membership.saw(remote)
-      if (event.stats.equal) {
-        membership.holds(remote, event.namespace, event.localContext)
-      } else {
-        if (event.stats.remoteContext !== undefined)
-          membership.holds(remote, event.namespace, event.stats.remoteContext)
-        // The session ended only after the other side merged what we sent: it holds our context too.
-        if (event.role === 'initiator') membership.holds(remote, event.namespace, event.localContext)
-      }
-      acks.changed()
-    },
-    onError: (error, remote, namespace) => {
-      counters.syncFailures++
-      if (error instanceof SyncProtocolError && error.code === 'remote-not-joined') return
-      logOnce('sync', remote.toString(), error, { namespace }, 'anti-entropy failed: ')
-    },
-  })
-  await sync.start()
   acks.start()
 
   const publisher = new GossipPublisher({
@@ -382,8 +384,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       acks.stop()
       batcher.flushAll()
       unwatch()
-      await sync.stop()
-      await node.stop()
+      await node.stop() // stops the sync service with it
     },
   }
   peer.attach(mesh)

@@ -1,8 +1,8 @@
 import type { PeerId, Stream } from '@libp2p/interface'
+import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import { lpStream } from '@libp2p/utils'
 import { DecodeError } from '../codec/errors.ts'
 import type { CausalContext } from '../crdt/context.ts'
-import type { MeshNode } from '../mesh/node.ts'
 import type { Replica } from '../replica/replica.ts'
 import { SignatureError } from '../replica/signing.ts'
 import {
@@ -21,10 +21,12 @@ import { type SessionStats, SyncProtocolError, SyncSession } from './session.ts'
  * length-prefixed and bounded, reading and writing decoupled so two large transfers in opposite
  * directions cannot deadlock on flow control. Every read has an idle timeout; a session has a byte
  * budget; any protocol error aborts the stream (never the process).
+ *
+ * A libp2p service: `syncService(init)` is listed under the node's `services` (see
+ * buildLibp2pOptions), and libp2p starts and stops it with the node.
  */
 
 export interface SyncServiceInit {
-  node: MeshNode
   /** The replica of a joined namespace, or undefined when we do not replicate it. */
   replica(namespace: string): Replica | undefined
   chunkBytes?: number
@@ -52,19 +54,33 @@ export interface SessionEvent {
   localContext: CausalContext
 }
 
+/** What the sync service takes from libp2p: the protocol registrar and the stream opener. */
+export interface SyncServiceComponents {
+  registrar: Pick<Registrar, 'handle' | 'unhandle'>
+  connectionManager: Pick<ConnectionManager, 'openStream'>
+}
+
+/** The libp2p service factory, in the shape of libp2p's own protocol packages. */
+export function syncService(init: SyncServiceInit): (components: SyncServiceComponents) => SyncService {
+  return (components) => new SyncService(components, init)
+}
+
 export class SyncService {
+  readonly [Symbol.toStringTag] = '@hearsay/sync'
+  private readonly components: SyncServiceComponents
   private readonly init: SyncServiceInit
   private readonly controller = new AbortController()
   private readonly running = new Map<string, Promise<SessionEvent>>()
   private readonly quota: SyncQuota
 
-  constructor(init: SyncServiceInit) {
+  constructor(components: SyncServiceComponents, init: SyncServiceInit) {
+    this.components = components
     this.init = init
     this.quota = init.quota ?? new SyncQuota()
   }
 
   async start(): Promise<void> {
-    await this.init.node.handleProtocol(
+    await this.components.registrar.handle(
       SYNC_PROTOCOL,
       (stream, connection) => {
         void this.respond(stream, connection.remotePeer)
@@ -75,7 +91,7 @@ export class SyncService {
 
   async stop(): Promise<void> {
     this.controller.abort(new Error('sync service stopped'))
-    await this.init.node.unhandleProtocol(SYNC_PROTOCOL).catch(() => {})
+    await this.components.registrar.unhandle(SYNC_PROTOCOL).catch(() => {})
     await Promise.allSettled(this.running.values())
   }
 
@@ -98,7 +114,9 @@ export class SyncService {
     if (replica === undefined)
       throw new SyncProtocolError('not-joined', `namespace ${namespace} is not joined here`)
     const sessionSignal = this.sessionSignal(signal)
-    const stream = await this.init.node.openStream(peer, SYNC_PROTOCOL, { signal: sessionSignal })
+    const stream = await this.components.connectionManager.openStream(peer, SYNC_PROTOCOL, {
+      signal: sessionSignal,
+    })
     const session = new SyncSession({
       role: 'initiator',
       namespace,

@@ -1,4 +1,5 @@
 import { createMeshNode, type MeshNode, type MeshNodeInit } from '../mesh/node.ts'
+import type { LinkLoss } from './lossy-memory.ts'
 
 /**
  * The narrow port the replication layers need from the network: publish and receive per topic,
@@ -34,11 +35,12 @@ export function createTcpTransport(init: Omit<MeshNodeInit, 'transport'> = {}): 
 
 /**
  * libp2p over its in-memory transport: nodes of this process only, no sockets, the same stack
- * above. `latencyMs` delays every buffer sent.
+ * above. `latencyMs` delays every buffer sent; `loss` loses a seeded fraction of them, each loss
+ * resetting its connection (./lossy-memory.ts).
  */
 export function createMemoryTransport(
-  init: Omit<MeshNodeInit, 'transport'> & { latencyMs?: number } = {},
+  init: Omit<MeshNodeInit, 'transport'> & { latencyMs?: number; loss?: LinkLoss } = {},
 ): Promise<MeshNode> {
-  const { latencyMs, ...rest } = init
-  return createMeshNode({ ...rest, transport: { kind: 'memory', latencyMs } })
+  const { latencyMs, loss, ...rest } = init
+  return createMeshNode({ ...rest, transport: { kind: 'memory', latencyMs, loss } })
 }
