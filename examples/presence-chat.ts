@@ -29,7 +29,8 @@ class ChatClient {
   readonly messages: string[] = []
   readonly online = new Set<string>()
   private readonly controller = new AbortController()
-  private readonly ready: Promise<void>
+  /** Resolves once this user's screen is live. */
+  readonly ready: Promise<void>
 
   constructor(name: string, peer: Peer) {
     this.name = name
@@ -105,6 +106,9 @@ class ChatClient {
 await runExample(['alice-laptop', 'bob-phone', 'carol-tablet'], async (mesh) => {
   const users = ['alice', 'bob', 'carol'].map((name, i) => new ChatClient(name, mesh.peers[i]))
   try {
+    // Every screen must be live before anyone announces: a stream opened later starts with what
+    // happens after it (no replay without `since`), so an earlier arrival would never show on it.
+    await Promise.all(users.map((user) => user.ready))
     for (const user of users) await user.join()
     await eventually('everyone sees everyone online', async () =>
       users.every((user) => user.online.size === users.length) ? true : undefined,
