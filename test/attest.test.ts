@@ -22,8 +22,7 @@ import {
 } from '../src/replica/signing.ts'
 import { createMemoryStore } from '../src/store/memory.ts'
 import { openSqliteStore } from '../src/store/sqlite.ts'
-import { decodeSyncFrame, encodeSyncFrame, type SyncFrame } from '../src/sync/frames.ts'
-import { SyncSession } from '../src/sync/session.ts'
+import { exchangeReplicas } from './helpers/sync-exchange.ts'
 
 const te = new TextEncoder()
 
@@ -118,24 +117,7 @@ describe('entry signatures', () => {
 
 /** One honest in-memory session, frames through the codec. */
 async function exchange(a: Replica, b: Replica): Promise<void> {
-  const initiator = new SyncSession({ role: 'initiator', namespace: 'ns', state: a })
-  const responder = new SyncSession({ role: 'responder', namespace: 'ns', state: b })
-  const toB: SyncFrame[] = initiator.open()
-  const toA: SyncFrame[] = []
-  for (let rounds = 0; (toA.length > 0 || toB.length > 0) && rounds < 100; rounds++) {
-    const forB = toB.shift()
-    if (forB !== undefined) {
-      const step = responder.receive(decodeSyncFrame(encodeSyncFrame(forB)))
-      if (step.merge) await b.merge(step.merge.delta, step.merge.options)
-      toA.push(...step.send)
-    }
-    const forA = toA.shift()
-    if (forA !== undefined) {
-      const step = initiator.receive(decodeSyncFrame(encodeSyncFrame(forA)))
-      if (step.merge) await a.merge(step.merge.delta, step.merge.options)
-      toB.push(...step.send)
-    }
-  }
+  await exchangeReplicas(a, b)
 }
 
 describe('signed heads', () => {

@@ -5,8 +5,9 @@ import { CausalContext, CrdtDocument, type Delta, type Entry, type SignedHead } 
 import { Replica } from '../src/replica/replica.ts'
 import { type EntrySigner, generateEntrySigner, SignatureError, signEntry } from '../src/replica/signing.ts'
 import { createMemoryStore } from '../src/store/memory.ts'
-import { decodeSyncFrame, encodeSyncFrame, type SyncFrame } from '../src/sync/frames.ts'
+import { decodeSyncFrame, encodeSyncFrame } from '../src/sync/frames.ts'
 import { SyncSession } from '../src/sync/session.ts'
+import { exchangeReplicas } from './helpers/sync-exchange.ts'
 
 /**
  * A hostile sync partner sends arbitrary final DELTAS frames (forged, replayed, tampered or foreign
@@ -128,24 +129,7 @@ function replicaOf(world: World, author: number): string {
 
 /** One full honest session between two replicas, frames through the codec, merges awaited in order. */
 async function exchange(a: Replica, b: Replica): Promise<void> {
-  const initiator = new SyncSession({ role: 'initiator', namespace: NAMESPACE, state: a, chunkBytes: 512 })
-  const responder = new SyncSession({ role: 'responder', namespace: NAMESPACE, state: b, chunkBytes: 512 })
-  const toB: SyncFrame[] = initiator.open()
-  const toA: SyncFrame[] = []
-  for (let rounds = 0; (toA.length > 0 || toB.length > 0) && rounds < 10_000; rounds++) {
-    const forB = toB.shift()
-    if (forB !== undefined) {
-      const step = responder.receive(decodeSyncFrame(encodeSyncFrame(forB)))
-      if (step.merge) await b.merge(step.merge.delta, step.merge.options)
-      toA.push(...step.send)
-    }
-    const forA = toA.shift()
-    if (forA !== undefined) {
-      const step = initiator.receive(decodeSyncFrame(encodeSyncFrame(forA)))
-      if (step.merge) await a.merge(step.merge.delta, step.merge.options)
-      toB.push(...step.send)
-    }
-  }
+  const { initiator, responder } = await exchangeReplicas(a, b, { namespace: NAMESPACE, chunkBytes: 512 })
   expect(initiator.done && responder.done).toBe(true)
 }
 
@@ -365,29 +349,12 @@ describe('the equal-context repair', () => {
 /** One exchange, counting the final chunks that carried held dots. */
 async function framesOf(a: Replica, b: Replica): Promise<number> {
   let held = 0
-  const initiator = new SyncSession({ role: 'initiator', namespace: NAMESPACE, state: a })
-  const responder = new SyncSession({ role: 'responder', namespace: NAMESPACE, state: b })
-  const toB: SyncFrame[] = initiator.open()
-  const toA: SyncFrame[] = []
-  const through = (frame: SyncFrame) => {
-    const decoded = decodeSyncFrame(encodeSyncFrame(frame))
-    if (decoded.type === 'deltas' && decoded.held !== undefined) held++
-    return decoded
-  }
-  for (let rounds = 0; (toA.length > 0 || toB.length > 0) && rounds < 100; rounds++) {
-    const forB = toB.shift()
-    if (forB !== undefined) {
-      const step = responder.receive(through(forB))
-      if (step.merge) await b.merge(step.merge.delta, step.merge.options)
-      toA.push(...step.send)
-    }
-    const forA = toA.shift()
-    if (forA !== undefined) {
-      const step = initiator.receive(through(forA))
-      if (step.merge) await a.merge(step.merge.delta, step.merge.options)
-      toB.push(...step.send)
-    }
-  }
+  const { initiator, responder } = await exchangeReplicas(a, b, {
+    namespace: NAMESPACE,
+    seen: (frame) => {
+      if (frame.type === 'deltas' && frame.held !== undefined) held++
+    },
+  })
   expect(initiator.done && responder.done).toBe(true)
   return held
 }
