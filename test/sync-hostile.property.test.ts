@@ -176,7 +176,13 @@ function forge(world: World, step: Extract<Step, { kind: 'attack' }>): { delta: 
     }
     const own = plan.signature === 'own'
     const target = own ? world.attackerReplica : replica
-    const base = own ? ++world.attackerCounter : Math.max(1, maxOf(world, plan.author) + plan.counterOffset)
+    // The attacker never signs two bodies for one of its own dots here: such equivocation splits
+    // honest peers on the keys it wrote (a known limit, docs/security.md), which this property does
+    // not claim to cover.
+    const base =
+      target === world.attackerReplica
+        ? ++world.attackerCounter
+        : Math.max(1, maxOf(world, plan.author) + plan.counterOffset)
     const doc = new CrdtDocument({ replica: target })
     doc.map.load([], dotsBelow(target, base))
     const entry = doc.put(KEYS[plan.key], te.encode('forged'), 'text/plain').entry
