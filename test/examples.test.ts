@@ -3,44 +3,10 @@
  * NEEDS THE MESH: each one starts three peers and waits for them to converge; with a stub
  * attachMesh that returns no mesh they exit 1 saying the peers run without a mesh.
  */
-import { spawn } from 'node:child_process'
 import { afterAll, describe, expect, it } from 'vitest'
-import { cleanEnv } from './helpers/daemon.ts'
+import { killExamples, runExample } from './helpers/run-example.ts'
 
-const running = new Set<ReturnType<typeof spawn>>()
-afterAll(() => {
-  for (const child of running) child.kill('SIGKILL')
-})
-
-function runExample(
-  file: string,
-  args: string[] = [],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [new URL(`../examples/${file}`, import.meta.url).pathname, ...args], {
-    env: cleanEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  running.add(child)
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk
-  })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk
-  })
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`${file} did not finish within 45 s\nstdout:\n${stdout}\nstderr:\n${stderr}`))
-    }, 45_000)
-    child.once('close', (code) => {
-      clearTimeout(timer)
-      running.delete(child)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
+afterAll(killExamples)
 
 // One at a time: each example starts three daemons, and fifteen starting at once on a busy two-core
 // machine miss their start deadline.
