@@ -56,8 +56,8 @@ export interface SqliteStore extends Store {
   settings(): { journalMode: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA'; busyTimeoutMs: number }
   /**
    * An online, consistent copy of the whole file at `destination`, through SQLite's backup API on
-   * this store's own connection: commits made meanwhile go into the copy as they happen (they never
-   * restart it), so the copy is the state after the last commit before it finished. Written beside
+   * a read connection of its own, in one step off the event loop: the copy is the state at the
+   * last commit before it began, and writes go on meanwhile. Written beside
    * `destination` and moved into place once complete, so a failure leaves no half-written file.
    * Refuses an existing `destination` unless `overwrite` (STORE_PERMISSION; `EEXIST` in the message).
    */
@@ -590,7 +590,16 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
       const partial = `${target}.partial-${process.pid}-${Date.now().toString(36)}`
       let pages: number
       try {
-        pages = await backup(db, partial)
+        // The copy is read through a connection of its own, in one step: the store's connection may
+        // be inside a write transaction whenever a step runs (SQLite then answers LOCKED, which
+        // node:sqlite reports as a failure), and a copy taken in many steps restarts whenever another
+        // connection writes. One step holds one read snapshot, which WAL lets writers go on beside.
+        const reader = new DatabaseSync(path, { readOnly: true })
+        try {
+          pages = await backup(reader, partial, { rate: -1 })
+        } finally {
+          reader.close()
+        }
       } catch (err) {
         removeQuietly(partial)
         const problem = (err as NodeJS.ErrnoException | null)?.code
