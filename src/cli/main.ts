@@ -20,6 +20,7 @@ import {
   statusCommand,
   watchCommand,
 } from './commands.ts'
+import { labCommand } from './commands-lab.ts'
 import { OPS_COMMANDS } from './commands-ops.ts'
 import { touchCommand } from './commands-ttl.ts'
 import { completionCommand } from './completion.ts'
@@ -70,6 +71,7 @@ const COMMANDS: Command[] = [
   joinCommand,
   statusCommand,
   doctorCommand,
+  labCommand,
   completionCommand(() => COMMANDS, optionsOf),
   openapiCommand,
 ]

@@ -98,6 +98,8 @@ export interface PeerFigures {
   messagesReceived?: number
   cpuMs: number
   rssBytes: number
+  /** Where the byte figures come from, e.g. 'tcp-socket' (kernel counters of libp2p sockets) or 'http-socket'. */
+  bytesSource?: string
 }
 
 export interface TimelineSample {
@@ -128,7 +130,15 @@ export interface RunResult {
   /** Every peer; in hub shapes the hub is role 'hub' (index -1). */
   peers: PeerFigures[]
   /** After each heal, hub restart, join or late join: how long until every live peer was equal. */
-  convergence: { event: TimelineEvent['kind']; atMs: number; convergedAfterMs: number | null }[]
+  convergence: {
+    event: TimelineEvent['kind']
+    atMs: number
+    convergedAfterMs: number | null
+    /** When the event took effect (e.g. the restarted daemon was ready); convergedAfterMs counts from here. */
+    effectiveAtMs?: number
+    /** From effectiveAtMs until a digest sample found every live peer equal; null if none did. */
+    digestsEqualAfterMs?: number | null
+  }[]
   /** While a fault holds (hub down, partition): what peers could still do. */
   availability: {
     event: TimelineEvent['kind']
@@ -138,6 +148,14 @@ export interface RunResult {
     writesRefused: number
     readsServed: number
     readsFailed: number
+    /** The same, per peer (client index; the writers and readers of the window). */
+    perPeer?: {
+      index: number
+      writesAccepted: number
+      writesRefused: number
+      readsServed: number
+      readsFailed: number
+    }[]
   }[]
   /** Sampled every 250 ms over the run. */
   timeline: TimelineSample[]

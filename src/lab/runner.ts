@@ -1,0 +1,645 @@
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { loadOrCreateIdentity } from '../mesh/identity.ts'
+import { type HttpAnswer, LabHttpClient, type WatchStream } from './http.ts'
+import { createLabNetwork } from './links.ts'
+import {
+  availability,
+  buildTimeline,
+  caughtUpAfter,
+  type DigestSample,
+  digestsEqualAfter,
+  faultWindows,
+  isLive,
+  type Liveness,
+  lostWrites,
+  peersEqualFraction,
+  type ReadRecord,
+  summarizeLatency,
+  VisibilityLog,
+  type WriteRecord,
+  writeLatency,
+} from './measure.ts'
+import { cpuMs, freePort, LabDaemon, onCleanup, peakRssBytes, SocketLedger } from './processes.ts'
+import type { LabEnvironment } from './scenario.ts'
+import { networkGroups, planShape } from './shapes.ts'
+import type {
+  LabNetwork,
+  LabProgress,
+  LabShape,
+  PeerFigures,
+  RunResult,
+  Scenario,
+  TimelineEvent,
+} from './types.ts'
+import { labValue, parseKey, parseValue, planOperations } from './workload.ts'
+
+/**
+ * Runs one shape with n peers as daemon processes: starts them (through the link network when the
+ * scenario has link conditions or partitions), warms the topology up, issues the planned writes and
+ * reads on time, plays the timeline, watches every peer over SSE, samples digests every 250 ms and
+ * CPU/memory/socket bytes every second, waits for the writes to settle, and stops everything however
+ * the run ends. The figures come from measure.ts.
+ */
+
+export const LAB_NAMESPACE = 'lab'
+const SAMPLE_MS = 250
+const START_TIMEOUT_MS = 60_000
+const WARMUP_TIMEOUT_MS = 30_000
+const REQUEST_TIMEOUT_MS = 5000
+const MAX_IN_FLIGHT = 512
+
+export interface ProcessRunInit {
+  scenario: Scenario
+  shape: LabShape
+  n: number
+  progress: LabProgress
+  /** Data dirs and logs of the run's daemons (logs are kept). */
+  workDir: string
+  env: LabEnvironment
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)))
+
+function isLoopbackUrl(url: string): boolean {
+  const host = new URL(url).hostname
+  return host === 'localhost' || host.startsWith('127.') || host === '[::1]'
+}
+
+function needsNetwork(scenario: Scenario, shape: LabShape): boolean {
+  if (scenario.link !== undefined) return true
+  // http-hub partitions cut clients off in the lab itself (they are HTTP clients of this process).
+  return shape !== 'http-hub' && scenario.timeline.some((event) => event.kind === 'partition')
+}
+
+export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
+  const { scenario, shape, n, progress } = init
+  const plan = planShape(shape, n)
+  const ops = planOperations(scenario.workload, scenario.seed)
+  const lateJoiners = new Set(
+    scenario.timeline.flatMap((event) => (event.kind === 'late-join' ? event.peers : [])),
+  )
+  mkdirSync(init.workDir, { recursive: true })
+  const swarmKey = join(init.workDir, 'swarm.key')
+  writeFileSync(swarmKey, `/key/swarm/psk/1.0.0/\n/base16/\n${randomBytes(32).toString('hex')}`, {
+    mode: 0o600,
+  })
+
+  let network: LabNetwork | undefined
+  let forgetNetwork = () => {}
+  const daemons = new Map<number, LabDaemon>()
+  const clients: LabHttpClient[] = []
+  const watches: Array<WatchStream | undefined> = new Array(n).fill(undefined)
+  let finished = false
+
+  const cleanup = async () => {
+    finished = true
+    for (const watch of watches) watch?.close()
+    for (const client of clients) client.close()
+    await Promise.all([...daemons.values()].map((daemon) => daemon.stop('SIGTERM', 5000)))
+    if (network !== undefined) {
+      try {
+        await network.teardown()
+      } catch (error) {
+        progress(`network teardown failed: ${(error as Error).message}`)
+      }
+    }
+    forgetNetwork()
+    for (const daemon of daemons.values()) rmSync(daemon.spec.home, { recursive: true, force: true })
+  }
+
+  try {
+    if (needsNetwork(scenario, shape)) {
+      network = await createLabNetwork({
+        peers: plan.networkPeers,
+        link: scenario.link,
+        seed: scenario.seed,
+        namespaces: init.env.isRoot && init.env.hasIp,
+      })
+      const made = network
+      forgetNetwork = onCleanup(() => made.teardown())
+    }
+
+    // Identities first, so every daemon's dial address is known before any starts.
+    const dial = new Map<number, string>()
+    const urls = new Map<number, string>()
+    for (const index of plan.daemons) {
+      const home = join(init.workDir, `d${index}`)
+      mkdirSync(home, { recursive: true, mode: 0o700 })
+      const { peerId } = await loadOrCreateIdentity({ dataDir: home })
+      const apiPort = await freePort()
+      let listen: string
+      if (network === undefined) {
+        listen = `/ip4/127.0.0.1/tcp/${await freePort()}`
+        dial.set(index, `${listen}/p2p/${peerId.toString()}`)
+        urls.set(index, `http://127.0.0.1:${apiPort}`)
+      } else {
+        listen = network.listenAddress(index)
+        dial.set(index, network.dialAddress(index, peerId.toString()))
+        urls.set(index, await network.apiUrl(index, apiPort))
+      }
+      daemons.set(
+        index,
+        new LabDaemon({
+          index,
+          command: plan.command(index),
+          home,
+          apiPort,
+          prefix: network?.commandPrefix(index) ?? [],
+          logPath: join(init.workDir, `d${index}.log`),
+          args: [
+            '--listen',
+            listen,
+            '--no-mdns',
+            '--loopback-testing',
+            '--swarm-key',
+            swarmKey,
+            '--namespace',
+            LAB_NAMESPACE,
+            '--log-format',
+            'json',
+            '--log-level',
+            'warn',
+          ],
+        }),
+      )
+    }
+    for (const index of plan.daemons) {
+      const daemon = daemons.get(index)!
+      daemon.spec.args.push(...plan.topologyArgs(index, (other) => dial.get(other)!))
+    }
+
+    // ---- the run's record ----------------------------------------------------------------------
+    const writeCount = ops.filter((op) => op.kind === 'write').length
+    const log = new VisibilityLog(n, writeCount)
+    const writes: WriteRecord[] = []
+    const reads: ReadRecord[] = []
+    const samples: DigestSample[] = []
+    const liveness: Liveness = Array.from({ length: n }, () => [])
+    const happened: Array<{ kind: TimelineEvent['kind']; atMs: number; effectiveMs: number }> = []
+    const crashes: RunResult['crashes'] = []
+    const lastId: Array<string | undefined> = new Array(n).fill(undefined)
+    const warmupSeen: Array<Set<string>> = Array.from({ length: n }, () => new Set())
+    const cutOff = new Set<number>() // http-hub clients on the far side of a partition
+    let baseToken: string | undefined
+    let t0 = performance.now()
+    let started = false
+    const now = () => performance.now() - t0
+    const openLive = (peer: number) => {
+      const intervals = liveness[peer]!
+      const last = intervals[intervals.length - 1]
+      if (last === undefined || Number.isFinite(last[1]))
+        intervals.push([started ? now() : 0, Number.POSITIVE_INFINITY])
+    }
+    const closeLive = (peer: number) => {
+      const last = liveness[peer]![liveness[peer]!.length - 1]
+      if (last !== undefined && !Number.isFinite(last[1])) last[1] = started ? now() : 0
+    }
+
+    for (const daemon of daemons.values()) {
+      daemon.onCrash = (exit) => {
+        crashes.push({
+          index: daemon.spec.index === plan.hub ? -1 : daemon.spec.index,
+          code: exit.code,
+          signal: exit.signal,
+          logTail: exit.logTail,
+        })
+        progress(
+          `${shape} n=${n}: daemon ${daemon.spec.index} exited unexpectedly (${exit.code ?? exit.signal})`,
+        )
+        if (plan.peersAreDaemons && daemon.spec.index !== plan.hub) closeLive(daemon.spec.index)
+      }
+    }
+
+    const peerServing = (peer: number): boolean => {
+      if (cutOff.has(peer)) return false
+      return daemons.get(plan.daemonOf(peer))!.running
+    }
+
+    /** After a daemon's start: its API token to its clients, when the API is reached beyond loopback. */
+    const authorize = (index: number) => {
+      const file = join(daemons.get(index)!.spec.home, 'api.token')
+      if (isLoopbackUrl(urls.get(index)!) || !existsSync(file)) return
+      const token = readFileSync(file, 'utf8').trim()
+      for (let peer = 0; peer < n; peer++) if (plan.daemonOf(peer) === index) clients[peer]!.setToken(token)
+    }
+    const start = async (index: number) => {
+      await daemons.get(index)!.start(START_TIMEOUT_MS)
+      authorize(index)
+    }
+
+    const openWatch = (peer: number) => {
+      if (finished || watches[peer] !== undefined || !peerServing(peer)) return
+      const since = lastId[peer] ?? baseToken
+      const path = `/v1/ns/${LAB_NAMESPACE}/watch${since === undefined ? '' : `?since=${encodeURIComponent(since)}`}`
+      watches[peer] = clients[peer]!.watch(path, {
+        onEvent(event, data, id) {
+          const at = now()
+          if (id !== undefined) lastId[peer] = id
+          if (event === 'ready' && baseToken === undefined) baseToken = id
+          if (event !== 'change') return
+          let change: { key?: string; value?: unknown }
+          try {
+            change = JSON.parse(data)
+          } catch {
+            return
+          }
+          if (typeof change.key !== 'string') return
+          if (change.key.startsWith('_warmup/')) {
+            warmupSeen[peer]!.add(change.key)
+            return
+          }
+          const key = parseKey(change.key)
+          const value = parseValue(change.value)
+          if (key === undefined || value === undefined || value.writer !== key.writer) return
+          log.observe(peer, change.key, value.seq, at)
+        },
+        onClose() {
+          watches[peer] = undefined
+          // A stream that ends while its daemon should serve is reopened (resuming from the last id).
+          if (!finished && peerServing(peer)) setTimeout(() => openWatch(peer), SAMPLE_MS).unref()
+        },
+      })
+    }
+    const closeWatch = (peer: number) => {
+      const watch = watches[peer]
+      watches[peer] = undefined
+      watch?.close()
+    }
+
+    for (let peer = 0; peer < n; peer++) {
+      const index = plan.daemonOf(peer)
+      clients.push(new LabHttpClient(urls.get(index)!))
+    }
+
+    // ---- start -------------------------------------------------------------------------------
+    progress(`${shape} n=${n}: starting ${plan.daemons.length} daemon${plan.daemons.length === 1 ? '' : 's'}`)
+    if (plan.hub !== undefined) await start(plan.hub)
+    const initial = plan.peersAreDaemons
+      ? plan.daemons.filter((d) => d !== plan.hub && !lateJoiners.has(d))
+      : []
+    for (let i = 0; i < initial.length; i += 4) {
+      await Promise.all(initial.slice(i, i + 4).map(start))
+    }
+    for (let peer = 0; peer < n; peer++) {
+      if (plan.peersAreDaemons ? daemons.get(peer)!.running : !lateJoiners.has(peer)) openLive(peer)
+      openWatch(peer)
+    }
+
+    // ---- warm up: every running peer connected and showing a first write of every writer --------
+    const warmDeadline = Date.now() + WARMUP_TIMEOUT_MS
+    const running = () =>
+      Array.from({ length: n }, (_, peer) => peer).filter(
+        (peer) => peerServing(peer) && !lateJoiners.has(peer),
+      )
+    const probes: string[] = []
+    for (const peer of running()) {
+      const key = `_warmup/${peer}`
+      probes.push(key)
+      await clients[peer]!.send(
+        'PUT',
+        `/v1/ns/${LAB_NAMESPACE}/kv/${key}`,
+        '{"warmup":true}',
+        REQUEST_TIMEOUT_MS,
+      ).catch(() => undefined)
+    }
+    while (Date.now() < warmDeadline) {
+      if (
+        running().every(
+          (peer) => probes.every((key) => warmupSeen[peer]!.has(key)) && watches[peer] !== undefined,
+        ) &&
+        baseToken !== undefined
+      )
+        break
+      await sleep(50)
+    }
+    if (!running().every((peer) => probes.every((key) => warmupSeen[peer]!.has(key)))) {
+      progress(`${shape} n=${n}: warm-up incomplete after ${WARMUP_TIMEOUT_MS / 1000} s; running anyway`)
+    }
+
+    // ---- the write phase ---------------------------------------------------------------------
+    t0 = performance.now()
+    started = true
+    for (const intervals of liveness) for (const interval of intervals) interval[0] = 0
+    const ledger = new SocketLedger()
+    const cpuByPid = new Map<number, number>()
+    const cpuBaseline = new Map<number, number>()
+    const startedBefore = new Set([...daemons.values()].flatMap((daemon) => daemon.pids))
+    const rssByPid = new Map<number, number>()
+    const prefixes = () => [...daemons.values()].map((daemon) => daemon.spec.prefix)
+    const sampleProcesses = () => {
+      for (const daemon of daemons.values()) {
+        const pid = daemon.pids[daemon.pids.length - 1]
+        if (pid === undefined || !daemon.running) continue
+        const cpu = cpuMs(pid)
+        if (cpu !== undefined) {
+          cpuByPid.set(pid, cpu)
+          // Daemons up before the write phase count from its start; a restart counts in full.
+          if (!cpuBaseline.has(pid)) cpuBaseline.set(pid, startedBefore.has(pid) ? cpu : 0)
+        }
+        const rss = peakRssBytes(pid)
+        if (rss !== undefined) rssByPid.set(pid, Math.max(rss, rssByPid.get(pid) ?? 0))
+      }
+      if (plan.peersAreDaemons) ledger.sample(prefixes())
+    }
+
+    let inFlight = 0
+    const pending = new Set<Promise<void>>()
+    const track = (promise: Promise<void>) => {
+      pending.add(promise)
+      void promise.finally(() => pending.delete(promise))
+    }
+    const issue = (op: (typeof ops)[number]) => {
+      const peer = op.writer
+      if (op.kind === 'read') {
+        const record: ReadRecord = { peer, atMs: now(), served: false }
+        reads.push(record)
+        if (!peerServing(peer)) return
+        inFlight++
+        track(
+          clients[peer]!.send('GET', `/v1/ns/${LAB_NAMESPACE}/kv/${op.key}`, undefined, REQUEST_TIMEOUT_MS)
+            .then((answer: HttpAnswer) => {
+              record.served = answer.status === 200 || answer.status === 404
+            })
+            .catch(() => {})
+            .finally(() => inFlight--),
+        )
+        return
+      }
+      const record: WriteRecord = {
+        id: writes.length,
+        writer: peer,
+        key: op.key,
+        seq: op.seq,
+        issuedMs: now(),
+        refused: false,
+      }
+      writes.push(record)
+      log.add(record)
+      if (!peerServing(peer) || inFlight >= MAX_IN_FLIGHT) {
+        record.refused = true
+        return
+      }
+      inFlight++
+      track(
+        clients[peer]!.send(
+          'PUT',
+          `/v1/ns/${LAB_NAMESPACE}/kv/${op.key}`,
+          labValue(peer, op.seq, scenario.workload.valueBytes),
+          REQUEST_TIMEOUT_MS,
+        )
+          .then((answer) => {
+            if (answer.status === 200 || answer.status === 201) record.ackMs = now()
+            else record.refused = true
+          })
+          .catch(() => {
+            record.refused = true
+          })
+          .finally(() => inFlight--),
+      )
+    }
+
+    const playEvent = async (event: TimelineEvent) => {
+      switch (event.kind) {
+        case 'leave':
+          for (const peer of event.peers) {
+            closeLive(peer)
+            closeWatch(peer)
+          }
+          await Promise.all(event.peers.map((peer) => daemons.get(peer)!.stop('SIGTERM')))
+          return
+        case 'join':
+        case 'late-join':
+          if (!plan.peersAreDaemons) {
+            for (const peer of event.peers) {
+              openLive(peer)
+              openWatch(peer)
+            }
+            return
+          }
+          await Promise.all(event.peers.map(start))
+          for (const peer of event.peers) {
+            openLive(peer)
+            openWatch(peer)
+          }
+          return
+        case 'partition':
+          if (network !== undefined) await network.partition(networkGroups(plan, event.groups))
+          else {
+            for (const group of event.groups.slice(1)) for (const peer of group) cutOff.add(peer)
+            for (const peer of cutOff) closeWatch(peer)
+          }
+          return
+        case 'heal':
+          if (network !== undefined) await network.heal()
+          else {
+            const healed = [...cutOff]
+            cutOff.clear()
+            for (const peer of healed) openWatch(peer)
+          }
+          return
+        case 'kill-hub':
+          if (plan.hub !== undefined) await daemons.get(plan.hub)!.stop('SIGKILL')
+          return
+        case 'restart-hub':
+          if (plan.hub !== undefined) {
+            await start(plan.hub)
+            if (!plan.peersAreDaemons) for (let peer = 0; peer < n; peer++) openWatch(peer)
+          }
+          return
+      }
+    }
+
+    const durationMs = scenario.workload.durationMs
+    const timelineDone = (async () => {
+      for (const event of scenario.timeline) {
+        await sleep(event.atMs - now())
+        if (finished) return
+        await playEvent(event)
+        happened.push({ kind: event.kind, atMs: event.atMs, effectiveMs: now() })
+        progress(
+          `${shape} n=${n}: ${event.kind} at ${(event.atMs / 1000).toFixed(1)} s (took effect at ${(now() / 1000).toFixed(1)} s)`,
+        )
+      }
+    })()
+
+    let sampling = true
+    const sampler = (async () => {
+      let tick = 0
+      while (sampling) {
+        const at = now()
+        const digests: Array<string | undefined> = new Array(n).fill(undefined)
+        if (plan.peersAreDaemons) {
+          await Promise.all(
+            Array.from({ length: n }, async (_, peer) => {
+              if (!daemons.get(peer)!.running) return
+              try {
+                const answer = await clients[peer]!.send('GET', `/v1/ns/${LAB_NAMESPACE}`, undefined, 1000)
+                if (answer.status === 200)
+                  digests[peer] = (JSON.parse(answer.body) as { digest?: string }).digest
+              } catch {
+                // down or slow: no digest this time
+              }
+            }),
+          )
+        } else if (daemons.get(plan.hub!)!.running) {
+          try {
+            const answer = await clients[0]!.send('GET', `/v1/ns/${LAB_NAMESPACE}`, undefined, 1000)
+            const digest =
+              answer.status === 200 ? (JSON.parse(answer.body) as { digest?: string }).digest : undefined
+            for (let peer = 0; peer < n; peer++) if (!cutOff.has(peer)) digests[peer] = digest
+          } catch {
+            // the hub is down
+          }
+        }
+        samples.push({ tMs: at, digests })
+        if (tick % 4 === 0) {
+          sampleProcesses()
+          const acked = writes.filter((w) => w.ackMs !== undefined)
+          const everywhere = acked.filter((w) =>
+            liveness.every((_, p) => !isLive(liveness, p, now()) || !Number.isNaN(log.seen[p]![w.id]!)),
+          ).length
+          const up = Array.from({ length: n }, (_, p) => p).filter((p) => isLive(liveness, p, now())).length
+          progress(
+            `${shape} n=${n}  ${(now() / 1000).toFixed(1)}/${(durationMs / 1000).toFixed(0)} s  writes ${writes.length}/${writeCount}  acked ${acked.length}  visible everywhere ${acked.length === 0 ? 100 : Math.round((everywhere / acked.length) * 100)}%  peers up ${up}/${n}`,
+          )
+        }
+        tick++
+        await sleep(SAMPLE_MS - (now() - at))
+      }
+    })()
+
+    for (const op of ops) {
+      await sleep(op.atMs - now())
+      issue(op)
+    }
+    await sleep(durationMs - now())
+    await timelineDone
+    await Promise.all([...pending])
+    const writeEnd = now()
+
+    // ---- settle: until every acknowledged write is visible on every live peer, or the bound ----
+    const writerPeer = (writer: number) => writer
+    const settleDeadline = writeEnd + scenario.settleMs
+    while (now() < settleDeadline) {
+      if (lostWrites(writes, log.seen, liveness, now(), writerPeer).length === 0) break
+      await sleep(100)
+    }
+    // A few digest samples after the last write arrived, so "digests equal" is seen once all is quiet.
+    const quietDeadline = Math.min(settleDeadline, now() + 3000)
+    const equalSamples = () =>
+      samples.filter((sample) => sample.tMs > writeEnd && peersEqualFraction(sample.digests) === 1).length
+    while (now() < quietDeadline && equalSamples() < 2) await sleep(SAMPLE_MS)
+    sampling = false
+    await sampler
+    sampleProcesses()
+    const endMs = now()
+
+    // ---- figures -------------------------------------------------------------------------------
+    const acked = writes.filter((write) => write.ackMs !== undefined)
+    const latencies: number[] = []
+    let notSeenWithinBound = 0
+    for (const write of acked) {
+      const latency = writeLatency(write, log.seen, liveness, endMs)
+      if (latency !== undefined) latencies.push(latency)
+      if (latency === undefined || latency > scenario.visibleBoundMs) notSeenWithinBound++
+    }
+    const peers: PeerFigures[] = []
+    const pidsOf = (daemon: LabDaemon) => daemon.pids
+    const cpuOf = (daemon: LabDaemon) =>
+      pidsOf(daemon).reduce((total, pid) => total + (cpuByPid.get(pid) ?? 0) - (cpuBaseline.get(pid) ?? 0), 0)
+    const rssOf = (daemon: LabDaemon) => Math.max(0, ...pidsOf(daemon).map((pid) => rssByPid.get(pid) ?? 0))
+    if (plan.peersAreDaemons) {
+      for (const index of plan.daemons) {
+        const daemon = daemons.get(index)!
+        const bytes = ledger.bytesOf(pidsOf(daemon), new Set([daemon.spec.apiPort]))
+        peers.push({
+          index: index === plan.hub ? -1 : index,
+          role: index === plan.hub ? 'hub' : shape === 'hub' ? 'client' : 'peer',
+          bytesSent: bytes.sent,
+          bytesReceived: bytes.received,
+          cpuMs: Math.round(cpuOf(daemon)),
+          rssBytes: rssOf(daemon),
+          bytesSource: 'tcp-socket',
+        })
+      }
+    } else {
+      let hubSent = 0
+      let hubReceived = 0
+      for (let peer = 0; peer < n; peer++) {
+        const bytes = clients[peer]!.bytes()
+        hubSent += bytes.received
+        hubReceived += bytes.sent
+        peers.push({
+          index: peer,
+          role: 'client',
+          bytesSent: bytes.sent,
+          bytesReceived: bytes.received,
+          messagesSent: clients[peer]!.requests,
+          messagesReceived: clients[peer]!.events,
+          cpuMs: 0,
+          rssBytes: 0,
+          bytesSource: 'http-socket',
+        })
+      }
+      const hub = daemons.get(plan.hub!)!
+      peers.unshift({
+        index: -1,
+        role: 'hub',
+        bytesSent: hubSent,
+        bytesReceived: hubReceived,
+        cpuMs: Math.round(cpuOf(hub)),
+        rssBytes: rssOf(hub),
+        bytesSource: 'http-socket',
+      })
+    }
+
+    const effective = happened.map((event) => ({ kind: event.kind, atMs: event.effectiveMs }))
+    const convergence: RunResult['convergence'] = []
+    for (const event of happened) {
+      const counts =
+        event.kind === 'heal' ||
+        event.kind === 'join' ||
+        event.kind === 'late-join' ||
+        (event.kind === 'restart-hub' && plan.hub !== undefined)
+      if (!counts) continue
+      convergence.push({
+        event: event.kind,
+        atMs: Math.round(event.atMs),
+        effectiveAtMs: Math.round(event.effectiveMs),
+        convergedAfterMs: caughtUpAfter(event.effectiveMs, writes, log.seen, liveness, endMs, writerPeer),
+        digestsEqualAfterMs: digestsEqualAfter(samples, event.effectiveMs),
+      })
+    }
+
+    return {
+      shape,
+      n,
+      mode: 'processes',
+      transport: 'tcp',
+      emulation: network?.emulation ?? 'none',
+      latency: summarizeLatency(latencies, acked.length),
+      writes: {
+        attempted: writes.length,
+        acknowledged: acked.length,
+        refused: writes.filter((write) => write.ackMs === undefined).length,
+        lost: lostWrites(writes, log.seen, liveness, endMs, writerPeer).length,
+        notSeenWithinBound,
+      },
+      reads: {
+        attempted: reads.length,
+        served: reads.filter((read) => read.served).length,
+        failed: reads.filter((read) => !read.served).length,
+      },
+      peers,
+      convergence,
+      availability: availability(faultWindows(effective, endMs), writes, reads, writerPeer),
+      timeline: buildTimeline(writes, log.seen, liveness, samples, endMs, SAMPLE_MS),
+      durationMs: Math.round(endMs),
+      crashes,
+    }
+  } finally {
+    await cleanup()
+  }
+}
