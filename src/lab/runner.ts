@@ -274,6 +274,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     }
 
     // ---- start -------------------------------------------------------------------------------
+    const setupStart = performance.now()
     progress(`${shape} n=${n}: starting ${plan.daemons.length} daemon${plan.daemons.length === 1 ? '' : 's'}`)
     if (plan.hub !== undefined) await start(plan.hub)
     const initial = plan.peersAreDaemons
@@ -287,12 +288,42 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       openWatch(peer)
     }
 
+    progress(
+      `${shape} n=${n}: daemons up after ${((performance.now() - setupStart) / 1000).toFixed(1)} s; warming up`,
+    )
     // ---- warm up: every running peer connected and showing a first write of every writer --------
     const warmDeadline = Date.now() + WARMUP_TIMEOUT_MS
     const running = () =>
       Array.from({ length: n }, (_, peer) => peer).filter(
         (peer) => peerServing(peer) && !lateJoiners.has(peer),
       )
+    // Connected first: a write made before its peer has anyone to gossip to waits for anti-entropy.
+    const expectedConnections = (index: number): number => {
+      const up = plan.daemons.filter((other) => other !== index && daemons.get(other)!.running)
+      if (shape === 'mesh') return up.length
+      return index === plan.hub ? up.length : 1
+    }
+    const connected = async (index: number): Promise<boolean> => {
+      const client =
+        clients.find((_, peer) => plan.daemonOf(peer) === index) ?? new LabHttpClient(urls.get(index)!)
+      try {
+        const answer = await client.send('GET', '/v1/peers', undefined, 2000)
+        const body = JSON.parse(answer.body) as { peers?: Array<{ connected?: boolean }> }
+        return (
+          (body.peers ?? []).filter((peer) => peer.connected === true).length >= expectedConnections(index)
+        )
+      } catch {
+        return false
+      } finally {
+        if (!clients.includes(client)) client.close()
+      }
+    }
+    const toCheck = plan.peersAreDaemons ? plan.daemons.filter((index) => daemons.get(index)!.running) : []
+    while (Date.now() < warmDeadline) {
+      const states = await Promise.all(toCheck.map(connected))
+      if (states.every(Boolean)) break
+      await sleep(100)
+    }
     const probes: string[] = []
     for (const peer of running()) {
       const key = `_warmup/${peer}`
@@ -318,6 +349,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       progress(`${shape} n=${n}: warm-up incomplete after ${WARMUP_TIMEOUT_MS / 1000} s; running anyway`)
     }
 
+    progress(`${shape} n=${n}: warm-up done after ${((performance.now() - setupStart) / 1000).toFixed(1)} s`)
     // ---- the write phase ---------------------------------------------------------------------
     t0 = performance.now()
     started = true
