@@ -8,14 +8,16 @@ const option = (value: string, description: string): OptionSpec => ({ type: 'str
 
 export const labCommand: Command = {
   name: 'lab',
-  args: '<run [scenario.json] | report <dir> | report --compare <dirA> <dirB>>',
+  args: 'run [file] | report <dir>',
   summary: 'run a mesh / hub / HTTP-hub experiment and report it (docs/experiments.md)',
   details: `${LAB_USAGE}
 
-Flags override the scenario file (or make a scenario without one), e.g.
-  hearsay lab run --shapes mesh,hub,http-hub --n 4,8 --duration 10s --event kill-hub@3s --event restart-hub@6s
+Flags override the scenario file (or make a scenario without one):
+  hearsay lab run --shapes mesh,http-hub --n 4,8 --duration 10s \\
+    --event kill-hub@3s --event restart-hub@6s
   hearsay lab run examples/lab/partition.json --out /tmp/partition
-Events: kind@time[:peers], e.g. leave@2s:1  join@4s:1  late-join@3s:2  partition@2s:0,1/2,3  heal@5s  kill-hub@3s  restart-hub@6s`,
+Events (--event kind@time[:peers]): leave@2s:1  join@4s:1  late-join@3s:2
+  partition@2s:0,1/2,3  heal@5s  kill-hub@3s  restart-hub@6s`,
   options: {
     name: option('<name>', 'scenario name (results folder name)'),
     shapes: option('<list>', 'mesh,hub,http-hub (default: all three)'),

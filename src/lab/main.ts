@@ -180,9 +180,10 @@ export async function labReport(positionals: string[], compare: boolean, io: Lab
   return 0
 }
 
-export const LAB_USAGE = `hearsay lab run [scenario.json] [flags]     run an experiment; writes <out>/results.json, results.md, plots
-hearsay lab report <dir>                     re-render the report of a past run
-hearsay lab report --compare <dirA> <dirB>   two runs side by side`
+export const LAB_USAGE = `hearsay lab run [scenario.json] [flags]   run an experiment (results.json,
+                                          results.md and plots in --out)
+hearsay lab report <dir>                  render a past run's report again
+hearsay lab report --compare <a> <b>      lay two runs side by side`
 
 /** Dispatches `lab <run|report> …`. */
 export async function labMain(

@@ -65,17 +65,31 @@ export function installLabCleanup(log: (line: string) => void): void {
   }
 }
 
-/** A free loopback TCP port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
   })
+}
+
+const handedOut = new Set<number>()
+
+/**
+ * A free loopback TCP port below the kernel's ephemeral range (32768+), so the outgoing connections
+ * of the lab's own daemons cannot take it between this check and the daemon's listen (a port asked of
+ * the kernel with port 0 is an ephemeral one, and a mesh of 16 daemons opens hundreds of those).
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    if (handedOut.has(port)) continue
+    if (await portIsFree(port)) {
+      handedOut.add(port)
+      return port
+    }
+  }
+  throw new Error('no free TCP port found between 20000 and 32000')
 }
 
 /** The environment of a daemon: no HEARSAY_* leaking in from the user's shell. */

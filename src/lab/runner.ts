@@ -131,7 +131,9 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       const apiPort = await freePort()
       let listen: string
       if (network === undefined) {
-        listen = `/ip4/127.0.0.1/tcp/${await freePort()}`
+        // A hub client is never dialled: any port will do (and none can be taken from it).
+        const clientOfHub = shape === 'hub' && index !== plan.hub
+        listen = `/ip4/127.0.0.1/tcp/${clientOfHub ? 0 : await freePort()}`
         dial.set(index, `${listen}/p2p/${peerId.toString()}`)
         urls.set(index, `http://127.0.0.1:${apiPort}`)
       } else {
