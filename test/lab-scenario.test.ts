@@ -5,6 +5,7 @@ import {
   caughtUpAfter,
   digestsEqualAfter,
   faultWindows,
+  gossipMessages,
   type Liveness,
   lostWrites,
   peersEqualFraction,
@@ -361,6 +362,17 @@ describe('lab shapes and kernel counters', () => {
     expect(http.daemons).toEqual([3])
     expect(http.peersAreDaemons).toBe(false)
     expect(http.daemonOf(2)).toBe(3)
+  })
+
+  it('reads the gossip batches of a daemon from its metrics', () => {
+    const text = [
+      '# TYPE hearsay_gossip_messages_total counter',
+      'hearsay_gossip_messages_total{direction="published"} 12',
+      'hearsay_gossip_messages_total{direction="received"} 40',
+      'hearsay_gossip_messages_total{direction="rejected"} 0',
+    ].join('\n')
+    expect(gossipMessages(text)).toEqual({ published: 12, received: 40 })
+    expect(gossipMessages('')).toEqual({ published: 0, received: 0 })
   })
 
   it('parses ss socket byte counters', () => {

@@ -38,7 +38,15 @@ export class LabHttpClient {
     this.headers = { authorization: `Bearer ${token}` }
   }
 
-  /** Bytes written and read on this client's sockets (HTTP headers and bodies, the SSE stream). */
+  private baseline = { sent: 0, received: 0 }
+
+  /** From now on, count from here (the write phase, not the set-up). */
+  markBaseline(): void {
+    this.baseline = { sent: 0, received: 0 }
+    this.baseline = this.bytes()
+  }
+
+  /** Bytes written and read on this client's sockets since the baseline (HTTP headers and bodies, the SSE stream). */
   bytes(): { sent: number; received: number } {
     let sent = 0
     let received = 0
@@ -46,7 +54,7 @@ export class LabHttpClient {
       sent += socket.bytesWritten
       received += socket.bytesRead
     }
-    return { sent, received }
+    return { sent: sent - this.baseline.sent, received: received - this.baseline.received }
   }
 
   private track(req: ClientRequest): void {

@@ -350,3 +350,15 @@ export class VisibilityLog {
     }
   }
 }
+
+/** Gossip batches a daemon published and received, from its Prometheus text (`hearsay_gossip_messages_total`). */
+export function gossipMessages(metricsText: string): { published: number; received: number } {
+  const read = (direction: string) => {
+    const match = new RegExp(
+      `^hearsay_gossip_messages_total\\{direction="${direction}"\\} (\\S+)$`,
+      'm',
+    ).exec(metricsText)
+    return match === null ? 0 : Number(match[1])
+  }
+  return { published: read('published'), received: read('received') }
+}

@@ -306,6 +306,13 @@ export function parseSs(text: string): SocketBytes[] {
  */
 export class SocketLedger {
   private readonly sockets = new Map<string, SocketBytes>()
+  private readonly baseline = new Map<string, SocketBytes>()
+
+  /** From now on, count only what the sockets open now carry from here (the write phase, not the set-up). */
+  markBaseline(): void {
+    this.baseline.clear()
+    for (const [id, socket] of this.sockets) this.baseline.set(id, { ...socket })
+  }
 
   /** One `ss` per distinct command prefix (one per network namespace; one in all on loopback). */
   sample(prefixes: string[][]): void {
@@ -341,10 +348,11 @@ export class SocketLedger {
   ): { sent: number; received: number } {
     let sent = 0
     let received = 0
-    for (const socket of this.sockets.values()) {
+    for (const [id, socket] of this.sockets) {
       if (!pids.includes(socket.pid) || excludeLocalPorts.has(socket.localPort)) continue
-      sent += socket.sent
-      received += socket.received
+      const before = this.baseline.get(id)
+      sent += socket.sent - (before?.sent ?? 0)
+      received += socket.received - (before?.received ?? 0)
     }
     return { sent, received }
   }

@@ -11,6 +11,7 @@ import {
   type DigestSample,
   digestsEqualAfter,
   faultWindows,
+  gossipMessages,
   isLive,
   type Liveness,
   lostWrites,
@@ -90,13 +91,15 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
   let forgetNetwork = () => {}
   const daemons = new Map<number, LabDaemon>()
   const clients: LabHttpClient[] = []
+  /** The lab's own clients of each daemon (metrics, connection checks), apart from the peers'. */
+  const helperClients: LabHttpClient[] = []
   const watches: Array<WatchStream | undefined> = new Array(n).fill(undefined)
   let finished = false
 
   const cleanup = async () => {
     finished = true
     for (const watch of watches) watch?.close()
-    for (const client of clients) client.close()
+    for (const client of [...clients, ...helperClients]) client.close()
     await Promise.all([...daemons.values()].map((daemon) => daemon.stop('SIGTERM', 5000)))
     if (network !== undefined) {
       try {
@@ -356,12 +359,17 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     t0 = performance.now()
     started = true
     for (const intervals of liveness) for (const interval of intervals) interval[0] = 0
+    const daemonPrefixes = () => [...daemons.values()].map((daemon) => daemon.spec.prefix)
     const ledger = new SocketLedger()
+    // Bytes count from here: connection set-up, warm-up and the watches' opening are not the workload's.
+    if (plan.peersAreDaemons) {
+      ledger.sample(daemonPrefixes())
+      ledger.markBaseline()
+    } else for (const client of clients) client.markBaseline()
     const cpuByPid = new Map<number, number>()
     const cpuBaseline = new Map<number, number>()
     const startedBefore = new Set([...daemons.values()].flatMap((daemon) => daemon.pids))
     const rssByPid = new Map<number, number>()
-    const prefixes = () => [...daemons.values()].map((daemon) => daemon.spec.prefix)
     const sampleProcesses = () => {
       for (const daemon of daemons.values()) {
         const pid = daemon.pids[daemon.pids.length - 1]
@@ -375,7 +383,34 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
         const rss = peakRssBytes(pid)
         if (rss !== undefined) rssByPid.set(pid, Math.max(rss, rssByPid.get(pid) ?? 0))
       }
-      if (plan.peersAreDaemons) ledger.sample(prefixes())
+      if (plan.peersAreDaemons) ledger.sample(daemonPrefixes())
+    }
+
+    // Gossip batches per daemon incarnation (pid), from /metrics every 2 s and at the end.
+    const messagesByPid = new Map<number, { published: number; received: number }>()
+    const sampleMessages = async () => {
+      await Promise.all(
+        [...daemons.values()].map(async (daemon) => {
+          const pid = daemon.pids[daemon.pids.length - 1]
+          if (pid === undefined || !daemon.running) return
+          const client = metricsClients.get(daemon.spec.index)!
+          try {
+            const answer = await client.send('GET', '/metrics', undefined, 2000)
+            if (answer.status === 200) messagesByPid.set(pid, gossipMessages(answer.body))
+          } catch {
+            // down or slow: the last sample stands
+          }
+        }),
+      )
+    }
+    const metricsClients = new Map<number, LabHttpClient>()
+    for (const index of plan.daemons) {
+      const client = new LabHttpClient(urls.get(index)!)
+      const file = join(daemons.get(index)!.spec.home, 'api.token')
+      if (!isLoopbackUrl(urls.get(index)!) && existsSync(file))
+        client.setToken(readFileSync(file, 'utf8').trim())
+      metricsClients.set(index, client)
+      helperClients.push(client)
     }
 
     let inFlight = 0
@@ -528,6 +563,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
           }
         }
         samples.push({ tMs: at, digests })
+        if (tick % 8 === 0 && plan.peersAreDaemons) await sampleMessages()
         if (tick % 4 === 0) {
           sampleProcesses()
           const acked = writes.filter((w) => w.ackMs !== undefined)
@@ -568,6 +604,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     sampling = false
     await sampler
     sampleProcesses()
+    if (plan.peersAreDaemons) await sampleMessages()
     const endMs = now()
 
     // ---- figures -------------------------------------------------------------------------------
@@ -593,6 +630,14 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
           role: index === plan.hub ? 'hub' : shape === 'hub' ? 'client' : 'peer',
           bytesSent: bytes.sent,
           bytesReceived: bytes.received,
+          messagesSent: daemon.pids.reduce(
+            (total, pid) => total + (messagesByPid.get(pid)?.published ?? 0),
+            0,
+          ),
+          messagesReceived: daemon.pids.reduce(
+            (total, pid) => total + (messagesByPid.get(pid)?.received ?? 0),
+            0,
+          ),
           cpuMs: Math.round(cpuOf(daemon)),
           rssBytes: rssOf(daemon),
           bytesSource: 'tcp-socket',
