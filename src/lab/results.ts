@@ -97,6 +97,10 @@ export function resultsMarkdown(results: LabResults): string {
       ...faults,
     )
   }
+  const failedEvents = results.runs.flatMap((run) =>
+    (run.failedEvents ?? []).map((why) => `- ${run.shape} n=${run.n}: ${why.split('\n')[0]}`),
+  )
+  if (failedEvents.length > 0) lines.push('', '## Timeline events that failed', '', ...failedEvents)
   const crashes = results.runs.flatMap((run) => run.crashes.map((crash) => ({ run, crash })))
   if (crashes.length > 0) {
     lines.push('', '## Crashed peers', '')

@@ -50,6 +50,8 @@ const START_TIMEOUT_MS = 60_000
 const WARMUP_TIMEOUT_MS = 30_000
 const REQUEST_TIMEOUT_MS = 5000
 const MAX_IN_FLIGHT = 512
+/** A timeline event (a daemon start, a partition) that takes longer than this is reported as failed. */
+const EVENT_TIMEOUT_MS = 90_000
 
 export interface ProcessRunInit {
   scenario: Scenario
@@ -59,6 +61,14 @@ export interface ProcessRunInit {
   /** Data dirs and logs of the run's daemons (logs are kept). */
   workDir: string
   env: LabEnvironment
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms / 1000} s`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)))
@@ -103,7 +113,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     await Promise.all([...daemons.values()].map((daemon) => daemon.stop('SIGTERM', 5000)))
     if (network !== undefined) {
       try {
-        await network.teardown()
+        await withTimeout(network.teardown(), 60_000, 'tearing the link network down')
       } catch (error) {
         progress(`network teardown failed: ${(error as Error).message}`)
       }
@@ -114,12 +124,16 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
 
   try {
     if (needsNetwork(scenario, shape)) {
-      network = await createLabNetwork({
-        peers: plan.networkPeers,
-        link: scenario.link,
-        seed: scenario.seed,
-        namespaces: init.env.isRoot && init.env.hasIp,
-      })
+      network = await withTimeout(
+        createLabNetwork({
+          peers: plan.networkPeers,
+          link: scenario.link,
+          seed: scenario.seed,
+          namespaces: init.env.isRoot && init.env.hasIp,
+        }),
+        120_000,
+        'building the link network',
+      )
       const made = network
       forgetNetwork = onCleanup(() => made.teardown())
     }
@@ -182,11 +196,14 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     const reads: ReadRecord[] = []
     const samples: DigestSample[] = []
     const liveness: Liveness = Array.from({ length: n }, () => [])
+    const eventFailures: string[] = []
     const happened: Array<{ kind: TimelineEvent['kind']; atMs: number; effectiveMs: number }> = []
     const crashes: RunResult['crashes'] = []
     const lastId: Array<string | undefined> = new Array(n).fill(undefined)
     const warmupSeen: Array<Set<string>> = Array.from({ length: n }, () => new Set())
     const cutOff = new Set<number>() // http-hub clients on the far side of a partition
+    // http-hub clients that left (or have not joined yet): they live in this process, so leaving is theirs to make.
+    const departed = new Set<number>(plan.peersAreDaemons ? [] : lateJoiners)
     let baseToken: string | undefined
     let t0 = performance.now()
     let started = false
@@ -218,7 +235,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     }
 
     const peerServing = (peer: number): boolean => {
-      if (cutOff.has(peer)) return false
+      if (cutOff.has(peer) || departed.has(peer)) return false
       return daemons.get(plan.daemonOf(peer))!.running
     }
 
@@ -475,13 +492,16 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
           for (const peer of event.peers) {
             closeLive(peer)
             closeWatch(peer)
+            if (!plan.peersAreDaemons) departed.add(peer)
           }
-          await Promise.all(event.peers.map((peer) => daemons.get(peer)!.stop('SIGTERM')))
+          if (plan.peersAreDaemons)
+            await Promise.all(event.peers.map((peer) => daemons.get(peer)!.stop('SIGTERM')))
           return
         case 'join':
         case 'late-join':
           if (!plan.peersAreDaemons) {
             for (const peer of event.peers) {
+              departed.delete(peer)
               openLive(peer)
               openWatch(peer)
             }
@@ -525,7 +545,14 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       for (const event of scenario.timeline) {
         await sleep(event.atMs - now())
         if (finished) return
-        await playEvent(event)
+        try {
+          await withTimeout(playEvent(event), EVENT_TIMEOUT_MS, `${event.kind} at ${event.atMs} ms`)
+        } catch (error) {
+          // A peer that does not come back is reported (crashes, its log) and the run goes on without it.
+          progress(`${shape} n=${n}: ${event.kind} failed: ${(error as Error).message.split('\n')[0]}`)
+          eventFailures.push(`${event.kind} at ${event.atMs} ms: ${(error as Error).message}`)
+          continue
+        }
         happened.push({ kind: event.kind, atMs: event.atMs, effectiveMs: now() })
         progress(
           `${shape} n=${n}: ${event.kind} at ${(event.atMs / 1000).toFixed(1)} s (took effect at ${(now() / 1000).toFixed(1)} s)`,
@@ -557,7 +584,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
             const answer = await clients[0]!.send('GET', `/v1/ns/${LAB_NAMESPACE}`, undefined, 1000)
             const digest =
               answer.status === 200 ? (JSON.parse(answer.body) as { digest?: string }).digest : undefined
-            for (let peer = 0; peer < n; peer++) if (!cutOff.has(peer)) digests[peer] = digest
+            for (let peer = 0; peer < n; peer++) if (peerServing(peer)) digests[peer] = digest
           } catch {
             // the hub is down
           }
@@ -717,6 +744,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       timeline: buildTimeline(writes, log.seen, liveness, samples, endMs, SAMPLE_MS),
       durationMs: Math.round(endMs),
       crashes,
+      ...(eventFailures.length > 0 ? { failedEvents: eventFailures } : {}),
     }
   } finally {
     await cleanup()
