@@ -126,6 +126,53 @@ describe('hearsay lab run', () => {
     )
   }, 180_000)
 
+  it('plays churn and a partition on the HTTP hub: cut-off clients are refused, then catch up', async () => {
+    const out = join(dir, 'churn')
+    const { code, stderr } = await runCli(
+      [
+        'lab',
+        'run',
+        '--shapes',
+        'http-hub',
+        '--n',
+        '4',
+        '--writers',
+        '4',
+        '--duration',
+        '3s',
+        '--read-fraction',
+        '0.2',
+        '--event',
+        'late-join@0.5s:3',
+        '--event',
+        'partition@1s:0,1/2,3',
+        '--event',
+        'heal@2s',
+        '--event',
+        'leave@2.2s:1',
+        '--event',
+        'join@2.6s:1',
+        '--out',
+        out,
+      ],
+      90_000,
+    )
+    expect(code, stderr).toBe(0)
+    const [run] = (JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as LabResults).runs as [
+      RunResult,
+    ]
+    expect(run.crashes).toEqual([])
+    expect(run.writes.lost).toBe(0)
+    const partition = run.availability.find((entry) => entry.event === 'partition')!
+    const cut = partition.perPeer!.filter((peer) => peer.index >= 2)
+    const kept = partition.perPeer!.filter((peer) => peer.index < 2)
+    expect(cut.reduce((total, peer) => total + peer.writesAccepted, 0)).toBe(0)
+    expect(cut.reduce((total, peer) => total + peer.writesRefused, 0)).toBeGreaterThan(0)
+    expect(kept.reduce((total, peer) => total + peer.writesAccepted, 0)).toBeGreaterThan(0)
+    expect(run.convergence.map((entry) => entry.event)).toEqual(['late-join', 'heal', 'join'])
+    for (const entry of run.convergence) expect(entry.convergedAfterMs, entry.event).not.toBeNull()
+  }, 100_000)
+
   it('refuses an invalid scenario before anything starts, naming the field', async () => {
     const { code, stderr } = await runCli(['lab', 'run', '--n', '1', '--out', join(dir, 'never')], 30_000)
     expect(code).toBe(2)
