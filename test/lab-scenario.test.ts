@@ -447,7 +447,7 @@ describe('lab shapes and kernel counters', () => {
 })
 
 describe('lab example scenarios', () => {
-  it('every examples/lab/*.json is a valid scenario', async () => {
+  it('every examples/lab scenario is valid, JSON and YAML alike', async () => {
     const { readdirSync } = await import('node:fs')
     const { loadScenarioFile } = await import('../src/lab/scenario.ts')
     const folder = new URL('../examples/lab/', import.meta.url).pathname
@@ -455,5 +455,9 @@ describe('lab example scenarios', () => {
     expect(files.sort()).toEqual(['hub-kill.json', 'medium.json', 'partition.json', 'small.json'])
     for (const file of files)
       expect(loadScenarioFile(folder + file).scenario.name).toBe(file.replace('.json', ''))
+    // The YAML form of small.json says the same.
+    const yaml = loadScenarioFile(`${folder}small.yaml`).scenario
+    expect({ ...yaml, name: 'small' }).toEqual(loadScenarioFile(`${folder}small.json`).scenario)
+    expect(() => loadScenarioFile(`${folder}missing.yaml`)).toThrow(/scenario: cannot read/)
   })
 })

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { runInProcess } from './in-process.ts'
@@ -10,6 +10,7 @@ import { runProcesses } from './runner.ts'
 import {
   checkEnvironment,
   type LabEnvironment,
+  readScenarioObject,
   ScenarioError,
   type ScenarioFlags,
   scenarioFromFlags,
@@ -79,22 +80,6 @@ export function progressLine(stream: LabIo['stderr'], intervalMs = 3000): LabPro
     shown = false
   }
   return progress
-}
-
-function readScenarioObject(path: string): Record<string, unknown> {
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (error) {
-    throw new ScenarioError('scenario', `cannot read ${path}: ${(error as Error).message}`)
-  }
-  try {
-    const value = JSON.parse(text) as unknown
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object')
-    return value as Record<string, unknown>
-  } catch (error) {
-    throw new ScenarioError('scenario', `${path} is not a JSON object: ${(error as Error).message}`)
-  }
 }
 
 export async function labRun(

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { parse as parseYaml } from 'yaml'
 import {
   LAB_SHAPES,
   type LabShape,
@@ -401,21 +402,32 @@ export function parseScenario(value: unknown): LoadedScenario {
   return { scenario, out: value.out as string | undefined }
 }
 
-/** Reads a scenario file (JSON). */
-export function loadScenarioFile(path: string): LoadedScenario {
+/** A scenario file as an object: JSON, or YAML when its name ends in .yaml or .yml. */
+export function readScenarioObject(path: string): Json {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
   } catch (error) {
     throw new ScenarioError('scenario', `cannot read ${path}: ${(error as Error).message}`)
   }
+  const yaml = /\.ya?ml$/i.test(path)
   let value: unknown
   try {
-    value = JSON.parse(text)
+    value = yaml ? parseYaml(text) : JSON.parse(text)
   } catch (error) {
-    throw new ScenarioError('scenario', `${path} is not valid JSON: ${(error as Error).message}`)
+    throw new ScenarioError(
+      'scenario',
+      `${path} is not valid ${yaml ? 'YAML' : 'JSON'}: ${(error as Error).message}`,
+    )
   }
-  return parseScenario(value)
+  if (!isObject(value))
+    throw new ScenarioError('scenario', `${path} must hold an object (the scenario's fields)`)
+  return value
+}
+
+/** Reads and checks a scenario file. */
+export function loadScenarioFile(path: string): LoadedScenario {
+  return parseScenario(readScenarioObject(path))
 }
 
 /** Whether the link conditions need network namespaces: loss and rate are made by the kernel there. */
