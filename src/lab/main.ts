@@ -115,6 +115,7 @@ export async function labRun(
                   n,
                   progress,
                   workDir: join(workRoot, `${shape}-n${n}`),
+                  logDir: join(outDir, 'logs', `${shape}-n${n}`),
                   env,
                 })
           results.runs.push(run)

@@ -58,8 +58,10 @@ export interface ProcessRunInit {
   shape: LabShape
   n: number
   progress: LabProgress
-  /** Data dirs and logs of the run's daemons (logs are kept). */
+  /** The daemons' data dirs (removed at the end). */
   workDir: string
+  /** The daemons' logs (kept). */
+  logDir: string
   env: LabEnvironment
 }
 
@@ -92,6 +94,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     scenario.timeline.flatMap((event) => (event.kind === 'late-join' ? event.peers : [])),
   )
   mkdirSync(init.workDir, { recursive: true })
+  mkdirSync(init.logDir, { recursive: true })
   const swarmKey = join(init.workDir, 'swarm.key')
   writeFileSync(swarmKey, `/key/swarm/psk/1.0.0/\n/base16/\n${randomBytes(32).toString('hex')}`, {
     mode: 0o600,
@@ -166,7 +169,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
           home,
           apiPort,
           prefix: network?.commandPrefix(index) ?? [],
-          logPath: join(init.workDir, `d${index}.log`),
+          logPath: join(init.logDir, `${index === plan.hub ? 'hub' : `peer${index}`}.log`),
           args: [
             '--listen',
             listen,
