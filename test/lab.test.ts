@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import type { LabResults, RunResult } from '../src/lab/types.ts'
+import { eventually } from './helpers/eventually.ts'
 
 /**
  * `hearsay lab run` through the real CLI process: every shape with three peers as daemon processes on
@@ -172,6 +173,63 @@ describe('hearsay lab run', () => {
     expect(run.convergence.map((entry) => entry.event)).toEqual(['late-join', 'heal', 'join'])
     for (const entry of run.convergence) expect(entry.convergedAfterMs, entry.event).not.toBeNull()
   }, 100_000)
+
+  it('stops every daemon it started on Ctrl-C', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--no-warnings',
+        CLI,
+        'lab',
+        'run',
+        '--shapes',
+        'mesh',
+        '--n',
+        '2',
+        '--duration',
+        '60s',
+        '--out',
+        join(dir, 'interrupted'),
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    )
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    let stderr = ''
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk
+    })
+    try {
+      await eventually(() => stderr.includes('warm-up done'), {
+        timeout: 60_000,
+        message: () => `warm-up; stderr:\n${stderr}`,
+      })
+      // The daemons are the lab's children (each in its own process group); other children come and go (ss).
+      const daemons = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .map(Number)
+        .filter((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('main.ts')
+          } catch {
+            return false
+          }
+        })
+      expect(daemons).toHaveLength(2)
+      child.kill('SIGINT')
+      expect(await exited).toBe(130)
+      const gone = (pid: number) => {
+        try {
+          return readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ')
+        } catch {
+          return true
+        }
+      }
+      await eventually(() => daemons.every(gone), { timeout: 15_000, message: 'every daemon gone' })
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT')
+    }
+  }, 90_000)
 
   it('refuses an invalid scenario before anything starts, naming the field', async () => {
     const { code, stderr } = await runCli(['lab', 'run', '--n', '1', '--out', join(dir, 'never')], 30_000)

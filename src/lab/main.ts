@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { runInProcess } from './in-process.ts'
-import { installLabCleanup } from './processes.ts'
+import { installLabCleanup, onCleanup } from './processes.ts'
 import { compareResults, renderReport } from './report.ts'
 import { newResults, writeResults } from './results.ts'
 import { runProcesses } from './runner.ts'
@@ -100,6 +100,8 @@ export async function labRun(
   const progress = progressLine(io.stderr)
   const results: LabResults = newResults(scenario, new Date())
   const workRoot = mkdtempSync(join(tmpdir(), 'hearsay-lab-'))
+  const removeWorkRoot = () => rmSync(workRoot, { recursive: true, force: true })
+  const forgetWorkRoot = onCleanup(removeWorkRoot)
   let failed: Error | undefined
   try {
     for (const n of scenario.n) {
@@ -135,7 +137,8 @@ export async function labRun(
     }
   } finally {
     progress.done()
-    rmSync(workRoot, { recursive: true, force: true })
+    forgetWorkRoot()
+    removeWorkRoot()
   }
   const paths = writeResults(outDir, results)
   io.stderr.write(`results: ${paths.json}\n         ${paths.markdown}\n`)
