@@ -64,7 +64,7 @@ describe('hearsay lab run', () => {
           ratePerSecond: 20,
           keys: 5,
           valueBytes: VALUE_BYTES,
-          durationMs: 3500,
+          durationMs: 3000,
           readFraction: 0.1,
         },
         timeline: [
