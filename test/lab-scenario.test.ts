@@ -461,3 +461,47 @@ describe('lab example scenarios', () => {
     expect(() => loadScenarioFile(`${folder}missing.yaml`)).toThrow(/scenario: cannot read/)
   })
 })
+
+describe('lab command dispatch', () => {
+  function io() {
+    let out = ''
+    let err = ''
+    return {
+      io: {
+        stdout: {
+          write(text: string) {
+            out += text
+            return true
+          },
+        } as unknown as NodeJS.WritableStream,
+        stderr: {
+          write(text: string) {
+            err += text
+            return true
+          },
+        } as unknown as NodeJS.WritableStream,
+      },
+      out: () => out,
+      err: () => err,
+    }
+  }
+
+  it('answers a missing or unknown subcommand and a failed report with one line and an exit code', async () => {
+    const { labMain } = await import('../src/lab/main.ts')
+    const none = io()
+    expect(await labMain([], {}, none.io)).toBe(2)
+    expect(none.err()).toContain('lab needs a subcommand')
+    const unknown = io()
+    expect(await labMain(['draw'], {}, unknown.io)).toBe(2)
+    expect(unknown.err()).toContain('unknown lab subcommand "draw"')
+    const missing = io()
+    expect(await labMain(['report', '/nonexistent/lab-results'], {}, missing.io)).toBe(1)
+    expect(missing.err()).toMatch(/^hearsay lab: the report failed: /)
+    const compare = io()
+    expect(await labMain(['report', 'a'], { compare: true }, compare.io)).toBe(2)
+    expect(compare.err()).toContain('takes two result folders')
+    const invalid = io()
+    expect(await labMain(['run'], { n: '1' }, invalid.io)).toBe(2)
+    expect(invalid.err()).toBe('hearsay lab: invalid scenario: n: a run needs at least 2 peers, got 1\n')
+  })
+})

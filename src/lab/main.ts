@@ -154,6 +154,15 @@ export async function labRun(
 }
 
 export async function labReport(positionals: string[], compare: boolean, io: LabIo): Promise<number> {
+  try {
+    return await renderOrCompare(positionals, compare, io)
+  } catch (error) {
+    if (error instanceof LabError) throw error
+    throw new LabError(`the report failed: ${(error as Error).message}`, 1)
+  }
+}
+
+async function renderOrCompare(positionals: string[], compare: boolean, io: LabIo): Promise<number> {
   if (compare) {
     const [a, b, out] = positionals
     if (a === undefined || b === undefined)
