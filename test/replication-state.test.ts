@@ -134,7 +134,7 @@ describe('replicationRows', () => {
     activity.connected('p1')
     activity.syncCompleted('p1', 'ns', {
       role: 'responder',
-      durationMs: 3.14159,
+      durationMs: 3.14,
       bytesSent: 1,
       bytesReceived: 2,
       entriesReceived: 0,
