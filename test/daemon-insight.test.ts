@@ -19,7 +19,7 @@ import { eventually } from './helpers/eventually.ts'
 
 const NS = 'ns'
 /** Periodic anti-entropy runs every 10 s: what a peer learns from the other side's sessions can take that long. */
-const SLOW = { timeout: 60_000, interval: 100 }
+const SLOW = { timeout: 90_000, interval: 100 }
 
 async function inProcessDaemon(): Promise<RunningDaemon> {
   const home = tempHome('hearsay-insight-')
@@ -151,7 +151,7 @@ describe('GET /v1/ns/{ns}/replication', () => {
     expect(healed.lastSync).not.toBeNull()
     expect(healed.lastSync.bytesSent + healed.lastSync.bytesReceived).toBeGreaterThan(0)
     expect(healed.lastContactAt).not.toBeNull()
-  }, 180_000)
+  }, 240_000)
 
   it('answers 404 for a namespace this peer has not joined', async () => {
     const response = await api(a.url, '/v1/ns/nowhere/replication')
@@ -208,7 +208,7 @@ describe('GET /v1/ns/{ns}/kv/{key}/explain', () => {
     expect(conflicts.status).toBe(200)
     expect(conflicts.json.conflicts).toContainEqual(expect.objectContaining({ key: 'shared', siblings: 2 }))
     expect(conflicts.json.cursor).toBeNull()
-  }, 180_000)
+  }, 240_000)
 
   it('explains a deleted key, and answers 404 for unknown keys and namespaces', async () => {
     await put(a, 'gone', 'soon')
@@ -227,6 +227,19 @@ describe('GET /v1/ns/{ns}/kv/{key}/explain', () => {
     expect(unknownNs.json.error.code).toBe('NAMESPACE_NOT_FOUND')
   })
 
+  it('explains a value that expired', async () => {
+    expect((await put(a, 'brief?ttl=1s', 'short-lived')).status).toBe(200)
+    await eventually(async () => (await api(a.url, `/v1/ns/${NS}/kv/brief`)).status === 404, {
+      ...SLOW,
+      message: 'the value expired',
+    })
+    const expired = (await api(a.url, `/v1/ns/${NS}/kv/brief/explain`)).json
+    expect(expired).toMatchObject({ state: 'deleted', resolved: null, tombstone: null })
+    expect(expired.siblings).toHaveLength(1)
+    expect(expired.siblings[0]).toMatchObject({ value: 'short-lived', expired: true, winner: false })
+    expect(expired.why).toMatch(/^Expired at /)
+  })
+
   it('a key ending in /explain is still written and read as a key', async () => {
     await put(a, 'odd/explain', 'v')
     const read = await api(a.url, `/v1/ns/${NS}/kv/odd%2Fexplain`)
@@ -237,6 +250,12 @@ describe('GET /v1/ns/{ns}/kv/{key}/explain', () => {
 })
 
 describe('the events stream', () => {
+  it('is refused to a web page of another origin, like the watch stream', async () => {
+    const response = await api(a.url, '/v1/events', { headers: { origin: 'http://elsewhere.example' } })
+    expect(response.status).toBe(403)
+    expect(response.json.error.code).toBe('FORBIDDEN_ORIGIN')
+  })
+
   it('is bounded per client: a client that does not read gets overflow and the stream ends', async () => {
     const peer = new HearsayPeer({ store: createMemoryStore(), peerId: 'self' })
     const hub = new EventHub({

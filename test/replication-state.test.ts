@@ -198,6 +198,15 @@ describe('events in the log', () => {
     expect(limiter.admit('flappy')).toEqual({ log: true, suppressed: 0 })
   })
 
+  it('bounds the lines over all peers too, keeping count per peer of what it left out', () => {
+    const time = clock()
+    const limiter = new EventLogLimiter({ perPeer: 5, total: 4, windowMs: 1000, now: time.now })
+    const admitted = ['a', 'b', 'c', 'd', 'e', 'f'].map((peer) => limiter.admit(peer).log)
+    expect(admitted).toEqual([true, true, true, true, false, false])
+    time.advance(1000)
+    expect(limiter.admit('e')).toEqual({ log: true, suppressed: 1 })
+  })
+
   it('renders an event with an ISO time and milliseconds', () => {
     const data = eventData({ type: 'peer-connected', at: 0, peerId: 'p' })
     expect(data).toEqual({ type: 'peer-connected', peerId: 'p', at: '1970-01-01T00:00:00.000Z', atMs: 0 })

@@ -105,8 +105,9 @@ interface Explained {
   horizon: { collected: boolean; note: string } | null
 }
 
-function describeHolders(entry: ExplainedEntry): string {
-  const parts = [`held by ${entry.heldBy.map((id) => shortId(id)).join(', ')}`]
+function describeHolders(entry: ExplainedEntry, self: string): string {
+  const name = (id: string) => (id === self ? 'this peer' : shortId(id))
+  const parts = [`held by ${entry.heldBy.map(name).join(', ')}`]
   if (entry.notYetAt.length > 0)
     parts.push(`not yet at ${entry.notYetAt.map((id) => shortId(id)).join(', ')}`)
   if (entry.unknown.length > 0) parts.push(`unknown at ${entry.unknown.map((id) => shortId(id)).join(', ')}`)
@@ -135,6 +136,8 @@ export const explainCommand: Command = {
       context.printJson(body)
       return EXIT.OK
     }
+    // The first holder is always the peer that answered.
+    const self = body.siblings[0]?.heldBy[0] ?? body.tombstone?.heldBy[0] ?? ''
     context.out(`${body.key}: ${body.state}`)
     context.out(body.why)
     body.siblings.forEach((sibling, i) => {
@@ -145,14 +148,14 @@ export const explainCommand: Command = {
         `  written by peer ${sibling.peerId} at ${sibling.hlc.at} (HLC ${sibling.hlc.wall}.${sibling.hlc.logical})`,
       )
       context.out(`  dot ${sibling.dot.replica} #${sibling.dot.counter}; ${describeCovers(sibling)}`)
-      context.out(`  ${describeHolders(sibling)}`)
+      context.out(`  ${describeHolders(sibling, self)}`)
       if (sibling.expiresAt !== undefined)
         context.out(`  ${sibling.expired === true ? 'expired' : 'expires'} at ${sibling.expiresAt}`)
     })
     if (body.tombstone !== null) {
       context.out('')
       context.out(`tombstone by peer ${body.tombstone.peerId} at ${body.tombstone.hlc.at}`)
-      context.out(`  ${describeCovers(body.tombstone)}; ${describeHolders(body.tombstone)}`)
+      context.out(`  ${describeCovers(body.tombstone)}; ${describeHolders(body.tombstone, self)}`)
     }
     if (body.horizon !== null) {
       context.out('')
