@@ -6,6 +6,7 @@ import {
   lackFigures,
   type MemberView,
   type MeshEvent,
+  missingCount,
   PeerActivity,
   replicationRows,
 } from '../src/peer/replication-state.ts'
@@ -34,6 +35,31 @@ describe('lackFigures', () => {
     const own = ctx({ a: [1, 5] })
     expect(lackFigures(own, own.clone())).toEqual({ theyLack: 0, weLack: 0 })
     expect(lackFigures(own, undefined)).toEqual({ theyLack: null, weLack: null })
+  })
+})
+
+describe('missingCount', () => {
+  it('equals the size of the difference, for random contexts', () => {
+    let seed = 7
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed % n
+    }
+    const randomContext = () => {
+      const context = new CausalContext()
+      for (let i = 0; i < 40; i++) {
+        const lo = 1 + random(60)
+        context.addRange(`r${random(4)}`, lo, lo + random(8))
+      }
+      return context
+    }
+    for (let round = 0; round < 200; round++) {
+      const a = randomContext()
+      const b = randomContext()
+      expect(missingCount(a, b)).toBe(a.difference(b).size())
+      expect(missingCount(b, a)).toBe(b.difference(a).size())
+      expect(missingCount(a, a.clone())).toBe(0)
+    }
   })
 })
 
