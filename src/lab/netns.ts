@@ -42,6 +42,8 @@ export interface Network {
   setRootQdisc(peer: number, args: string[]): Promise<void>
   /** Sends TCP connections that enter the peer's eth0 for `fromPort` to local port `toPort` instead. */
   redirectInbound(peer: number, fromPort: number, toPort: number): Promise<void>
+  /** Adds addresses (/32) to the loopback of the peer's namespace. */
+  addLoopbackAddresses(peer: number, addresses: string[]): Promise<void>
   /** iptables packet counters of the peer's loss chains (both ways and egress). */
   lossCounters(peer: number): Promise<{ dropped: number }>
   healAll(): Promise<void>
@@ -322,6 +324,13 @@ export function createNamespaceNetwork(peers: number, options: NamespaceNetworkO
         '--to-ports',
         String(toPort),
       ])
+    },
+    async addLoopbackAddresses(peer, addresses) {
+      if (addresses.length === 0) return
+      await ipAsync(
+        ['-n', peerNamespaces[peer]!, '-batch', '-'],
+        addresses.map((address) => `addr add ${address}/32 dev lo\n`).join(''),
+      )
     },
     async lossCounters(peer) {
       let dropped = 0

@@ -165,8 +165,12 @@ export interface LabNetwork {
   emulation: LinkEmulation
   /** The multiaddr peer i's daemon listens on (its `--listen`). */
   listenAddress(peer: number): string
-  /** The multiaddr other peers dial to reach peer i (their `--bootstrap` / `--hub`). */
-  dialAddress(peer: number, peerId: string): string
+  /**
+   * The multiaddr other peers dial to reach peer i (their `--bootstrap` / `--hub`). `dialer`: the peer
+   * that is given the address; on loopback the proxy only knows who dials whom (and so can partition)
+   * when it is passed. Lab peers run with mDNS off (docs/lab-links.md).
+   */
+  dialAddress(peer: number, peerId: string, dialer?: number): string
   /** What to put before peer i's command to run it in its place (e.g. `ip netns exec …`); [] on loopback. */
   commandPrefix(peer: number): string[]
   /** The base URL this (lab) process reaches peer i's HTTP API at, given the port the daemon serves on. */
