@@ -370,13 +370,13 @@ s.on('error', (e) => { console.log(JSON.stringify({ error: e.code ?? e.message }
 setTimeout(() => { console.log(JSON.stringify({ error: 'timeout' })); process.exit(0) }, 60000)
 `
 
-function run(command: string[]): Promise<{ stdout: string; code: number | null }> {
+function run(command: string[]): Promise<{ stdout: string; code: number | null; pid: number }> {
   const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     stdout += chunk
   })
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ stdout, code })))
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ stdout, code, pid: child.pid! })))
 }
 
 function hostPort(multiaddr: string): [string, string] {
@@ -388,6 +388,28 @@ function hostPort(multiaddr: string): [string, string] {
 describe('links in network namespaces', () => {
   it('is root here (as in CI)', () => {
     expect(process.getuid?.()).toBe(0)
+  })
+
+  it('without root, says so before creating anything', async () => {
+    const links = new URL('../src/lab/links.ts', import.meta.url).pathname
+    const script = `import { createLabNetwork } from ${JSON.stringify(links)}
+try { await createLabNetwork({ peers: 2, namespaces: true, seed: 1 }); console.log('created') }
+catch (error) { console.log(error.message) }`
+    const { stdout, pid } = await run([
+      'setpriv',
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      '--no-warnings',
+      '--input-type=module',
+      '-e',
+      script,
+    ])
+    expect(stdout).toMatch(/network namespaces are not possible here: network namespaces need root/)
+    expect(stdout).toMatch(/or without namespaces \(loopback/)
+    // setpriv execs node in place: the lab's names would carry this pid.
+    expect(listNamespaces().filter((name) => name.startsWith(`hsl${pid}x`))).toEqual([])
   })
 
   it('carries two peers through the proxy with delay, loss by iptables and partitions; teardown removes all', async () => {
@@ -469,5 +491,42 @@ describe('links in network namespaces', () => {
       timeout: 10_000,
       message: 'the process inside the namespace is gone',
     })
+  }, 120_000)
+
+  it('cleans up on SIGINT, and the namespaces of a killed run go at the next start', async () => {
+    const links = new URL('../src/lab/links.ts', import.meta.url).pathname
+    const script = `import { createLabNetwork } from ${JSON.stringify(links)}
+const network = await createLabNetwork({ peers: 2, namespaces: true, seed: 1, link: { delayMs: 5, jitterMs: 0, lossPercent: 0 } })
+console.log(network.namespaceOf(0))
+setInterval(() => {}, 1000)`
+    const startRun = async () => {
+      const child = spawn(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      cleanups.push(() => {
+        child.kill('SIGKILL')
+      })
+      const namespace = await new Promise<string>((resolve, reject) => {
+        child.stdout.setEncoding('utf8').once('data', (line: string) => resolve(line.trim()))
+        child.once('exit', (code) => reject(new Error(`the run exited (${code})`)))
+      })
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+      return { child, namespace, exited }
+    }
+
+    const interrupted = await startRun()
+    expect(listNamespaces()).toContain(interrupted.namespace)
+    interrupted.child.kill('SIGINT')
+    await interrupted.exited
+    expect(interrupted.child.signalCode).toBe('SIGINT') // the signal still ends the run
+    expect(listNamespaces()).not.toContain(interrupted.namespace)
+
+    const killed = await startRun()
+    killed.child.kill('SIGKILL')
+    await killed.exited
+    expect(listNamespaces()).toContain(killed.namespace) // nothing could clean up
+    const next = await createLabNetwork({ peers: 1, namespaces: true, seed: 2 })
+    cleanups.push(() => next.teardown())
+    expect(listNamespaces()).not.toContain(killed.namespace)
   }, 120_000)
 })
