@@ -45,7 +45,10 @@ const PROXY_PROCESS = fileURLToPath(
 )
 /** The subnet has room for 254 peers. */
 const MAX_NAMESPACE_PEERS = 250
-const PROXY_READY_TIMEOUT_MS = 20_000
+/** Generous: on a loaded machine a node process can take many seconds to start. */
+const PROXY_READY_TIMEOUT_MS = 60_000
+/** Helpers started at once: a burst of node processes starting together starves them all. */
+const HELPER_START_CONCURRENCY = 4
 
 /** Builds the links of a process run. Throws a clear error before creating anything it cannot make. */
 export async function createLabNetwork(init: LabNetworkInit): Promise<LabNetwork> {
@@ -187,21 +190,19 @@ async function createNamespaceLinks(init: LabNetworkInit): Promise<LabNetwork> {
       )
     }
     // The helpers also relay the API, so every peer has one, even with nothing to delay.
-    await Promise.all(
-      made.peerNamespaces.map((namespace, peer) =>
-        startHelper(helpers, namespace, {
-          peer,
-          host: made.addressOf(peer),
-          proxyPort: LAB_PROXY_PORT,
-          targetPort: LAB_P2P_PORT,
-          delayMs: useNetem ? 0 : (link?.delayMs ?? 0),
-          jitterMs: useNetem ? 0 : (link?.jitterMs ?? 0),
-          seed: (init.seed * 1_000 + peer) >>> 0,
-          socketPath: socketPathOf(peer),
-          subnet: LAB_SUBNET,
-          shadowSubnet: LAB_SHADOW_SUBNET,
-        }),
-      ),
+    await inBatches(made.peerNamespaces, HELPER_START_CONCURRENCY, (namespace, peer) =>
+      startHelper(helpers, namespace, {
+        peer,
+        host: made.addressOf(peer),
+        proxyPort: LAB_PROXY_PORT,
+        targetPort: LAB_P2P_PORT,
+        delayMs: useNetem ? 0 : (link?.delayMs ?? 0),
+        jitterMs: useNetem ? 0 : (link?.jitterMs ?? 0),
+        seed: (init.seed * 1_000 + peer) >>> 0,
+        socketPath: socketPathOf(peer),
+        subnet: LAB_SUBNET,
+        shadowSubnet: LAB_SHADOW_SUBNET,
+      }),
     )
   } catch (error) {
     cleanUpNow()
@@ -320,6 +321,28 @@ function startHelper(helpers: ChildProcess[], namespace: string, config: ProxyPr
       reject(new Error(`the link proxy in ${namespace} exited (${code ?? signal}): ${stderr.trim()}`))
     })
   })
+}
+
+/** Runs `work` over the items, at most `concurrency` at a time; rejects at the first failure. */
+async function inBatches<T>(
+  items: readonly T[],
+  concurrency: number,
+  work: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0
+  let failed = false
+  const worker = async () => {
+    while (next < items.length && !failed) {
+      const index = next++
+      try {
+        await work(items[index]!, index)
+      } catch (error) {
+        failed = true
+        throw error
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
 }
 
 /** A loopback TCP listener of this process that carries HTTP to a daemon's API through the helper's socket. */

@@ -30,7 +30,7 @@ export const LINK_PRESETS: Readonly<Record<string, LinkConditions>> = {
 
 /** How the link conditions were made, as the report states it. */
 export type LinkEmulation =
-  | 'none' // plain loopback
+  | 'none' // no link conditions (plain links; partitions still possible)
   | 'netem' // tc netem in network namespaces
   | 'netns-proxy' // namespaces; loss by iptables statistic, rate by tbf, delay/jitter by the lab's proxy
   | 'loopback-proxy' // no namespaces (no root): delay/jitter/partitions by the lab's proxy only
