@@ -477,6 +477,11 @@ catch (error) { console.log(error.message) }`
 
     await network.partition([[0], [1]])
     expect((await roundTrips(1)).error).toBeDefined()
+    // A partition replaces the one before: peer 0 alone in a group cuts nothing.
+    await network.partition([[0]])
+    expect((await roundTrips(1)).ok).toBe(true)
+    await network.partition([[1], [0]])
+    expect((await roundTrips(1)).error).toBeDefined()
     await network.heal()
     expect((await roundTrips(1)).ok).toBe(true)
 

@@ -245,7 +245,9 @@ async function createNamespaceLinks(init: LabNetworkInit): Promise<LabNetwork> {
       for (let a = 0; a < groups.length; a++) {
         for (let b = a + 1; b < groups.length; b++) pairs.push([groups[a]!, groups[b]!])
       }
-      // Resets, not silent drops: both ends learn at once that the link is gone, as on loopback.
+      // A new partition replaces the one before (as on loopback). Resets, not silent drops: both
+      // ends learn at once that the link is gone.
+      await net.healPartitions()
       for (const pair of pairs) await net.partition(pair, 'reject')
     },
     heal: () => net.healPartitions(),

@@ -175,6 +175,7 @@ export interface LabNetwork {
   commandPrefix(peer: number): string[]
   /** The base URL this (lab) process reaches peer i's HTTP API at, given the port the daemon serves on. */
   apiUrl(peer: number, apiPort: number): Promise<string>
+  /** Cuts the links between the groups (replacing any partition before); peers in no group reach all. */
   partition(groups: number[][]): Promise<void>
   heal(): Promise<void>
   /** Removes everything the network made; safe to call twice and from an exit handler. */
