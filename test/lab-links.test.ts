@@ -276,6 +276,13 @@ describe('links on loopback', () => {
     await eventually(() => before.received().toString() === 'hello', 10_000)
     expect(performance.now() - sentAt).toBeGreaterThanOrEqual(30) // two one-way delays of 15 ms
 
+    // A service of peer 2 (an echo on a port of its own), reached by peer 0 through the link.
+    const serviceEcho = await echoServer()
+    const service = await network.serviceAddress!(2, serviceEcho.port, 0)
+    const serviceClient = dial(service.port)
+    serviceClient.socket.write('svc')
+    await eventually(() => serviceClient.received().toString() === 'svc', 10_000)
+
     const sameSide = dial(portOf(network.dialAddress(2, 'QmPeerTwo', 1)))
     sameSide.socket.write('x')
     await eventually(() => sameSide.received().toString() === 'x', 10_000)
@@ -292,6 +299,10 @@ describe('links on loopback', () => {
       message: 'a new connection across the cut refused',
     })
     expect(refused.received().length).toBe(0)
+    await eventually(() => serviceClient.closed(), {
+      timeout: 10_000,
+      message: 'the service connection was cut',
+    })
     // Within a group the link holds.
     expect(sameSide.closed()).toBe(false)
     sameSide.socket.write('y')
@@ -346,7 +357,9 @@ const ECHO_PEER = `
 const net = require('node:net'), http = require('node:http')
 const [host, port] = process.argv.slice(-2)
 net.createServer((s) => { console.log('from ' + s.remoteAddress); s.on('error', () => {}); s.pipe(s) }).listen(Number(port), host, () => {
-  http.createServer((req, res) => res.end('api of peer 1')).listen(7700, '127.0.0.1', () => console.log('ready'))
+  http.createServer((req, res) => res.end('api of peer 1')).listen(7700, '127.0.0.1', () => {
+    http.createServer((req, res) => res.end('service of peer 1 to ' + req.socket.remoteAddress)).listen(7701, '0.0.0.0', () => console.log('ready'))
+  })
 })
 `
 
@@ -474,6 +487,16 @@ catch (error) { console.log(error.message) }`
     // The lab process reaches the daemon's API on peer 1's loopback.
     const api = await network.apiUrl(1, 7700)
     expect(await (await fetch(`${api}/`)).text()).toBe('api of peer 1')
+
+    // A service other than libp2p (the HTTP hub's API, say) goes through the link too.
+    const service = await network.serviceAddress!(1, 7701, 0)
+    const { stdout: served } = await run([
+      ...network.commandPrefix(0),
+      process.execPath,
+      '-e',
+      `fetch('http://${service.host}:${service.port}/').then(async (r) => console.log(await r.text()))`,
+    ])
+    expect(served.trim()).toBe(`service of peer 1 to ${netem ? '10.78.0.1' : '10.79.0.1'}`)
 
     await network.partition([[0], [1]])
     expect((await roundTrips(1)).error).toBeDefined()

@@ -8,6 +8,8 @@
  *   the Unix socket (paths are not namespaced, so the lab reaches it from outside) starts with one
  *   line, the API port, then carries the bytes both ways.
  * Prints `ready` once listening; exits on SIGTERM, SIGINT or when its stdin closes (the lab is gone).
+ * Each line on stdin, `{"target": <port>}`, asks for one more proxied port (a service of the peer
+ * other peers reach through the link); it answers `{"target": <port>, "listening": <proxy port>}`.
  *
  * argv: one JSON object, `ProxyProcessConfig`.
  */
@@ -79,14 +81,16 @@ async function main(): Promise<void> {
     jitterMs: config.jitterMs,
     random: seededRandom(config.seed),
   })
-  await proxy.listen({
-    listenHost: config.host,
-    listenPort: config.proxyPort,
-    targetHost: config.host,
-    targetPort: config.targetPort,
-    to: config.peer,
-    sourceAddressFor: (client) => shadowAddress(client, config.subnet, config.shadowSubnet),
-  })
+  const proxyPort = (listenPort: number, targetPort: number) =>
+    proxy.listen({
+      listenHost: config.host,
+      listenPort,
+      targetHost: config.host,
+      targetPort,
+      to: config.peer,
+      sourceAddressFor: (client) => shadowAddress(client, config.subnet, config.shadowSubnet),
+    })
+  await proxyPort(config.proxyPort, config.targetPort)
   rmSync(config.socketPath, { force: true })
   const relay = createServer({ allowHalfOpen: true }, relayApi)
   await new Promise<void>((resolve, reject) => {
@@ -102,7 +106,19 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop)
   process.stdin.on('end', stop)
   process.stdin.on('error', stop)
-  process.stdin.resume()
+  let pending = ''
+  process.stdin.setEncoding('utf8').on('data', (chunk: string) => {
+    pending += chunk
+    for (let end = pending.indexOf('\n'); end !== -1; end = pending.indexOf('\n')) {
+      const line = pending.slice(0, end)
+      pending = pending.slice(end + 1)
+      const target = Number((JSON.parse(line) as { target?: unknown }).target)
+      proxyPort(0, target).then(
+        (listening) => process.stdout.write(`${JSON.stringify({ target, listening })}\n`),
+        (error: Error) => process.stdout.write(`${JSON.stringify({ target, error: error.message })}\n`),
+      )
+    }
+  })
   process.stdout.write('ready\n')
 }
 

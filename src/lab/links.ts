@@ -146,11 +146,15 @@ async function createNamespaceLinks(init: LabNetworkInit): Promise<LabNetwork> {
   removeLeftoverRunDirs()
   const link = init.link
   const useNetem = !isPlainLink(link) && hasNetem(LAB_TAG)
+  /** Whether connections go through the proxies (delay or jitter without netem). */
+  const proxied = !useNetem && link !== undefined && (link.delayMs > 0 || link.jitterMs > 0)
   const emulation: LinkEmulation = isPlainLink(link) ? 'none' : useNetem ? 'netem' : 'netns-proxy'
 
   const runDir = mkdtempSync(join(tmpdir(), `hearsay-lab-links-${process.pid}-`))
   let network: Network | undefined
   const helpers: ChildProcess[] = []
+  const helperOf: Helper[] = []
+  const services = new Map<string, Promise<{ host: string; port: number }>>()
   const apiServers = new Map<string, Promise<{ server: Server; url: string }>>()
   const socketPathOf = (peer: number) => join(runDir, `p${peer}.sock`)
 
@@ -177,7 +181,7 @@ async function createNamespaceLinks(init: LabNetworkInit): Promise<LabNetwork> {
           }
           if (link.lossPercent > 0) await made.setEgressLoss(peer, link.lossPercent / 100)
           if (link.rateKbit !== undefined) await made.setRate(peer, link.rateKbit)
-          if (link.delayMs > 0 || link.jitterMs > 0) {
+          if (proxied) {
             await made.addLoopbackAddresses(
               peer,
               made.peerNamespaces.flatMap((_, other) =>
@@ -190,8 +194,8 @@ async function createNamespaceLinks(init: LabNetworkInit): Promise<LabNetwork> {
       )
     }
     // The helpers also relay the API, so every peer has one, even with nothing to delay.
-    await inBatches(made.peerNamespaces, HELPER_START_CONCURRENCY, (namespace, peer) =>
-      startHelper(helpers, namespace, {
+    await inBatches(made.peerNamespaces, HELPER_START_CONCURRENCY, async (namespace, peer) => {
+      helperOf[peer] = await startHelper(helpers, namespace, {
         peer,
         host: made.addressOf(peer),
         proxyPort: LAB_PROXY_PORT,
@@ -202,8 +206,8 @@ async function createNamespaceLinks(init: LabNetworkInit): Promise<LabNetwork> {
         socketPath: socketPathOf(peer),
         subnet: LAB_SUBNET,
         shadowSubnet: LAB_SHADOW_SUBNET,
-      }),
-    )
+      })
+    })
   } catch (error) {
     cleanUpNow()
     throw error
@@ -238,6 +242,24 @@ async function createNamespaceLinks(init: LabNetworkInit): Promise<LabNetwork> {
         apiServers.set(key, entry)
       }
       return entry.then((bridge) => bridge.url)
+    },
+    serviceAddress(peer, port) {
+      checkPeer(peer)
+      checkPort(port, 'service port')
+      const key = `${peer}:${port}`
+      let entry = services.get(key)
+      if (entry === undefined) {
+        const host = net.addressOf(peer)
+        entry = (async () => {
+          if (proxied) {
+            const proxyPort = await helperOf[peer]!.proxyPort(port)
+            await net.redirectInbound(peer, port, proxyPort)
+          }
+          return { host, port }
+        })()
+        services.set(key, entry)
+      }
+      return entry
     },
     async partition(groups) {
       checkGroups(groups, init.peers)
@@ -286,17 +308,29 @@ export interface NamespaceLabNetwork extends LabNetwork {
   droppedPackets(peer: number): Promise<number>
 }
 
-function checkPort(port: number): void {
-  if (!Number.isInteger(port) || port < 1 || port > 65_535)
-    throw new Error(`api port ${String(port)} is not a TCP port`)
+function checkPort(port: number, what = 'api port'): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+    throw new Error(`${what} ${String(port)} is not a TCP port`)
+  }
   if (port === LAB_P2P_PORT || port === LAB_PROXY_PORT) {
     throw new Error(
-      `api port ${port} is taken by the lab's links (${LAB_P2P_PORT}: libp2p, ${LAB_PROXY_PORT}: proxy)`,
+      `${what} ${port} is taken by the lab's links (${LAB_P2P_PORT}: libp2p, ${LAB_PROXY_PORT}: proxy)`,
     )
   }
 }
 
-function startHelper(helpers: ChildProcess[], namespace: string, config: ProxyProcessConfig): Promise<void> {
+/** A running proxy process of one namespace. */
+interface Helper {
+  child: ChildProcess
+  /** Has the helper proxy one more port of its peer; resolves to the proxy's port. */
+  proxyPort(target: number): Promise<number>
+}
+
+function startHelper(
+  helpers: ChildProcess[],
+  namespace: string,
+  config: ProxyProcessConfig,
+): Promise<Helper> {
   const child = spawn(
     'ip',
     ['netns', 'exec', namespace, process.execPath, '--no-warnings', PROXY_PROCESS, JSON.stringify(config)],
@@ -308,16 +342,49 @@ function startHelper(helpers: ChildProcess[], namespace: string, config: ProxyPr
     stderr = (stderr + chunk).slice(-2_000)
   })
   child.stdin!.on('error', () => {})
+  const waiting = new Map<number, { resolve: (port: number) => void; reject: (error: Error) => void }>()
+  const exited = () => new Error(`the link proxy in ${namespace} exited: ${stderr.trim()}`)
+  let ready: (() => void) | undefined
+  let pending = ''
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    pending += chunk
+    for (let end = pending.indexOf('\n'); end !== -1; end = pending.indexOf('\n')) {
+      const line = pending.slice(0, end)
+      pending = pending.slice(end + 1)
+      if (line === 'ready') {
+        ready?.()
+        continue
+      }
+      const answer = JSON.parse(line) as { target: number; listening?: number; error?: string }
+      const waiter = waiting.get(answer.target)
+      waiting.delete(answer.target)
+      if (answer.listening !== undefined) waiter?.resolve(answer.listening)
+      else waiter?.reject(new Error(`the link proxy in ${namespace}: ${answer.error}`))
+    }
+  })
+  child.once('exit', () => {
+    for (const waiter of waiting.values()) waiter.reject(exited())
+    waiting.clear()
+  })
+  const helper: Helper = {
+    child,
+    proxyPort: (target) =>
+      new Promise((resolve, reject) => {
+        if (child.exitCode !== null || child.signalCode !== null) return reject(exited())
+        waiting.set(target, { resolve, reject })
+        child.stdin!.write(`${JSON.stringify({ target })}\n`)
+      }),
+  }
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
       () =>
         reject(new Error(`the link proxy in ${namespace} was not ready within ${PROXY_READY_TIMEOUT_MS} ms`)),
       PROXY_READY_TIMEOUT_MS,
     )
-    child.stdout!.setEncoding('utf8').once('data', () => {
+    ready = () => {
       clearTimeout(timer)
-      resolve()
-    })
+      resolve(helper)
+    }
     child.once('exit', (code, signal) => {
       clearTimeout(timer)
       reject(new Error(`the link proxy in ${namespace} exited (${code ?? signal}): ${stderr.trim()}`))
@@ -423,6 +490,7 @@ async function createLoopbackLinks(init: LabNetworkInit): Promise<LabNetwork> {
     }
   }
   let unknownDialerHandedOut = false
+  const services = new Map<string, Promise<{ host: string; port: number }>>()
   let torn: Promise<void> | undefined
   return {
     emulation,
@@ -449,6 +517,31 @@ async function createLoopbackLinks(init: LabNetworkInit): Promise<LabNetwork> {
         throw new Error(`api port ${String(apiPort)} is not a TCP port`)
       }
       return `http://127.0.0.1:${apiPort}`
+    },
+    serviceAddress(peer, port, dialer) {
+      checkPeer(peer)
+      if (dialer !== undefined) checkPeer(dialer, 'dialer')
+      if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+        return Promise.reject(new Error(`service port ${String(port)} is not a TCP port`))
+      }
+      if (dialer === undefined || dialer === peer) unknownDialerHandedOut = true
+      const from = dialer === undefined || dialer === peer ? undefined : dialer
+      const key = `${from ?? '?'}:${peer}:${port}`
+      let entry = services.get(key)
+      if (entry === undefined) {
+        entry = proxy
+          .listen({
+            listenHost: '127.0.0.1',
+            listenPort: 0,
+            targetHost: '127.0.0.1',
+            targetPort: port,
+            ...(from !== undefined ? { from } : {}),
+            to: peer,
+          })
+          .then((listening) => ({ host: '127.0.0.1', port: listening }))
+        services.set(key, entry)
+      }
+      return entry
     },
     async partition(groups) {
       const groupOf = checkGroups(groups, peers)

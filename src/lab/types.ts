@@ -175,6 +175,12 @@ export interface LabNetwork {
   commandPrefix(peer: number): string[]
   /** The base URL this (lab) process reaches peer i's HTTP API at, given the port the daemon serves on. */
   apiUrl(peer: number, apiPort: number): Promise<string>
+  /**
+   * Where `dialer` reaches a TCP service of peer i other than libp2p (e.g. the HTTP hub's API) over
+   * the link, with its conditions and partitions. In namespaces the service listens on the peer's
+   * address (or 0.0.0.0) inside its namespace; on loopback on 127.0.0.1, at a port of its own.
+   */
+  serviceAddress?(peer: number, port: number, dialer?: number): Promise<{ host: string; port: number }>
   /** Cuts the links between the groups (replacing any partition before); peers in no group reach all. */
   partition(groups: number[][]): Promise<void>
   heal(): Promise<void>
