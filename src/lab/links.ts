@@ -110,12 +110,12 @@ function installExitHandlers(): void {
   process.on('exit', cleanUpAll)
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     const onSignal = () => {
+      // Someone else handles the signal (a runner stopping its peers first): the exit handler cleans up.
+      if (process.listenerCount(signal) > 1) return
       cleanUpAll()
-      // Nobody else handles the signal: do what it would have done without us.
-      if (process.listenerCount(signal) === 1) {
-        process.off(signal, onSignal)
-        process.kill(process.pid, signal)
-      }
+      // Nobody else handles it: do what it would have done without us.
+      process.off(signal, onSignal)
+      process.kill(process.pid, signal)
     }
     process.on(signal, onSignal)
   }
