@@ -521,6 +521,31 @@ catch (error) { console.log(error.message) }`
     })
   }, 120_000)
 
+  it('limits the rate with tbf on the egress of each peer', async () => {
+    const network = (await createLabNetwork({
+      peers: 2,
+      namespaces: true,
+      seed: 4,
+      link: { delayMs: 0, jitterMs: 0, lossPercent: 0, rateKbit: 800 },
+    })) as NamespaceLabNetwork
+    cleanups.push(() => network.teardown())
+    if (hasNetem()) {
+      expect(network.emulation).toBe('netem')
+      return
+    }
+    expect(network.emulation).toBe('netns-proxy')
+    for (const peer of [0, 1]) {
+      const qdiscs = execFileSync(
+        'ip',
+        ['netns', 'exec', network.namespaceOf(peer), 'tc', 'qdisc', 'show', 'dev', 'eth0'],
+        {
+          encoding: 'utf8',
+        },
+      )
+      expect(qdiscs).toMatch(/qdisc tbf .*rate 800Kbit/)
+    }
+  })
+
   it('cleans up on SIGINT, and the namespaces of a killed run go at the next start', async () => {
     const links = new URL('../src/lab/links.ts', import.meta.url).pathname
     const script = `import { createLabNetwork } from ${JSON.stringify(links)}
