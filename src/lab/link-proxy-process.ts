@@ -112,7 +112,12 @@ async function main(): Promise<void> {
     for (let end = pending.indexOf('\n'); end !== -1; end = pending.indexOf('\n')) {
       const line = pending.slice(0, end)
       pending = pending.slice(end + 1)
-      const target = Number((JSON.parse(line) as { target?: unknown }).target)
+      let target: number
+      try {
+        target = Number((JSON.parse(line) as { target?: unknown }).target)
+      } catch {
+        continue
+      }
       proxyPort(0, target).then(
         (listening) => process.stdout.write(`${JSON.stringify({ target, listening })}\n`),
         (error: Error) => process.stdout.write(`${JSON.stringify({ target, error: error.message })}\n`),

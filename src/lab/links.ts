@@ -355,7 +355,12 @@ function startHelper(
         ready?.()
         continue
       }
-      const answer = JSON.parse(line) as { target: number; listening?: number; error?: string }
+      let answer: { target: number; listening?: number; error?: string }
+      try {
+        answer = JSON.parse(line)
+      } catch {
+        continue // not an answer of ours
+      }
       const waiter = waiting.get(answer.target)
       waiting.delete(answer.target)
       if (answer.listening !== undefined) waiter?.resolve(answer.listening)
