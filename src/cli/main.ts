@@ -20,6 +20,7 @@ import {
   statusCommand,
   watchCommand,
 } from './commands.ts'
+import { INSIGHT_COMMANDS } from './commands-insight.ts'
 import { labCommand } from './commands-lab.ts'
 import { OPS_COMMANDS } from './commands-ops.ts'
 import { touchCommand } from './commands-ttl.ts'
@@ -65,6 +66,7 @@ const COMMANDS: Command[] = [
   sremCommand,
   smembersCommand,
   ...OPS_COMMANDS,
+  ...INSIGHT_COMMANDS,
   peersCommand,
   connectCommand,
   inviteCommand,

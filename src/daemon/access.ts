@@ -37,7 +37,7 @@ export interface AccessRequest {
 }
 
 /** Routes a cross-origin page may not even read: the live stream of changes and the daemon's status. */
-const GUARDED_READS = new Set(['/v1/ns/:ns/watch', '/v1/status', '/v1/admin/export'])
+const GUARDED_READS = new Set(['/v1/ns/:ns/watch', '/v1/events', '/v1/status', '/v1/admin/export'])
 
 /** The Content-Types an HTML form (or a "simple" fetch) can send without a CORS preflight. */
 const SIMPLE_TYPES = new Set(['', 'application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain'])

@@ -30,7 +30,7 @@ export const LINK_PRESETS: Readonly<Record<string, LinkConditions>> = {
 
 /** How the link conditions were made, as the report states it. */
 export type LinkEmulation =
-  | 'none' // plain loopback
+  | 'none' // no link conditions (plain links; partitions still possible)
   | 'netem' // tc netem in network namespaces
   | 'netns-proxy' // namespaces; loss by iptables statistic, rate by tbf, delay/jitter by the lab's proxy
   | 'loopback-proxy' // no namespaces (no root): delay/jitter/partitions by the lab's proxy only
@@ -185,12 +185,23 @@ export interface LabNetwork {
   emulation: LinkEmulation
   /** The multiaddr peer i's daemon listens on (its `--listen`). */
   listenAddress(peer: number): string
-  /** The multiaddr other peers dial to reach peer i (their `--bootstrap` / `--hub`). */
-  dialAddress(peer: number, peerId: string): string
+  /**
+   * The multiaddr other peers dial to reach peer i (their `--bootstrap` / `--hub`). `dialer`: the peer
+   * that is given the address; on loopback the proxy only knows who dials whom (and so can partition)
+   * when it is passed. Lab peers run with mDNS off (docs/lab-links.md).
+   */
+  dialAddress(peer: number, peerId: string, dialer?: number): string
   /** What to put before peer i's command to run it in its place (e.g. `ip netns exec …`); [] on loopback. */
   commandPrefix(peer: number): string[]
   /** The base URL this (lab) process reaches peer i's HTTP API at, given the port the daemon serves on. */
   apiUrl(peer: number, apiPort: number): Promise<string>
+  /**
+   * Where `dialer` reaches a TCP service of peer i other than libp2p (e.g. the HTTP hub's API) over
+   * the link, with its conditions and partitions. In namespaces the service listens on the peer's
+   * address (or 0.0.0.0) inside its namespace; on loopback on 127.0.0.1, at a port of its own.
+   */
+  serviceAddress?(peer: number, port: number, dialer?: number): Promise<{ host: string; port: number }>
+  /** Cuts the links between the groups (replacing any partition before); peers in no group reach all. */
   partition(groups: number[][]): Promise<void>
   heal(): Promise<void>
   /** Removes everything the network made; safe to call twice and from an exit handler. */
