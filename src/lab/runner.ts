@@ -75,11 +75,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)))
 
-function isLoopbackUrl(url: string): boolean {
-  const host = new URL(url).hostname
-  return host === 'localhost' || host.startsWith('127.') || host === '[::1]'
-}
-
 function needsNetwork(scenario: Scenario, shape: LabShape): boolean {
   if (scenario.link !== undefined) return true
   // http-hub partitions cut clients off in the lab itself (they are HTTP clients of this process).
@@ -142,8 +137,15 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     }
 
     // Identities first, so every daemon's dial address is known before any starts.
-    const dial = new Map<number, string>()
+    const loopbackDial = new Map<number, string>()
+    const peerIds = new Map<number, string>()
     const urls = new Map<number, string>()
+    const inNamespaces = network !== undefined && network.commandPrefix(plan.daemons[0]!).length > 0
+    /** The address `dialer` dials `target` at (on the loopback proxy each pair has its own, so it can partition). */
+    const dialOf = (target: number, dialer: number): string =>
+      network === undefined
+        ? loopbackDial.get(target)!
+        : network.dialAddress(target, peerIds.get(target)!, dialer)
     for (const index of plan.daemons) {
       const home = join(init.workDir, `d${index}`)
       mkdirSync(home, { recursive: true, mode: 0o700 })
@@ -154,13 +156,13 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
         // A hub client is never dialled: any port will do (and none can be taken from it).
         const clientOfHub = shape === 'hub' && index !== plan.hub
         listen = `/ip4/127.0.0.1/tcp/${clientOfHub ? 0 : await freePort()}`
-        dial.set(index, `${listen}/p2p/${peerId.toString()}`)
+        loopbackDial.set(index, `${listen}/p2p/${peerId.toString()}`)
         urls.set(index, `http://127.0.0.1:${apiPort}`)
       } else {
         listen = network.listenAddress(index)
-        dial.set(index, network.dialAddress(index, peerId.toString()))
         urls.set(index, await network.apiUrl(index, apiPort))
       }
+      peerIds.set(index, peerId.toString())
       daemons.set(
         index,
         new LabDaemon({
@@ -189,7 +191,9 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     }
     for (const index of plan.daemons) {
       const daemon = daemons.get(index)!
-      daemon.spec.args.push(...plan.topologyArgs(index, (other) => dial.get(other)!))
+      daemon.spec.args.push(...plan.topologyArgs(index, dialOf))
+      // The HTTP hub's clients reach its API through the link: in namespaces it listens on the peer's address.
+      if (!plan.peersAreDaemons && inNamespaces) daemon.spec.args.push('--api-host', '0.0.0.0')
     }
 
     // ---- the run's record ----------------------------------------------------------------------
@@ -242,10 +246,10 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       return daemons.get(plan.daemonOf(peer))!.running
     }
 
-    /** After a daemon's start: its API token to its clients, when the API is reached beyond loopback. */
+    /** After a daemon's start: its API token to its clients (ignored on a loopback bind; needed beyond it). */
     const authorize = (index: number) => {
       const file = join(daemons.get(index)!.spec.home, 'api.token')
-      if (isLoopbackUrl(urls.get(index)!) || !existsSync(file)) return
+      if (!existsSync(file)) return
       const token = readFileSync(file, 'utf8').trim()
       for (let peer = 0; peer < n; peer++) if (plan.daemonOf(peer) === index) clients[peer]!.setToken(token)
     }
@@ -295,7 +299,13 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
 
     for (let peer = 0; peer < n; peer++) {
       const index = plan.daemonOf(peer)
-      clients.push(new LabHttpClient(urls.get(index)!))
+      let url = urls.get(index)!
+      if (!plan.peersAreDaemons && network?.serviceAddress !== undefined) {
+        // Each HTTP client reaches the hub through a link of its own (its delay, its loss).
+        const { host, port } = await network.serviceAddress(index, daemons.get(index)!.spec.apiPort, peer)
+        url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+      }
+      clients.push(new LabHttpClient(url))
     }
 
     // ---- start -------------------------------------------------------------------------------
@@ -427,8 +437,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     for (const index of plan.daemons) {
       const client = new LabHttpClient(urls.get(index)!)
       const file = join(daemons.get(index)!.spec.home, 'api.token')
-      if (!isLoopbackUrl(urls.get(index)!) && existsSync(file))
-        client.setToken(readFileSync(file, 'utf8').trim())
+      if (existsSync(file)) client.setToken(readFileSync(file, 'utf8').trim())
       metricsClients.set(index, client)
       helperClients.push(client)
     }

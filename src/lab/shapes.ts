@@ -23,8 +23,8 @@ export interface ShapePlan {
   /** The daemon whose API peer i uses (its own daemon, or the hub). */
   daemonOf(peer: number): number
   command(daemon: number): 'up' | 'hub'
-  /** How a daemon finds the others, given every daemon's dial address. */
-  topologyArgs(daemon: number, dialAddress: (daemon: number) => string): string[]
+  /** How a daemon finds the others, given the address a dialer dials a daemon at. */
+  topologyArgs(daemon: number, dialAddress: (target: number, dialer: number) => string): string[]
 }
 
 export function planShape(shape: LabShape, n: number): ShapePlan {
@@ -41,7 +41,7 @@ export function planShape(shape: LabShape, n: number): ShapePlan {
         daemonOf: (peer) => peer,
         command: () => 'up',
         topologyArgs: (daemon, dial) =>
-          peers.filter((other) => other !== daemon).flatMap((other) => ['--bootstrap', dial(other)]),
+          peers.filter((other) => other !== daemon).flatMap((other) => ['--bootstrap', dial(other, daemon)]),
       }
     case 'hub':
       return {
@@ -53,7 +53,7 @@ export function planShape(shape: LabShape, n: number): ShapePlan {
         peersAreDaemons: true,
         daemonOf: (peer) => peer,
         command: (daemon) => (daemon === n ? 'hub' : 'up'),
-        topologyArgs: (daemon, dial) => (daemon === n ? [] : ['--hub', dial(n)]),
+        topologyArgs: (daemon, dial) => (daemon === n ? [] : ['--hub', dial(n, daemon)]),
       }
     case 'http-hub':
       return {
