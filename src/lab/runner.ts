@@ -81,6 +81,22 @@ function needsNetwork(scenario: Scenario, shape: LabShape): boolean {
   return shape !== 'http-hub' && scenario.timeline.some((event) => event.kind === 'partition')
 }
 
+/**
+ * The link of a run. The HTTP hub's clients are in the lab's process, so their links go through the
+ * loopback proxy, which makes delay and jitter but not loss or rate (those need the kernel, in a
+ * namespace the clients are not in): they are left out of that shape, and the run says so.
+ */
+function httpLink(scenario: Scenario, shape: LabShape, progress: LabProgress): Scenario['link'] {
+  const link = scenario.link
+  if (shape !== 'http-hub' || link === undefined) return link
+  if (link.lossPercent === 0 && link.rateKbit === undefined) return link
+  progress(
+    'http-hub: its clients run in the lab process, off the namespaces: delay and jitter only, no loss or rate limit',
+  )
+  const { rateKbit: _rate, ...rest } = link
+  return { ...rest, lossPercent: 0 }
+}
+
 export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
   const { scenario, shape, n, progress } = init
   const plan = planShape(shape, n)
@@ -125,9 +141,11 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       network = await withTimeout(
         createLabNetwork({
           peers: plan.networkPeers,
-          link: scenario.link,
+          link: httpLink(scenario, shape, progress),
           seed: scenario.seed,
-          namespaces: init.env.isRoot && init.env.hasIp,
+          // The HTTP hub's clients live in this process, outside any namespace: their links are the
+          // loopback proxy's, one per client.
+          namespaces: plan.peersAreDaemons && init.env.isRoot && init.env.hasIp,
         }),
         120_000,
         'building the link network',
@@ -207,6 +225,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     const happened: Array<{ kind: TimelineEvent['kind']; atMs: number; effectiveMs: number }> = []
     const crashes: RunResult['crashes'] = []
     const lastId: Array<string | undefined> = new Array(n).fill(undefined)
+    const watchReady: boolean[] = new Array(n).fill(false)
     const warmupSeen: Array<Set<string>> = Array.from({ length: n }, () => new Set())
     const cutOff = new Set<number>() // http-hub clients on the far side of a partition
     // http-hub clients that left (or have not joined yet): they live in this process, so leaving is theirs to make.
@@ -266,7 +285,10 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
         onEvent(event, data, id) {
           const at = now()
           if (id !== undefined) lastId[peer] = id
-          if (event === 'ready' && baseToken === undefined) baseToken = id
+          if (event === 'ready') {
+            watchReady[peer] = true
+            baseToken ??= id
+          }
           if (event !== 'change') return
           let change: { key?: string; value?: unknown }
           try {
@@ -286,6 +308,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
         },
         onClose() {
           watches[peer] = undefined
+          watchReady[peer] = false
           // A stream that ends while its daemon should serve is reopened (resuming from the last id).
           if (!finished && peerServing(peer)) setTimeout(() => openWatch(peer), SAMPLE_MS).unref()
         },
@@ -359,6 +382,8 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       if (states.every(Boolean)) break
       await sleep(100)
     }
+    // Every watch open (its ready event seen) before the probes, or a probe could overtake a watch request.
+    while (Date.now() < warmDeadline && !running().every((peer) => watchReady[peer])) await sleep(50)
     const probes: string[] = []
     for (const peer of running()) {
       const key = `_warmup/${peer}`
@@ -442,6 +467,14 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       helperClients.push(client)
     }
 
+    // The first refusal of a run is shown: a run where every write fails should say why.
+    let refusalShown = false
+    const refuse = (record: WriteRecord, why: string) => {
+      record.refused = true
+      if (refusalShown) return
+      refusalShown = true
+      progress(`${shape} n=${n}: a write to peer ${record.writer} was refused: ${why}`)
+    }
     let inFlight = 0
     const pending = new Set<Promise<void>>()
     const track = (promise: Promise<void>) => {
@@ -489,11 +522,9 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
         )
           .then((answer) => {
             if (answer.status === 200 || answer.status === 201) record.ackMs = now()
-            else record.refused = true
+            else refuse(record, `HTTP ${answer.status} ${answer.body.slice(0, 200)}`)
           })
-          .catch(() => {
-            record.refused = true
-          })
+          .catch((error: Error) => refuse(record, error.message))
           .finally(() => inFlight--),
       )
     }
