@@ -452,7 +452,13 @@ describe('lab example scenarios', () => {
     const { loadScenarioFile } = await import('../src/lab/scenario.ts')
     const folder = new URL('../examples/lab/', import.meta.url).pathname
     const files = readdirSync(folder).filter((file) => file.endsWith('.json'))
-    expect(files.sort()).toEqual(['edge.json', 'hub-kill.json', 'medium.json', 'partition.json', 'small.json'])
+    expect(files.sort()).toEqual([
+      'edge.json',
+      'hub-kill.json',
+      'medium.json',
+      'partition.json',
+      'small.json',
+    ])
     for (const file of files)
       expect(loadScenarioFile(folder + file).scenario.name).toBe(file.replace('.json', ''))
     // The YAML form of small.json says the same.
