@@ -97,6 +97,30 @@ function httpLink(scenario: Scenario, shape: LabShape, progress: LabProgress): S
   return { ...rest, lossPercent: 0 }
 }
 
+/** Every lab key a peer holds now with the sequence number of its value (pages of 1000, bounded). */
+async function storedSequences(client: LabHttpClient): Promise<Map<string, number>> {
+  const stored = new Map<string, number>()
+  let cursor: string | undefined
+  for (let page = 0; page < 100; page++) {
+    const query = `prefix=w&limit=1000${cursor === undefined ? '' : `&cursor=${encodeURIComponent(cursor)}`}`
+    let body: { items?: Array<{ key: string; value?: unknown }>; cursor?: string }
+    try {
+      const answer = await client.send('GET', `/v1/ns/${LAB_NAMESPACE}/kv?${query}`, undefined, 10_000)
+      if (answer.status !== 200) break
+      body = JSON.parse(answer.body)
+    } catch {
+      break
+    }
+    for (const item of body.items ?? []) {
+      const value = parseValue(item.value)
+      if (value !== undefined) stored.set(item.key, value.seq)
+    }
+    cursor = body.cursor
+    if (cursor === undefined) break
+  }
+  return stored
+}
+
 export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
   const { scenario, shape, n, progress } = init
   const plan = planShape(shape, n)
@@ -306,9 +330,11 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
           if (key === undefined || value === undefined || value.writer !== key.writer) return
           log.observe(peer, change.key, value.seq, at)
         },
-        onClose() {
+        onClose(reason) {
           watches[peer] = undefined
           watchReady[peer] = false
+          if (!finished && peerServing(peer))
+            progress(`${shape} n=${n}: the watch of peer ${peer} ended (${reason}); reopening`)
           // A stream that ends while its daemon should serve is reopened (resuming from the last id).
           if (!finished && peerServing(peer)) setTimeout(() => openWatch(peer), SAMPLE_MS).unref()
         },
@@ -677,6 +703,26 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     if (plan.peersAreDaemons) await sampleMessages()
     const endMs = now()
 
+    // ---- lost is about the data: a write a peer's watch never showed is looked up in its store ----
+    const held = log.seen.map((times) => Float64Array.from(times))
+    const suspects = lostWrites(writes, log.seen, liveness, endMs, writerPeer)
+    const peersToRead = Array.from({ length: n }, (_, peer) => peer).filter(
+      (peer) =>
+        isLive(liveness, peer, endMs) && suspects.some((write) => Number.isNaN(held[peer]![write.id]!)),
+    )
+    for (const peer of peersToRead) {
+      const stored = await storedSequences(clients[peer]!)
+      for (const write of suspects) {
+        if (Number.isNaN(held[peer]![write.id]!) && (stored.get(write.key) ?? 0) >= write.seq)
+          held[peer]![write.id] = endMs
+      }
+    }
+    if (peersToRead.length > 0) {
+      progress(
+        `${shape} n=${n}: the watches of ${peersToRead.length} peer(s) missed writes; their stores were read to tell lost from unseen`,
+      )
+    }
+
     // ---- figures -------------------------------------------------------------------------------
     const acked = writes.filter((write) => write.ackMs !== undefined)
     const latencies: number[] = []
@@ -773,7 +819,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
         attempted: writes.length,
         acknowledged: acked.length,
         refused: writes.filter((write) => write.ackMs === undefined).length,
-        lost: lostWrites(writes, log.seen, liveness, endMs, writerPeer).length,
+        lost: lostWrites(writes, held, liveness, endMs, writerPeer).length,
         notSeenWithinBound,
       },
       reads: {
@@ -787,6 +833,7 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
       timeline: buildTimeline(writes, log.seen, liveness, samples, endMs, SAMPLE_MS),
       durationMs: Math.round(endMs),
       crashes,
+      unseenByPeer: log.seen.map((times) => acked.filter((write) => Number.isNaN(times[write.id]!)).length),
       ...(eventFailures.length > 0 ? { failedEvents: eventFailures } : {}),
     }
   } finally {

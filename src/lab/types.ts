@@ -162,6 +162,8 @@ export interface RunResult {
   durationMs: number
   /** Peers that exited unexpectedly, with the tail of their log. */
   crashes: { index: number; code: number | null; signal: string | null; logTail: string }[]
+  /** Per peer: acknowledged writes its watch never showed by the end (0 everywhere when nothing is lost). */
+  unseenByPeer?: number[]
   /** Timeline events that could not be played (a peer that did not start again in time), with why. */
   failedEvents?: string[]
 }
