@@ -1,0 +1,273 @@
+/**
+ * The web dashboard driven in a real headless Chromium (Debian's `chromium`, which .ci/run installs
+ * where missing) against real daemons on loopback. Screenshots go to $DASHBOARD_ARTIFACTS, else
+ * test/artifacts/dashboard; docs/images/dashboard-*.png are copies of them.
+ */
+import { existsSync, mkdirSync } from 'node:fs'
+import { request } from 'node:http'
+import { join } from 'node:path'
+import puppeteer, { type Browser, type Page } from 'puppeteer-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type AccessPolicy, accessProblem } from '../src/daemon/access.ts'
+import { contentSecurityPolicy } from '../src/daemon/routes-dashboard.ts'
+import { api, type DaemonProcess, removeHomes, startDaemon, stopAllDaemons, until } from './helpers/daemon.ts'
+
+/** The page's document, as the functions run inside the browser see it (this file has no DOM types). */
+declare const document: {
+  querySelector(selector: string): unknown
+  querySelectorAll(selector: string): { length: number }
+}
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const ARTIFACTS =
+  process.env.DASHBOARD_ARTIFACTS ?? new URL('./artifacts/dashboard/', import.meta.url).pathname
+/** Generous: two cores shared with the browser and three daemons. */
+const UI_TIMEOUT_MS = 30_000
+
+let a: DaemonProcess
+let b: DaemonProcess
+let c: DaemonProcess
+let browser: Browser
+let page: Page
+const pageErrors: string[] = []
+
+async function connectedCount(daemon: DaemonProcess): Promise<number> {
+  return (await api(daemon.url, '/v1/status')).json.peers.connected
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `no Chromium at ${CHROMIUM}: install Debian's chromium package (.ci/run does) or set CHROMIUM_PATH`,
+    )
+  }
+  mkdirSync(ARTIFACTS, { recursive: true })
+  a = await startDaemon()
+  ;[b, c] = await Promise.all([
+    startDaemon({ args: ['--bootstrap', a.addresses[0]] }),
+    startDaemon({ args: ['--bootstrap', a.addresses[0]] }),
+  ])
+  await until(async () => ((await connectedCount(a)) >= 2 ? true : undefined), {
+    message: 'A connected to B and C',
+    timeoutMs: 30_000,
+  })
+  browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--headless=new', '--disable-gpu', '--disable-dev-shm-usage'],
+    protocolTimeout: 120_000,
+  })
+  page = await browser.newPage()
+  await page.setViewport({ width: 1400, height: 1000 })
+  page.on('pageerror', (error) => pageErrors.push(String(error)))
+  page.setDefaultTimeout(UI_TIMEOUT_MS)
+}, 120_000)
+
+afterAll(async () => {
+  await browser?.close()
+  await stopAllDaemons()
+  removeHomes()
+})
+
+async function screenshot(name: string): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, `dashboard-${name}.png`), fullPage: true })
+}
+
+const live = () => page.waitForSelector('#link[data-state="live"]')
+
+describe('the dashboard in a real browser', () => {
+  it('loads from the daemon and shows this peer and its connected peers', async () => {
+    const response = await page.goto(`${a.url}/`, { waitUntil: 'domcontentloaded' })
+    expect(response?.status()).toBe(200)
+    await live()
+    await page.waitForSelector(`[data-self="${a.peerId}"]`)
+    for (const peer of [b, c]) {
+      await page.waitForSelector(`tr[data-peer="${peer.peerId}"][data-connected="true"]`)
+      await page.waitForSelector(`[data-graph-peer="${peer.peerId}"]`)
+    }
+    expect(pageErrors).toEqual([])
+    await screenshot('overview')
+  })
+
+  it('shows a write made on another peer, live and in the key list', async () => {
+    const key = 'rooms/kitchen'
+    const put = await api(b.url, `/v1/ns/default/kv/${key}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{"celsius":21.5,"by":"B"}',
+    })
+    expect(put.status).toBe(200)
+    const change = await page.waitForSelector(`#changes li[data-change-key="${key}"][data-origin="remote"]`)
+    expect(await change!.evaluate((li) => li.textContent)).toContain('21.5')
+    await page.waitForSelector(`.key-list li[data-key="${key}"]`)
+    // The key opens with its value and its one sibling.
+    await page.click(`.key-list li[data-key="${key}"] a`)
+    const detail = await page.waitForSelector(`[data-detail="${key}"] li[data-sibling="0"]`)
+    expect(await detail!.evaluate((li) => li.textContent)).toContain('"by": "B"')
+    await screenshot('changes')
+  })
+
+  it('browses keys by prefix, a page at a time', async () => {
+    for (let i = 0; i < 55; i++) {
+      const res = await api(a.url, `/v1/ns/default/kv/sensors/${String(i).padStart(2, '0')}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: String(i),
+      })
+      expect(res.status).toBe(200)
+    }
+    await page.click('#prefix', { count: 3 })
+    await page.type('#prefix', 'sensors/')
+    await page.keyboard.press('Enter')
+    await page.waitForFunction(
+      () =>
+        document.querySelectorAll('#namespace .key-list li[data-key^="sensors/"]').length === 50 &&
+        document.querySelector('#namespace .key-list li[data-key="rooms/kitchen"]') === null,
+    )
+    await page.click('#next-page')
+    await page.waitForFunction(
+      () =>
+        document.querySelectorAll('#namespace .key-list li[data-key^="sensors/"]').length === 5 &&
+        document.querySelector('#namespace .key-list li[data-key="sensors/54"]') !== null,
+    )
+  })
+
+  it('shows a conflict after concurrent writes and clears it when a sibling is kept from the page', async () => {
+    const key = 'config/mode'
+    // A fourth peer, cut off from the others: its write and A's write see nothing of each other.
+    const d = await startDaemon()
+    expect(await connectedCount(d)).toBe(0)
+    const write = (daemon: DaemonProcess, mode: string) =>
+      api(daemon.url, `/v1/ns/default/kv/${key}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ mode }),
+      })
+    expect((await write(a, 'eco')).status).toBe(200)
+    expect((await write(d, 'boost')).status).toBe(200)
+    // Heal: D dials A and the two sync.
+    const dial = await api(d.url, '/v1/peers', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ address: a.addresses[0] }),
+    })
+    expect(dial.status).toBe(200)
+    await page.waitForSelector(`#conflicts li[data-conflict="${key}"]`, { timeout: 60_000 })
+    await page.click(`#conflicts li[data-conflict="${key}"] a`)
+    await page.waitForSelector(`[data-detail="${key}"] li[data-sibling="1"] button[data-keep]`)
+    await screenshot('conflict')
+
+    // Keep D's value.
+    const index = await page.$$eval(`[data-detail="${key}"] li[data-sibling]`, (items) =>
+      items.findIndex((li) => li.textContent?.includes('"boost"')),
+    )
+    expect(index).toBeGreaterThanOrEqual(0)
+    await page.click(`[data-detail="${key}"] li[data-sibling="${index}"] button[data-keep]`)
+    await page.waitForSelector('#no-conflicts')
+    await page.waitForFunction(
+      (selector) => document.querySelector(selector) === null,
+      {},
+      `#conflicts li[data-conflict="${key}"]`,
+    )
+    await page.waitForFunction(
+      (selector) => document.querySelectorAll(selector).length === 1,
+      {},
+      `[data-detail="${key}"] li[data-sibling]`,
+    )
+    await screenshot('resolved')
+    // The resolution is a real write: every peer ends with D's value alone.
+    for (const daemon of [a, b, d]) {
+      await until(
+        async () => {
+          const read = await api(daemon.url, `/v1/ns/default/kv/${key}?siblings=1`)
+          return read.status === 200 &&
+            read.json.siblings.length === 1 &&
+            read.json.siblings[0].value.mode === 'boost'
+            ? true
+            : undefined
+        },
+        { message: `the kept value on ${daemon.peerId}`, timeoutMs: 30_000 },
+      )
+    }
+    expect(pageErrors).toEqual([])
+  })
+
+  it('shows a daemon that went away, and reconnects when it is back', async () => {
+    const port = new URL(a.url).port
+    const home = a.home
+    await a.stop()
+    await page.waitForSelector('#link[data-state="offline"]')
+    await page.waitForSelector('#offline')
+    await screenshot('offline')
+    a = await startDaemon({ home, args: ['--api-port', port] })
+    expect(a.url).toBe(`http://127.0.0.1:${port}`)
+    await live()
+    await page.waitForFunction(() => document.querySelector('#offline') === null)
+    // Fresh reads after the reconnect: this peer's (new) uptime and a write made since.
+    await api(a.url, '/v1/ns/default/kv/after/restart', { method: 'PUT', body: 'back' })
+    await page.waitForSelector('#changes li[data-change-key="after/restart"]')
+  })
+})
+
+describe('the dashboard under the API access rules', () => {
+  function rawGet(path: string, headers: Record<string, string>) {
+    const url = new URL(a.url)
+    return new Promise<{ status: number; body: string; headers: Record<string, unknown> }>(
+      (resolve, reject) => {
+        const req = request(
+          { host: url.hostname, port: url.port, path, headers, setHost: headers.host === undefined },
+          (res) => {
+            let body = ''
+            res.setEncoding('utf8').on('data', (chunk: string) => {
+              body += chunk
+            })
+            res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }))
+          },
+        )
+        req.on('error', reject)
+        req.end()
+      },
+    )
+  }
+
+  it('refuses the page and its files to a foreign Host or Origin, like the API', async () => {
+    const own = await rawGet('/', {})
+    expect(own.status).toBe(200)
+    expect(own.headers['content-security-policy']).toContain("script-src 'self' 'sha256-")
+    for (const path of ['/', '/ui/app.js', '/ui/lib/preact.mjs']) {
+      const host = await rawGet(path, { host: 'attacker.example:7600' })
+      expect(host.status, path).toBe(403)
+      expect(JSON.parse(host.body).error.code).toBe('FORBIDDEN_HOST')
+      const origin = await rawGet(path, { origin: 'http://attacker.example' })
+      expect(origin.status, path).toBe(403)
+      expect(JSON.parse(origin.body).error.code).toBe('FORBIDDEN_ORIGIN')
+      const crossSite = await rawGet(path, { 'sec-fetch-site': 'cross-site' })
+      expect(crossSite.status, path).toBe(403)
+    }
+    expect((await rawGet('/ui/../access.ts', {})).status).toBe(404)
+    expect((await rawGet('/ui/nothing.js', {})).status).toBe(404)
+  })
+
+  it('serves the static files without the token a non-loopback bind requires, and nothing else', () => {
+    const exposed: AccessPolicy = { checkHost: false, allowedHosts: [], token: 'secret-token-0123456789' }
+    const check = (template: string, headers: Record<string, string> = {}) =>
+      accessProblem({ method: 'GET', template, headers: { host: '10.0.0.2:7600', ...headers } }, exposed)
+    expect(check('/')).toBeUndefined()
+    expect(check('/ui/:file')).toBeUndefined()
+    expect(check('/v1/status')?.code).toBe('UNAUTHORIZED')
+    expect(check('/v1/ns/:ns/watch')?.code).toBe('UNAUTHORIZED')
+    expect(check('/v1/status', { authorization: 'Bearer secret-token-0123456789' }) ?? 'allowed').toBe(
+      'allowed',
+    )
+    expect(check('/', { origin: 'http://attacker.example' })?.code).toBe('FORBIDDEN_ORIGIN')
+  })
+
+  it('allows the page exactly its own import map as inline script', () => {
+    const policy = contentSecurityPolicy(
+      '<script type="importmap">{"imports":{}}</script><script>alert(1)</script>',
+    )
+    expect(policy).toMatch(/script-src 'self' 'sha256-[A-Za-z0-9+/=]{44}';/)
+    expect(policy).toContain("default-src 'none'")
+    expect(policy).toContain("frame-ancestors 'none'")
+  })
+})
