@@ -36,8 +36,15 @@ export interface AccessRequest {
   headers: Readonly<Record<string, string | string[] | undefined>>
 }
 
-/** Routes a cross-origin page may not even read: the live stream of changes, the status, the dashboard. */
-const GUARDED_READS = new Set(['/v1/ns/:ns/watch', '/v1/status', '/v1/admin/export', '/', '/ui/:file'])
+/** Routes a cross-origin page may not even read: the live streams, the status, the dashboard. */
+const GUARDED_READS = new Set([
+  '/v1/ns/:ns/watch',
+  '/v1/events',
+  '/v1/status',
+  '/v1/admin/export',
+  '/',
+  '/ui/:file',
+])
 
 /** Served without the token: the health check, and the dashboard's static files (no data in them). */
 const OPEN_ROUTES = new Set(['/healthz', '/', '/ui/:file'])

@@ -4,6 +4,7 @@ import { ReplicaError } from '../replica/errors.ts'
 import { StoreError } from '../store/types.ts'
 import { type AccessPolicy, accessProblem } from './access.ts'
 import { ApiError } from './errors.ts'
+import type { EventHub } from './events.ts'
 import type { ApiRequest, ApiResponse } from './http.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import { openApiDocument } from './openapi.ts'
@@ -12,6 +13,7 @@ import { errorResponse, JSON_TYPE, json, type Route, type RouteContext } from '.
 import { backupRoute, exportRoute, forgetPeerRoute, leaveNamespace } from './routes-admin.ts'
 import { matchDashboard } from './routes-dashboard.ts'
 import { counterRoutes, kvRoutes, listRoute, namespaceRoutes, setRoutes, watchRoute } from './routes-data.ts'
+import { conflictsRoute, eventsRoute, explainRoute, replicationRoute } from './routes-insight.ts'
 import { peerRoutes, statusRoute } from './routes-system.ts'
 import type { Topology } from './settings.ts'
 import type { WatchHub } from './watch.ts'
@@ -43,6 +45,8 @@ export interface AppInit {
   peer: HearsayPeer
   metrics: DaemonMetrics
   hub: WatchHub
+  /** The mesh's events (GET /v1/events); absent: that route answers 503. */
+  events?: EventHub
   /** Plain GETs, kept until their key changes. */
   reads: ReadCache
   logger: Logger
@@ -80,10 +84,14 @@ export function createApp(init: AppInit): App {
     backup: backupRoute,
     export: exportRoute,
     forgetPeer: forgetPeerRoute,
+    replication: replicationRoute,
+    conflicts: conflictsRoute,
+    explain: explainRoute,
+    events: eventsRoute,
   }
 
   /** Finds the route of a path; undefined → 404. Keys may contain `/`, so they take the rest of the path. */
-  function match(path: string): { route: Route; params: RouteContext['params'] } | undefined {
+  function match(path: string, method: string): { route: Route; params: RouteContext['params'] } | undefined {
     if (path.startsWith('/v1/ns/')) {
       const rest = path.slice(7)
       const slash = rest.indexOf('/')
@@ -95,7 +103,20 @@ export function createApp(init: AppInit): App {
       if (kindEnd < 0) {
         if (kind === 'kv') return { route: routes.list, params: { ns } }
         if (kind === 'watch') return { route: routes.watch, params: { ns } }
+        if (kind === 'replication') return { route: routes.replication, params: { ns } }
+        if (kind === 'conflicts') return { route: routes.conflicts, params: { ns } }
         return undefined
+      }
+      // GET `…/kv/{key}/explain`; a key that itself ends in `/explain` reads as `…/kv/{key}%2Fexplain`
+      // (writes to it are unaffected).
+      if (
+        kind === 'kv' &&
+        (method === 'GET' || method === 'HEAD') &&
+        tail.endsWith(EXPLAIN_SUFFIX) &&
+        tail.length > kindEnd + 1 + EXPLAIN_SUFFIX.length
+      ) {
+        const key = decodePart(tail.slice(kindEnd + 1, -EXPLAIN_SUFFIX.length), 'INVALID_KEY')
+        return { route: routes.explain, params: { ns, key } }
       }
       const key = decodePart(tail.slice(kindEnd + 1), 'INVALID_KEY')
       if (kind === 'kv') return { route: routes.kv, params: { ns, key } }
@@ -124,6 +145,8 @@ export function createApp(init: AppInit): App {
         return { route: routes.peers, params: {} }
       case '/v1/ns':
         return { route: routes.namespaces, params: {} }
+      case '/v1/events':
+        return { route: routes.events, params: {} }
       default:
         return undefined
     }
@@ -140,7 +163,7 @@ export function createApp(init: AppInit): App {
         })
       const questionMark = request.url.indexOf('?')
       const path = questionMark < 0 ? request.url : request.url.slice(0, questionMark)
-      const found = match(path)
+      const found = match(path, request.method)
       if (init.access !== undefined) {
         const problem = accessProblem(
           {
@@ -240,6 +263,8 @@ export function createApp(init: AppInit): App {
     },
   }
 }
+
+const EXPLAIN_SUFFIX = '/explain'
 
 function invalidNamespace(ns: string): ApiError {
   return new ApiError(

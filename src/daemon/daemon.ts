@@ -12,6 +12,7 @@ import { apiAccessPolicy, apiTokenPath } from './access.ts'
 import { type App, createApp, type DaemonInfo } from './app.ts'
 import { type DaemonConfig, topologyOf } from './config.ts'
 import { DaemonStartError } from './errors.ts'
+import { EventHub } from './events.ts'
 import { acquireLock, type DataDirLock } from './lock.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { DaemonMetrics } from './metrics.ts'
@@ -124,6 +125,13 @@ export async function startDaemon(
     const metrics = new DaemonMetrics(peer)
     const hub = new WatchHub(peer, metrics, config.sseHeartbeatMs, config.watchQueueBytes)
     undo.push(() => hub.close())
+    const events = new EventHub({
+      metrics,
+      logger,
+      heartbeatMs: config.sseHeartbeatMs,
+      queueBytes: config.watchQueueBytes,
+    })
+    undo.push(() => events.close())
     let url = ''
     const version = packageVersion()
     const topology = topologyOf(config)
@@ -147,6 +155,7 @@ export async function startDaemon(
       peer,
       metrics,
       hub,
+      events,
       reads,
       logger,
       info,
@@ -188,12 +197,14 @@ export async function startDaemon(
     if (mesh === undefined)
       logger.warn('running without a mesh: this peer does not replicate (attachMesh returned none)')
     else {
-      // Who came and went, at info level: the first thing to look at when peers do not converge.
-      mesh.node.onPeerConnect((id) => {
-        const remoteAddr = mesh.node.libp2p.getConnections(id)[0]?.remoteAddr.toString()
-        logger.info({ peer: `${id}`, remoteAddr }, 'peer connected')
-      })
-      mesh.node.onPeerDisconnect((id) => logger.info({ peer: `${id}` }, 'peer disconnected'))
+      // Who came and went and how sessions went, at info level (rate-limited per peer): the first
+      // thing to look at when peers do not converge. The same events stream on GET /v1/events.
+      events.attach(mesh.insight.activity, (peerId) => ({
+        remoteAddr: mesh.node.libp2p
+          .getConnections()
+          .find((connection) => connection.remotePeer.toString() === peerId)
+          ?.remoteAddr.toString(),
+      }))
     }
 
     lock.update({ url })
@@ -220,6 +231,7 @@ export async function startDaemon(
           const began = performance.now()
           app.close()
           hub.close()
+          events.close()
           await server.close(config.shutdownTimeoutMs)
           const httpMs = Math.round(performance.now() - began)
           try {

@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { HearsayPeer, MeshCounters as PeerMeshCounters } from '../peer/peer.ts'
+import { type PeerReplication, replicationRows } from '../peer/replication-state.ts'
 
 /**
  * Prometheus metrics of one daemon, on a registry of its own (not prom-client's global one, so tests
@@ -33,6 +34,8 @@ export class DaemonMetrics {
   private readonly lag: Histogram<never>
   private readonly ackWaits: Counter<'outcome'>
   private readonly watchClients: Gauge<never>
+  private readonly eventClients: Gauge<never>
+  private readonly meshEvents: Counter<'type'>
 
   constructor(peer: HearsayPeer) {
     const registers = [this.registry]
@@ -75,6 +78,18 @@ export class DaemonMetrics {
       registers,
     })
     this.watchClients = new Gauge({ name: 'hearsay_watch_clients', help: 'Open watch streams', registers })
+    this.eventClients = new Gauge({
+      name: 'hearsay_event_clients',
+      help: 'Open mesh event streams (GET /v1/events)',
+      registers,
+    })
+    this.meshEvents = new Counter({
+      name: 'hearsay_mesh_events_total',
+      help: 'Mesh events (peer-connected, peer-disconnected, sync-started, sync-completed, sync-failed)',
+      labelNames: ['type'],
+      registers,
+    })
+    registerPeerGauges(peer, registers)
 
     new Gauge({
       name: 'hearsay_store_size_bytes',
@@ -242,6 +257,18 @@ export class DaemonMetrics {
     this.watchClients.dec()
   }
 
+  eventStreamOpened(): void {
+    this.eventClients.inc()
+  }
+
+  eventStreamClosed(): void {
+    this.eventClients.dec()
+  }
+
+  meshEvent(type: string): void {
+    this.meshEvents.inc({ type })
+  }
+
   get contentType(): string {
     return this.registry.contentType
   }
@@ -249,4 +276,112 @@ export class DaemonMetrics {
   text(): Promise<string> {
     return this.registry.metrics()
   }
+}
+
+/** Peers with a label of their own in the per-peer gauges; the rest are summed under `peer="other"`. */
+export const MAX_PEER_LABELS = 64
+
+/**
+ * Per-peer replication gauges, computed at scrape time. Cardinality is bounded: the first
+ * MAX_PEER_LABELS peers (connected ones first, then by id) get their own label, the rest are one
+ * `other` (counts summed; for the age of the last sync, the oldest).
+ */
+function registerPeerGauges(peer: HearsayPeer, registers: Registry[]): void {
+  /** Rows per namespace of one scrape, computed once for the four gauges. */
+  let cached:
+    | { at: number; rows: Array<{ namespace: string; row: PeerReplication }>; labels: Map<string, string> }
+    | undefined
+  const snapshot = () => {
+    const now = Date.now()
+    if (cached !== undefined && now - cached.at < 1000) return cached
+    const insight = peer.attachedMesh?.insight
+    const rows: Array<{ namespace: string; row: PeerReplication }> = []
+    if (insight !== undefined) {
+      const members = insight.members()
+      const connected = new Set(insight.connectedPeers())
+      for (const namespace of peer.namespaces()) {
+        const own = peer.namespace(namespace).context()
+        for (const row of replicationRows({
+          namespace,
+          own,
+          members,
+          activity: insight.activity,
+          connected,
+          self: peer.peerId,
+        }))
+          rows.push({ namespace, row })
+      }
+    }
+    const ids = [...new Set(rows.map(({ row }) => row.peerId))]
+    const isConnected = new Set(rows.filter(({ row }) => row.connected).map(({ row }) => row.peerId))
+    ids.sort(
+      (a, b) => Number(isConnected.has(b)) - Number(isConnected.has(a)) || (a < b ? -1 : a > b ? 1 : 0),
+    )
+    const labels = new Map(ids.map((id, i) => [id, i < MAX_PEER_LABELS ? id : 'other']))
+    cached = { at: now, rows, labels }
+    return cached
+  }
+  const gauge = (
+    name: string,
+    help: string,
+    withNamespace: boolean,
+    value: (row: PeerReplication, now: number) => number | null,
+    combine: (a: number, b: number) => number,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: withNamespace ? ['peer', 'namespace'] : ['peer'],
+      registers,
+      collect() {
+        this.reset()
+        const { rows, labels } = snapshot()
+        const now = Date.now()
+        const totals = new Map<string, { labels: Record<string, string>; value: number }>()
+        // Without a namespace label, each peer counts once (not once per namespace).
+        const counted = new Set<string>()
+        for (const { namespace, row } of rows) {
+          const once = withNamespace ? `${row.peerId} ${namespace}` : row.peerId
+          if (counted.has(once)) continue
+          counted.add(once)
+          const v = value(row, now)
+          if (v === null) continue
+          const label = labels.get(row.peerId) ?? 'other'
+          const set: Record<string, string> = withNamespace ? { peer: label, namespace } : { peer: label }
+          const key = withNamespace ? `${label} ${namespace}` : label
+          const known = totals.get(key)
+          if (known === undefined) totals.set(key, { labels: set, value: v })
+          else known.value = combine(known.value, v)
+        }
+        for (const { labels: set, value: v } of totals.values()) this.set(set, v)
+      },
+    })
+  gauge(
+    'hearsay_peer_connected',
+    'Whether a connection to the peer is open (1) or not (0); peer="other" counts the open ones beyond the labelled peers',
+    false,
+    (row) => (row.connected ? 1 : 0),
+    (a, b) => a + b,
+  )
+  gauge(
+    'hearsay_peer_they_lack',
+    "Writes in this peer's context that the peer's last known context lacks, per namespace",
+    true,
+    (row) => row.theyLack,
+    (a, b) => a + b,
+  )
+  gauge(
+    'hearsay_peer_we_lack',
+    "Writes in the peer's last known context that this peer's context lacks, per namespace",
+    true,
+    (row) => row.weLack,
+    (a, b) => a + b,
+  )
+  gauge(
+    'hearsay_peer_last_sync_seconds',
+    'Seconds since the last completed anti-entropy session with the peer, per namespace (peer="other": the oldest)',
+    true,
+    (row, now) => (row.lastSync === null ? null : (now - Date.parse(row.lastSync.at)) / 1000),
+    (a, b) => Math.max(a, b),
+  )
 }

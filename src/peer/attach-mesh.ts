@@ -18,6 +18,7 @@ import { Membership } from './membership.ts'
 import type { HearsayPeer, MeshAttachment, MeshCounters, PeerInfo } from './peer.ts'
 import { PeriodicTask } from './periodic.ts'
 import { RttPinger } from './ping-service.ts'
+import { type MeshInsight, PeerActivity } from './replication-state.ts'
 import { type SyncRequest, SyncScheduler } from './sync-scheduler.ts'
 
 /** How a peer joins the network. Every field has a default suitable for one laptop on a LAN. */
@@ -81,6 +82,8 @@ export interface HearsayMesh extends MeshAttachment {
   /** Anti-entropy sessions requested so far, by reason (`scheduler.requested`). */
   readonly scheduler: SyncScheduler
   readonly counters: MeshCounters
+  /** Connections, sessions and their events per peer (see replication-state.ts). */
+  readonly insight: MeshInsight
   /** Closes connections to a peer; it may come back (discovery, redial). */
   hangUp(peerId: string): Promise<void>
   /** Refuses every connection to or from a peer until unblock (partitions, operator action). */
@@ -129,6 +132,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     tombstonesCollected: 0,
   }
   const joined = new Map<string, Replica>()
+  // What happened with each peer, as events and as a record: fed by the callbacks below.
+  const activity = new PeerActivity()
   const node = await createMeshNode({
     privateKey: options.privateKey,
     transport: options.transport,
@@ -148,19 +153,23 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
       : options.gossipDegree !== undefined
         ? { D: options.gossipDegree }
         : undefined,
-    onError: (error, context) =>
+    onError: (error, context) => {
+      if (context.where === 'dial' && context.peer !== undefined)
+        activity.connectFailed(context.peer.toString(), describeDialFailure(error))
       logOnce(
         'mesh',
         context.peer?.toString(),
         context.where === 'dial' ? describeDialFailure(error) : error,
         context,
-      ),
+      )
+    },
     // The anti-entropy protocol, a libp2p service of the node. Its callbacks reach membership and
     // acks, made below once the node exists: a session needs a joined namespace, and join() only
     // runs once they do.
     sync: {
       replica: (namespace) => joined.get(namespace),
       quota: new SyncQuota(options.syncQuota),
+      onStart: (remote, namespace, role) => activity.syncStarted(remote.toString(), namespace, role),
       onSession: (event) => {
         counters.syncSessions++
         counters.syncBytesSent += event.bytesSent
@@ -177,9 +186,19 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
           if (event.role === 'initiator') membership.holds(remote, event.namespace, event.localContext)
         }
         acks.changed()
+        activity.syncCompleted(remote, event.namespace, {
+          role: event.role,
+          durationMs: event.durationMs,
+          bytesSent: event.bytesSent,
+          bytesReceived: event.bytesReceived,
+          entriesReceived: event.stats.entriesReceived,
+          equal: event.stats.equal,
+        })
       },
       onError: (error, remote, namespace) => {
         counters.syncFailures++
+        const code = error instanceof SyncProtocolError ? error.code : undefined
+        activity.syncFailed(remote.toString(), namespace, describeThrown(error), code)
         if (error instanceof SyncProtocolError && error.code === 'remote-not-joined') return
         logOnce('sync', remote.toString(), error, { namespace }, 'anti-entropy failed: ')
       },
@@ -218,7 +237,11 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   }
 
   // Which peer, when, why: pure; this shell only runs the sessions it asks for.
-  const scheduler = new SyncScheduler({ self, alwaysInitiate: hubMode })
+  const scheduler = new SyncScheduler({
+    self,
+    alwaysInitiate: hubMode,
+    onRequest: (request) => activity.requested(request.peer, request.namespace, request.reason),
+  })
   const runAll = (requests: SyncRequest[]): void => {
     for (const request of requests)
       void sync.syncWith(peerIdFromString(request.peer), request.namespace).catch(() => {})
@@ -298,10 +321,14 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   const unwatch = await node.watchProtocol(SYNC_PROTOCOL, {
     onConnect: (remote) => {
       membership.saw(remote.toString(), { connected: true })
+      activity.connected(remote.toString())
       acks.changed()
       runAll(scheduler.connected(remote.toString(), joined.keys()))
     },
-    onDisconnect: (remote) => membership.disconnected(remote.toString()),
+    onDisconnect: (remote) => {
+      membership.disconnected(remote.toString())
+      activity.disconnected(remote.toString())
+    },
   })
 
   const periodicSync = new PeriodicTask({
@@ -338,6 +365,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     membership,
     scheduler,
     counters,
+    insight: { activity, members: () => membership.list(), connectedPeers },
     peerId: self,
     addresses: () => node.addresses().map((a) => a.toString()),
     peers: (): PeerInfo[] => {
@@ -367,6 +395,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     },
     forget: (peerId) => {
       if (node.peers().some((p) => p.toString() === peerId)) return false
+      activity.forget(peerId)
       return membership.forget(peerId)
     },
     replicatedTo: (namespace, replica, counter, count, signal) =>

@@ -5,6 +5,7 @@ import type { GossipCounters } from '../gossip/counters.ts'
 import { type ChangeEvent, Replica } from '../replica/replica.ts'
 import { createEntrySigner, type EntrySigner } from '../replica/signing.ts'
 import type { Store } from '../store/types.ts'
+import type { MeshInsight } from './replication-state.ts'
 
 /**
  * A hearsay peer: one store, the replicas of the namespaces it has joined, and (when a mesh is
@@ -54,6 +55,8 @@ export interface MeshAttachment {
   readonly peerId: string
   /** Running totals for metrics. */
   readonly counters?: MeshCounters
+  /** Per-peer connections, sessions and known contexts (replication state, events). */
+  readonly insight?: MeshInsight
   addresses(): string[]
   peers(): PeerInfo[]
   dial(address: string, signal?: AbortSignal): Promise<string>

@@ -36,6 +36,8 @@ export interface SyncSchedulerInit {
   random?: () => number
   /** Delay of a push after gossip reached nobody, and the least gap between two. Default 250 ms. */
   pushDelayMs?: number
+  /** Told every request, as it is made (why a session ran, for events). */
+  onRequest?(request: SyncRequest): void
 }
 
 export const DEFAULT_PUSH_DELAY_MS = 250
@@ -107,7 +109,10 @@ export class SyncScheduler {
   }
 
   private count(requests: SyncRequest[]): SyncRequest[] {
-    for (const request of requests) this.requested[request.reason]++
+    for (const request of requests) {
+      this.requested[request.reason]++
+      this.init.onRequest?.(request)
+    }
     return requests
   }
 }

@@ -327,6 +327,20 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     return result === undefined ? undefined : this.local(key, result)
   }
 
+  /**
+   * Every entry of a register, tombstones and expired values included, with the HLC wall time reads
+   * compare expiries with and the dots of collected tombstones: what `explain` shows. Read only.
+   */
+  inspect(key: string): { entries: readonly Entry[]; now: number; collected: CausalContext } {
+    this.checkKey(key)
+    const map = this.doc.map
+    return {
+      entries: map.siblings(internalKey('register', key)),
+      now: map.clock.now(),
+      collected: map.collectedDots(),
+    }
+  }
+
   /** Registers whose key starts with `prefix`, in key order, a page at a time. */
   list(prefix = '', options: { cursor?: string; limit?: number } = {}): ListPage {
     const limit = Math.max(1, Math.min(options.limit ?? 100, 10_000))

@@ -34,6 +34,8 @@ export interface SyncServiceInit {
   maxSessionBytes?: number
   /** Bytes and entries each peer may send us per minute (default DEFAULT_SYNC_QUOTA). */
   quota?: SyncQuota
+  /** Told as each session starts, once its stream is open (events). */
+  onStart?(peer: PeerId, namespace: string, role: 'initiator' | 'responder'): void
   /** Told about every finished session (metrics, membership). */
   onSession?(event: SessionEvent): void
   /** Told about every failed session, once per failure. */
@@ -176,6 +178,7 @@ export class SyncService {
     firstBytes = 0,
   ): Promise<SessionEvent> {
     const started = performance.now()
+    this.init.onStart?.(peer, namespace, session.role)
     const lp = existing ?? lpStream(stream, { maxDataLength: MAX_SYNC_FRAME_BYTES })
     const maxBytes = this.init.maxSessionBytes ?? DEFAULT_MAX_SESSION_BYTES
     let bytesSent = 0

@@ -1,0 +1,205 @@
+import { describe, expect, it } from 'vitest'
+import { CausalContext } from '../src/crdt/context.ts'
+import { EventLogLimiter, eventData } from '../src/daemon/events.ts'
+import {
+  dotHolders,
+  lackFigures,
+  type MemberView,
+  type MeshEvent,
+  PeerActivity,
+  replicationRows,
+} from '../src/peer/replication-state.ts'
+
+const ctx = (ranges: Record<string, number[]>) => CausalContext.fromRanges(Object.entries(ranges))
+
+function clock(start = 1_700_000_000_000) {
+  let now = start
+  return {
+    now: () => now,
+    advance(ms: number) {
+      now += ms
+    },
+  }
+}
+
+describe('lackFigures', () => {
+  it('counts the dots each side lacks, gaps included', () => {
+    const own = ctx({ a: [1, 10], b: [1, 3] })
+    const theirs = ctx({ a: [1, 4, 7, 8], c: [1, 2] })
+    // They lack a5, a6, a9, a10 and b1..b3; we lack c1, c2.
+    expect(lackFigures(own, theirs)).toEqual({ theyLack: 7, weLack: 2 })
+  })
+
+  it('is zero both ways for equal contexts and null when their context is unknown', () => {
+    const own = ctx({ a: [1, 5] })
+    expect(lackFigures(own, own.clone())).toEqual({ theyLack: 0, weLack: 0 })
+    expect(lackFigures(own, undefined)).toEqual({ theyLack: null, weLack: null })
+  })
+})
+
+describe('dotHolders', () => {
+  const members: MemberView[] = [
+    { peerId: 'p3', holds: new Map() },
+    { peerId: 'p2', holds: new Map([['ns', ctx({ r: [1, 2] })]]) },
+    { peerId: 'p1', holds: new Map([['ns', ctx({ r: [1, 5] })]]) },
+  ]
+
+  it('splits known peers by whether their context holds the dot; self always holds it', () => {
+    expect(dotHolders('ns', { replica: 'r', counter: 4 }, members, 'me')).toEqual({
+      heldBy: ['me', 'p1'],
+      notYetAt: ['p2'],
+      unknown: ['p3'],
+    })
+    expect(dotHolders('other', { replica: 'r', counter: 1 }, members, 'me')).toEqual({
+      heldBy: ['me'],
+      notYetAt: [],
+      unknown: ['p1', 'p2', 'p3'],
+    })
+  })
+})
+
+describe('PeerActivity', () => {
+  it('records connections, sessions with their reasons and cost, and failures, emitting each event', () => {
+    const time = clock()
+    const activity = new PeerActivity({ now: time.now })
+    const events: MeshEvent[] = []
+    const stop = activity.on((event) => events.push(event))
+
+    activity.connectFailed('p1', 'connection refused')
+    expect(activity.record('p1')?.connection).toBe('never')
+    expect(activity.record('p1')?.lastFailure).toEqual({ at: time.now(), reason: 'connection refused' })
+
+    time.advance(1000)
+    activity.connected('p1')
+    activity.requested('p1', 'ns', 'connected')
+    activity.syncStarted('p1', 'ns', 'initiator')
+    time.advance(20)
+    activity.syncCompleted('p1', 'ns', {
+      role: 'initiator',
+      durationMs: 20,
+      bytesSent: 100,
+      bytesReceived: 300,
+      entriesReceived: 2,
+      equal: false,
+    })
+    activity.syncStarted('p1', 'ns', 'responder')
+    activity.syncFailed('p1', 'ns', 'stream reset', 'timeout')
+    time.advance(5)
+    activity.disconnected('p1')
+    stop()
+    activity.connected('p1')
+
+    expect(events.map((event) => event.type)).toEqual([
+      'peer-connected',
+      'sync-started',
+      'sync-completed',
+      'sync-started',
+      'sync-failed',
+      'peer-disconnected',
+    ])
+    expect(events[1]).toMatchObject({ reason: 'connected', role: 'initiator', namespace: 'ns' })
+    expect(events[2]).toMatchObject({ reason: 'connected', bytesReceived: 300, entriesReceived: 2 })
+    expect(events[3]).toMatchObject({ reason: 'remote', role: 'responder' })
+    expect(events[4]).toMatchObject({ role: 'responder', error: 'stream reset', code: 'timeout' })
+    const record = activity.record('p1')!
+    expect(record.namespaces.get('ns')?.lastSync).toMatchObject({ reason: 'connected', bytesSent: 100 })
+    expect(record.namespaces.get('ns')?.lastSyncFailure?.reason).toBe('stream reset')
+  })
+
+  it('keeps at most maxPeers records, dropping the least recently active', () => {
+    const activity = new PeerActivity({ maxPeers: 2 })
+    activity.connected('a')
+    activity.connected('b')
+    activity.connected('a')
+    activity.connected('c')
+    expect(activity.peers().sort()).toEqual(['a', 'c'])
+  })
+
+  it('a listener that throws does not stop the others', () => {
+    const activity = new PeerActivity()
+    const seen: string[] = []
+    activity.on(() => {
+      throw new Error('broken listener')
+    })
+    activity.on((event) => seen.push(event.type))
+    activity.connected('p')
+    expect(seen).toEqual(['peer-connected'])
+  })
+})
+
+describe('replicationRows', () => {
+  it('combines membership, contexts and activity into one row per peer, self left out', () => {
+    const time = clock()
+    const activity = new PeerActivity({ now: time.now })
+    activity.connected('p1')
+    activity.syncCompleted('p1', 'ns', {
+      role: 'responder',
+      durationMs: 3.14159,
+      bytesSent: 1,
+      bytesReceived: 2,
+      entriesReceived: 0,
+      equal: true,
+    })
+    activity.connectFailed('p9', 'no route')
+    const own = ctx({ me: [1, 4], p1: [1, 2] })
+    const members: MemberView[] = [
+      {
+        peerId: 'p1',
+        lastSeen: time.now(),
+        rttMs: 3,
+        holds: new Map([['ns', ctx({ me: [1, 2], p1: [1, 3] })]]),
+      },
+      { peerId: 'p2', holds: new Map() },
+      { peerId: 'me', holds: new Map() },
+    ]
+    const rows = replicationRows({
+      namespace: 'ns',
+      own,
+      members,
+      activity,
+      connected: new Set(['p1']),
+      self: 'me',
+    })
+    expect(rows.map((row) => row.peerId)).toEqual(['p1', 'p2', 'p9'])
+    const [p1, p2, p9] = rows
+    expect(p1).toMatchObject({
+      connected: true,
+      connection: { state: 'connected', lastFailure: null },
+      contextKnown: true,
+      theyLack: 2,
+      weLack: 1,
+      rttMs: 3,
+      lastSyncFailure: null,
+    })
+    expect(p1.lastSync).toMatchObject({ role: 'responder', reason: 'remote', durationMs: 3.1, equal: true })
+    expect(p1.lastContactAt).toBe(new Date(time.now()).toISOString())
+    expect(p2).toMatchObject({
+      connected: false,
+      connection: { state: 'never', since: null },
+      contextKnown: false,
+      theyLack: null,
+      weLack: null,
+      lastSync: null,
+      lastContactAt: null,
+    })
+    expect(p9.connection.lastFailure).toEqual({ at: new Date(time.now()).toISOString(), reason: 'no route' })
+  })
+})
+
+describe('events in the log', () => {
+  it('lets at most perPeer lines per window through, then says how many it left out', () => {
+    const time = clock()
+    const limiter = new EventLogLimiter({ perPeer: 3, windowMs: 1000, now: time.now })
+    const admitted = Array.from({ length: 10 }, () => limiter.admit('flappy').log)
+    expect(admitted.filter(Boolean)).toHaveLength(3)
+    expect(limiter.admit('calm')).toEqual({ log: true, suppressed: 0 })
+    time.advance(1000)
+    expect(limiter.admit('flappy')).toEqual({ log: true, suppressed: 7 })
+    expect(limiter.admit('flappy')).toEqual({ log: true, suppressed: 0 })
+  })
+
+  it('renders an event with an ISO time and milliseconds', () => {
+    const data = eventData({ type: 'peer-connected', at: 0, peerId: 'p' })
+    expect(data).toEqual({ type: 'peer-connected', peerId: 'p', at: '1970-01-01T00:00:00.000Z', atMs: 0 })
+  })
+})
