@@ -84,6 +84,8 @@ describe('the dashboard in a real browser', () => {
     for (const peer of [b, c]) {
       await page.waitForSelector(`tr[data-peer="${peer.peerId}"][data-connected="true"]`)
       await page.waitForSelector(`[data-graph-peer="${peer.peerId}"]`)
+      // Per-peer lag from GET /v1/ns/{ns}/replication: a count, or ? before its context is known.
+      await page.waitForSelector(`tr[data-peer="${peer.peerId}"] td[data-they-lack]`)
     }
     expect(pageErrors).toEqual([])
     await screenshot('overview')
@@ -124,6 +126,14 @@ describe('the dashboard in a real browser', () => {
         document.querySelectorAll('#namespace .key-list li[data-key^="sensors/"]').length === 50 &&
         document.querySelector('#namespace .key-list li[data-key="rooms/kitchen"]') === null,
     )
+    // The writes went out as gossip (batched): the rates panel reads /metrics again as changes arrive.
+    await page.waitForFunction(
+      () =>
+        Number(
+          (document.querySelector('tr[data-metric="gossipPublished"]') as { dataset?: { total?: string } })
+            ?.dataset?.total,
+        ) >= 1,
+    )
     await page.click('#next-page')
     await page.waitForFunction(
       () =>
@@ -155,6 +165,13 @@ describe('the dashboard in a real browser', () => {
     await page.waitForSelector(`#conflicts li[data-conflict="${key}"]`, { timeout: 60_000 })
     await page.click(`#conflicts li[data-conflict="${key}"] a`)
     await page.waitForSelector(`[data-detail="${key}"] li[data-sibling="1"] button[data-keep]`)
+    // The explanation says why one sibling shows, and where each write is held.
+    const explain = await page.waitForSelector(`[data-detail="${key}"] #explain`)
+    expect(await explain!.evaluate((div) => div.textContent)).toContain('written concurrently')
+    await page.waitForSelector(`[data-detail="${key}"] li[data-sibling] .why`)
+    // The healing connection and its sync came through the event stream.
+    await page.waitForSelector(`#events li[data-event="peer-connected"]`)
+    await page.waitForSelector(`#events li[data-event="sync-completed"]`)
     await screenshot('conflict')
 
     // Keep D's value.

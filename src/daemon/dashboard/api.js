@@ -71,7 +71,8 @@ export async function getText(path) {
 }
 
 export const nsPath = (ns) => `/v1/ns/${encodeURIComponent(ns)}`
-export const keyPath = (ns, key) => `${nsPath(ns)}/kv/${key.split('/').map(encodeURIComponent).join('/')}`
+/** A key's path with every `/` escaped, so a key ending in `/explain` never reads as an explain. */
+export const keyPath = (ns, key) => `${nsPath(ns)}/kv/${encodeURIComponent(key)}`
 
 /** Writes `body` (bytes or text) as the value of a key, if it still has the ETag `etag`. */
 export async function putValue(ns, key, body, contentType, etag) {

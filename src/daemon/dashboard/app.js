@@ -329,7 +329,7 @@ function MeshGraph({ status, peers, lagByPeer }) {
         ${
           edge.to.lag &&
           html`<text class="lag" x=${(edge.from.x + edge.to.x) / 2} y=${(edge.from.y + edge.to.y) / 2 - 4}>
-            ${`↑${edge.to.lag.theyLack} ↓${edge.to.lag.weLack}`}</text>`
+            ${`↑${edge.to.lag.theyLack ?? '?'} ↓${edge.to.lag.weLack ?? '?'}`}</text>`
         }
       </g>`,
     )}
@@ -356,12 +356,12 @@ function PeerTable({ peers, lagByPeer, replicationAvailable }) {
         return html`<tr data-peer=${peer.peerId} data-connected=${String(peer.connected)}>
           <td class="mono" title=${peer.peerId}>${shortId(peer.peerId)}</td>
           <td><span class=${`dot ${peer.connected ? 'up' : 'down'}`}></span>${lag?.connection?.state ?? (peer.connected ? 'connected' : 'not connected')}</td>
-          <td>${peer.rttMs === undefined ? '' : `${Math.round(peer.rttMs)} ms`}</td>
+          <td>${typeof (peer.rttMs ?? lag?.rttMs) === 'number' ? `${Math.round(peer.rttMs ?? lag.rttMs)} ms` : ''}</td>
           <td>${peer.connected ? 'now' : ago(peer.lastSeenAt)}</td>
           ${
             replicationAvailable &&
-            html`<td class=${lag?.theyLack > 0 ? 'warn' : ''}>${lag?.theyLack ?? ''}</td>
-              <td class=${lag?.weLack > 0 ? 'warn' : ''}>${lag?.weLack ?? ''}</td>
+            html`<td class=${lag?.theyLack > 0 ? 'warn' : ''} data-they-lack=${lag?.theyLack ?? ''}>${lagText(lag, 'theyLack')}</td>
+              <td class=${lag?.weLack > 0 ? 'warn' : ''} data-we-lack=${lag?.weLack ?? ''}>${lagText(lag, 'weLack')}</td>
               <td>${lag?.lastSync ? html`${ago(lag.lastSync.at)} <span class="small">(${lag.lastSync.reason ?? ''}, ${lag.lastSync.durationMs} ms, ${bytes((lag.lastSync.bytesSent ?? 0) + (lag.lastSync.bytesReceived ?? 0))})</span>` : ''}</td>
               <td class="small">${describeFailure(lag?.lastSyncFailure ?? lag?.connection?.lastFailure)}</td>`
           }
@@ -369,6 +369,12 @@ function PeerTable({ peers, lagByPeer, replicationAvailable }) {
       })}
     </tbody>
   </table>`
+}
+
+/** A lag count; `?` when its context is not known yet (no sync or gossip from it so far). */
+function lagText(lag, field) {
+  if (lag === undefined) return ''
+  return lag[field] === null ? '?' : String(lag[field])
 }
 
 function describeFailure(failure) {
@@ -394,7 +400,7 @@ function RatesView({ rates: measured }) {
           ['gossip rejected', 'gossipRejected'],
           ['entries merged', 'mergedEntries'],
         ].map(
-          ([label, name]) => html`<tr data-metric=${name}>
+          ([label, name]) => html`<tr data-metric=${name} data-total=${measured?.totals?.[name] ?? ''}>
             <td>${label}</td><td>${measured?.totals?.[name] ?? '–'}</td><td>${show(per?.[name])}</td></tr>`,
         )}
         <tr data-metric="bytes"><td>bytes sent / received</td>
@@ -419,6 +425,8 @@ function EventsView({ events, available }) {
           <span class="mono">${shortId(event.peerId)}</span>
           ${event.namespace && html` <span>${event.namespace}</span>`}
           ${event.reason && html` <span class="small">${event.reason}</span>`}
+          ${event.type === 'sync-completed' && html` <span class="small">${event.durationMs} ms, ${event.entriesReceived ?? 0} entries in</span>`}
+          ${event.error && html` <span class="small error">${event.error}</span>`}
         </li>`,
       )}
     </ul>
@@ -564,7 +572,10 @@ function KeyDetail({ ns, keyName, actions, onResolved }) {
       ${read.siblings.length > 1 && html`<p class="warn">Concurrent writes: every sibling is kept until a write that has seen them all replaces them. Choose the value to keep.</p>`}
       <ol class="siblings">
         ${read.siblings.map((sibling, index) => {
-          const why = explain?.siblings?.[index]
+          // The explanation lists siblings in its own order: match them by dot.
+          const why = explain?.siblings?.find(
+            (entry) => entry.dot?.replica === sibling.replica && entry.dot?.counter === sibling.counter,
+          )
           return html`<li data-sibling=${index} class=${index === read.winner ? 'winner' : ''}>
             <div class="sibling-head">
               ${index === read.winner ? html`<span class="tag winner">shown</span>` : html`<span class="tag">sibling</span>`}
@@ -574,7 +585,7 @@ function KeyDetail({ ns, keyName, actions, onResolved }) {
             <pre class="value">${showValue(sibling.encoding, sibling.value, 4000)}</pre>
             ${
               why &&
-              html`<p class="small">hlc ${JSON.stringify(why.hlc)} · dot ${JSON.stringify(why.dot)}${why.peerId ? ` · from ${shortId(why.peerId)}` : ''}
+              html`<p class="small why">HLC ${why.hlc?.at ?? ''}${why.hlc?.logical ? ` +${why.hlc.logical}` : ''} · dot ${shortId(why.dot?.replica)}:${why.dot?.counter}${why.peerId ? ` · from ${shortId(why.peerId)}` : ''}
                 ${why.heldBy?.length ? ` · held by ${why.heldBy.map(shortId).join(', ')}` : ''}
                 ${why.notYetAt?.length ? ` · not yet at ${why.notYetAt.map(shortId).join(', ')}` : ''}</p>`
             }
@@ -592,8 +603,8 @@ function KeyDetail({ ns, keyName, actions, onResolved }) {
       explain
         ? html`<div class="explain" id="explain"><h4>Why this value</h4>
           <p>${typeof explain.why === 'string' ? explain.why : JSON.stringify(explain.why)}</p>
-          ${explain.tombstone && html`<p class="small">Tombstone: ${JSON.stringify(explain.tombstone)}</p>`}
-          ${explain.horizon && html`<p class="small">Collection horizon: ${JSON.stringify(explain.horizon)}</p>`}</div>`
+          ${explain.tombstone && html`<p class="small">A delete is involved: by ${shortId(explain.tombstone.peerId)} at ${explain.tombstone.hlc?.at ?? '?'}${explain.tombstone.notYetAt?.length ? `, not yet at ${explain.tombstone.notYetAt.map(shortId).join(', ')}` : ''}.</p>`}
+          ${explain.horizon && html`<p class="small">${explain.horizon.note ?? JSON.stringify(explain.horizon)}</p>`}</div>`
         : read && html`<p class="small">No explanation from this daemon (GET …/explain).</p>`
     }
   </div>`
