@@ -209,6 +209,36 @@ describe('the dashboard in a real browser', () => {
     expect(pageErrors).toEqual([])
   })
 
+  it('takes a token from the URL fragment once and sends it as a bearer token, streams included', async () => {
+    // A loopback daemon ignores the header; what counts here is what the page sends, and that its
+    // fetch-based event streams (EventSource cannot send headers) work.
+    const tokenPage = await browser.newPage()
+    try {
+      const sent: Array<{ path: string; authorization?: string }> = []
+      tokenPage.on('request', (outgoing) => {
+        const url = new URL(outgoing.url())
+        if (url.pathname.startsWith('/v1/') || url.pathname === '/metrics')
+          sent.push({ path: url.pathname, authorization: outgoing.headers().authorization })
+      })
+      await tokenPage.goto(`${a.url}/#token=test-token-0123456789`, { waitUntil: 'domcontentloaded' })
+      await tokenPage.waitForSelector('#link[data-state="live"]', { timeout: UI_TIMEOUT_MS })
+      expect(await tokenPage.evaluate('location.hash')).toBe('')
+      await api(c.url, '/v1/ns/default/kv/with/token', {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: '"streamed"',
+      })
+      await tokenPage.waitForSelector('#changes li[data-change-key="with/token"]', { timeout: UI_TIMEOUT_MS })
+      expect(sent.map((request) => request.path)).toEqual(
+        expect.arrayContaining(['/v1/status', '/v1/events', '/v1/ns/default/watch']),
+      )
+      for (const request of sent)
+        expect(request.authorization, request.path).toBe('Bearer test-token-0123456789')
+    } finally {
+      await tokenPage.close()
+    }
+  })
+
   it('shows a daemon that went away, and reconnects when it is back', async () => {
     const port = new URL(a.url).port
     const home = a.home

@@ -306,7 +306,7 @@ function SelfView({ status }) {
       <dt>topology</dt><dd>${status.topology}${status.mesh.hubs.length ? ` (hubs: ${status.mesh.hubs.length})` : ''}</dd>
       <dt>mesh</dt><dd>${status.mesh.name}${status.mesh.private.swarmKey ? ' · private' : ' · open'}${status.mesh.attached ? '' : ' · not attached'}</dd>
       <dt>peers</dt><dd>${status.peers.connected} connected of ${status.peers.known} known</dd>
-      <dt>up</dt><dd>since ${ago(status.startedAt)}</dd>
+      <dt>started</dt><dd>${ago(status.startedAt)}</dd>
       <dt>store</dt><dd>${bytes(status.store.sizeBytes ?? status.store.bytes)}</dd>
       <dt>addresses</dt><dd class="mono small">${status.mesh.addresses.map((a) => html`<div>${a}</div>`)}</dd>
     </dl>
@@ -362,13 +362,19 @@ function PeerTable({ peers, lagByPeer, replicationAvailable }) {
             replicationAvailable &&
             html`<td class=${lag?.theyLack > 0 ? 'warn' : ''} data-they-lack=${lag?.theyLack ?? ''}>${lagText(lag, 'theyLack')}</td>
               <td class=${lag?.weLack > 0 ? 'warn' : ''} data-we-lack=${lag?.weLack ?? ''}>${lagText(lag, 'weLack')}</td>
-              <td>${lag?.lastSync ? html`${ago(lag.lastSync.at)} <span class="small">(${lag.lastSync.reason ?? ''}, ${lag.lastSync.durationMs} ms, ${bytes((lag.lastSync.bytesSent ?? 0) + (lag.lastSync.bytesReceived ?? 0))})</span>` : ''}</td>
+              <td>${lag?.lastSync ? html`${ago(lag.lastSync.at)} <span class="small">(${lag.lastSync.reason ?? ''}, ${ms(lag.lastSync.durationMs)}, ${bytes((lag.lastSync.bytesSent ?? 0) + (lag.lastSync.bytesReceived ?? 0))})</span>` : ''}</td>
               <td class="small">${describeFailure(lag?.lastSyncFailure ?? lag?.connection?.lastFailure)}</td>`
           }
         </tr>`
       })}
     </tbody>
   </table>`
+}
+
+/** A duration in milliseconds, to the precision that matters. */
+function ms(value) {
+  if (typeof value !== 'number') return '? ms'
+  return value < 10 ? `${value.toFixed(1)} ms` : `${Math.round(value)} ms`
 }
 
 /** A lag count; `?` when its context is not known yet (no sync or gossip from it so far). */
@@ -425,7 +431,7 @@ function EventsView({ events, available }) {
           <span class="mono">${shortId(event.peerId)}</span>
           ${event.namespace && html` <span>${event.namespace}</span>`}
           ${event.reason && html` <span class="small">${event.reason}</span>`}
-          ${event.type === 'sync-completed' && html` <span class="small">${event.durationMs} ms, ${event.entriesReceived ?? 0} entries in</span>`}
+          ${event.type === 'sync-completed' && html` <span class="small">${ms(event.durationMs)}, ${event.entriesReceived ?? 0} entries in</span>`}
           ${event.error && html` <span class="small error">${event.error}</span>`}
         </li>`,
       )}
