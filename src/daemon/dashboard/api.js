@@ -89,19 +89,22 @@ export async function putValue(ns, key, body, contentType, etag) {
  * must be sent (EventSource cannot send headers), a fetch-based reader that does what EventSource
  * does (Last-Event-ID on reconnect, backoff). `onState` hears `open`, `retrying` and `missing` (the
  * daemon answers 404: this daemon has no such stream); `onEvent(type, data, id)` hears every event.
+ * `resume(lastEventId)` gives the URL of a new stream that goes on from an event (default: `path`).
  */
-export function openStream(path, { onEvent, onState, events }) {
-  if (token === undefined) return nativeStream(path, { onEvent, onState, events })
+export function openStream(path, { onEvent, onState, events, resume = () => path }) {
+  if (token === undefined) return nativeStream(path, { onEvent, onState, events, resume })
   return fetchStream(path, { onEvent, onState })
 }
 
-function nativeStream(path, { onEvent, onState, events }) {
+function nativeStream(path, { onEvent, onState, events, resume }) {
   let source
   let closed = false
   let retryMs = 1000
   let timer
+  let lastEventId = ''
   const connect = () => {
-    source = new EventSource(path)
+    // The browser resends Last-Event-ID on its own reconnects; a new EventSource needs it in the URL.
+    source = new EventSource(lastEventId === '' ? path : resume(lastEventId))
     source.onopen = () => {
       retryMs = 1000
       onState('open')
@@ -114,6 +117,7 @@ function nativeStream(path, { onEvent, onState, events }) {
         } catch {
           return
         }
+        if (message.lastEventId) lastEventId = message.lastEventId
         onEvent(type, data, message.lastEventId)
       })
     }

@@ -250,6 +250,7 @@ function useDashboard() {
     update({ changes: [], replication: undefined, conflicts: [] })
     const stream = openStream(`${nsPath(ns)}/watch?since=now`, {
       events: ['ready', 'change', 'conflict', 'reset', 'overflow', 'shutdown', 'left'],
+      resume: (id) => `${nsPath(ns)}/watch?since=${encodeURIComponent(id)}`,
       onState: (streamState) => {
         if (streamState === 'open') {
           update({ link: 'live', error: undefined })
