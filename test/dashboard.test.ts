@@ -318,3 +318,27 @@ describe('the dashboard under the API access rules', () => {
     expect(policy).toContain("frame-ancestors 'none'")
   })
 })
+
+describe('the dashboard of a hub and its clients', () => {
+  it('draws the hub as the hub on a client, and the clients as clients on the hub', async () => {
+    const hub = await startDaemon({ command: 'hub' })
+    const clients = await Promise.all([
+      startDaemon({ args: ['--hub', hub.addresses[0]] }),
+      startDaemon({ args: ['--hub', hub.addresses[0]] }),
+    ])
+    await until(async () => ((await connectedCount(hub)) >= 2 ? true : undefined), {
+      message: 'the hub connected to both clients',
+      timeoutMs: 30_000,
+    })
+    await page.goto(`${clients[0].url}/`, { waitUntil: 'domcontentloaded' })
+    await live()
+    await page.waitForSelector(`g.node.hub.up[data-graph-peer="${hub.peerId}"]`)
+    await page.goto(`${hub.url}/`, { waitUntil: 'domcontentloaded' })
+    await live()
+    await page.waitForSelector(`g.node.hub[data-graph-peer="${hub.peerId}"]`)
+    for (const client of clients)
+      await page.waitForSelector(`g.node.client.up[data-graph-peer="${client.peerId}"]`)
+    await screenshot('hub')
+    expect(pageErrors).toEqual([])
+  })
+})

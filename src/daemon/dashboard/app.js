@@ -329,7 +329,7 @@ function MeshGraph({ status, peers, lagByPeer }) {
           class=${edge.connected ? 'edge up' : 'edge down'} />
         ${
           edge.to.lag &&
-          html`<text class="lag" x=${(edge.from.x + edge.to.x) / 2} y=${(edge.from.y + edge.to.y) / 2 - 4}>
+          html`<text class="lag" x=${(edge.from.x + edge.to.x) / 2 + 6} y=${(edge.from.y + edge.to.y) / 2 - 4}>
             ${`↑${edge.to.lag.theyLack ?? '?'} ↓${edge.to.lag.weLack ?? '?'}`}</text>`
         }
       </g>`,
