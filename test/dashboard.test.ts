@@ -75,7 +75,7 @@ async function screenshot(name: string): Promise<void> {
 
 const live = () => page.waitForSelector('#link[data-state="live"]')
 
-describe('the dashboard in a real browser', () => {
+describe('the dashboard in a real browser', { timeout: 120_000 }, () => {
   it('loads from the daemon and shows this peer and its connected peers', async () => {
     const response = await page.goto(`${a.url}/`, { waitUntil: 'domcontentloaded' })
     expect(response?.status()).toBe(200)
@@ -319,7 +319,7 @@ describe('the dashboard under the API access rules', () => {
   })
 })
 
-describe('the dashboard of a hub and its clients', () => {
+describe('the dashboard of a hub and its clients', { timeout: 120_000 }, () => {
   it('draws the hub as the hub on a client, and the clients as clients on the hub', async () => {
     const hub = await startDaemon({ command: 'hub' })
     const clients = await Promise.all([
