@@ -134,7 +134,7 @@ describe('replicationRows', () => {
     activity.connected('p1')
     activity.syncCompleted('p1', 'ns', {
       role: 'responder',
-      durationMs: 3.14159,
+      durationMs: 3.14,
       bytesSent: 1,
       bytesReceived: 2,
       entriesReceived: 0,
@@ -196,6 +196,15 @@ describe('events in the log', () => {
     time.advance(1000)
     expect(limiter.admit('flappy')).toEqual({ log: true, suppressed: 7 })
     expect(limiter.admit('flappy')).toEqual({ log: true, suppressed: 0 })
+  })
+
+  it('bounds the lines over all peers too, keeping count per peer of what it left out', () => {
+    const time = clock()
+    const limiter = new EventLogLimiter({ perPeer: 5, total: 4, windowMs: 1000, now: time.now })
+    const admitted = ['a', 'b', 'c', 'd', 'e', 'f'].map((peer) => limiter.admit(peer).log)
+    expect(admitted).toEqual([true, true, true, true, false, false])
+    time.advance(1000)
+    expect(limiter.admit('e')).toEqual({ log: true, suppressed: 1 })
   })
 
   it('renders an event with an ISO time and milliseconds', () => {

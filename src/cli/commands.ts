@@ -3,6 +3,7 @@ import { extname } from 'node:path'
 import { encodeValue, stringifyJson } from '../daemon/values.ts'
 import { keyPath, nsPath } from './client.ts'
 import type { Command, CommandContext } from './command.ts'
+import { statusPeers } from './commands-insight.ts'
 import { deletePrefix, prefixDeleteOptions, ttlOption, withTtl } from './commands-ttl.ts'
 import { CliError, EXIT } from './exit-codes.ts'
 import { bytes, duration, preview, shortId, table } from './format.ts'
@@ -589,9 +590,17 @@ interface StatusJson {
 export const statusCommand: Command = {
   name: 'status',
   args: '',
-  summary: 'show peer id, API, mesh, peers, namespaces, store',
+  summary: 'show peer id, API, mesh, peers, namespaces, store (--peers: replication per peer)',
   client: true,
+  namespaced: true,
+  options: {
+    peers: {
+      type: 'boolean',
+      description: 'per-peer replication of the namespace (--ns): lag, syncs, failures',
+    },
+  },
   async run(context) {
+    if (context.values.peers === true) return statusPeers(context)
     const { body } = await context.client().json<StatusJson>('/v1/status')
     if (context.json) {
       context.printJson(body)

@@ -20,6 +20,7 @@ import {
   statusCommand,
   watchCommand,
 } from './commands.ts'
+import { INSIGHT_COMMANDS } from './commands-insight.ts'
 import { OPS_COMMANDS } from './commands-ops.ts'
 import { touchCommand } from './commands-ttl.ts'
 import { completionCommand } from './completion.ts'
@@ -64,6 +65,7 @@ const COMMANDS: Command[] = [
   sremCommand,
   smembersCommand,
   ...OPS_COMMANDS,
+  ...INSIGHT_COMMANDS,
   peersCommand,
   connectCommand,
   inviteCommand,

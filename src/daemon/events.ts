@@ -22,6 +22,8 @@ export function eventData(event: MeshEvent): Record<string, unknown> {
 export interface LogLimit {
   /** Lines per peer per window. Default 20. */
   perPeer?: number
+  /** Lines over all peers per window (a hub has many peers). Default 300. */
+  total?: number
   /** Default 60 s. */
   windowMs?: number
   now?: () => number
@@ -31,17 +33,20 @@ export interface LogLimit {
 const MAX_LIMITED_PEERS = 10_000
 
 /**
- * At most `perPeer` lines per peer per window; the first line of the next window says how many were
- * left out. Pure: the clock is injected.
+ * At most `perPeer` lines per peer and `total` lines in all per window; the first line about a peer in
+ * a later window says how many about it were left out. Pure: the clock is injected.
  */
 export class EventLogLimiter {
   private readonly perPeer: number
+  private readonly total: number
   private readonly windowMs: number
   private readonly now: () => number
   private readonly windows = new Map<string, { start: number; lines: number; suppressed: number }>()
+  private overall = { start: Number.NEGATIVE_INFINITY, lines: 0 }
 
   constructor(limit: LogLimit = {}) {
     this.perPeer = limit.perPeer ?? 20
+    this.total = limit.total ?? 300
     this.windowMs = limit.windowMs ?? 60_000
     this.now = limit.now ?? Date.now
   }
@@ -49,6 +54,7 @@ export class EventLogLimiter {
   /** Whether to log a line about `peerId` now, and how many lines the previous window left out. */
   admit(peerId: string): { log: boolean; suppressed: number } {
     const now = this.now()
+    if (now - this.overall.start >= this.windowMs) this.overall = { start: now, lines: 0 }
     let window = this.windows.get(peerId)
     let suppressed = 0
     if (window === undefined || now - window.start >= this.windowMs) {
@@ -57,11 +63,12 @@ export class EventLogLimiter {
       window = { start: now, lines: 0, suppressed: 0 }
       this.windows.set(peerId, window)
     }
-    if (window.lines >= this.perPeer) {
-      window.suppressed++
+    if (window.lines >= this.perPeer || this.overall.lines >= this.total) {
+      window.suppressed += suppressed + 1
       return { log: false, suppressed: 0 }
     }
     window.lines++
+    this.overall.lines++
     return { log: true, suppressed }
   }
 }

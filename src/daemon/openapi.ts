@@ -197,6 +197,263 @@ const adminPaths = {
   },
 }
 
+const nullable = (schema: Schema): Schema => ({ oneOf: [schema, { type: 'null' }] })
+const failure: Schema = {
+  type: 'object',
+  properties: { at: { type: 'string', format: 'date-time' }, reason: { type: 'string' } },
+}
+const dateTime: Schema = { type: 'string', format: 'date-time' }
+
+/** Replication state, events, explain and conflicts (see routes-insight.ts and docs/api.md). */
+const insightPaths = {
+  '/v1/ns/{ns}/replication': {
+    parameters: [nsParam],
+    get: {
+      summary: "Per peer: connection, last contact, what each side lacks of the other's writes, last sync",
+      operationId: 'replication',
+      responses: {
+        '200': { description: 'Replication state', content: jsonContent(ref('Replication')) },
+        '404': error('Namespace not joined', ['NAMESPACE_NOT_FOUND']),
+      },
+    },
+  },
+  '/v1/events': {
+    get: {
+      summary: 'Server-Sent Events of the mesh: peers connecting and disconnecting, anti-entropy sessions',
+      description:
+        'First a `ready` event, then `peer-connected`, `peer-disconnected`, `sync-started`, `sync-completed`, `sync-failed` (the SSE event name is the type; data: MeshEvent). Live only (no replay); a client that falls the watch queue bound behind gets `overflow` and the stream ends; `shutdown` when the daemon stops. Comments (`: ping`) keep idle streams open. A web page of another origin may not read it.',
+      operationId: 'events',
+      responses: {
+        '200': {
+          description: 'An event stream',
+          content: { 'text/event-stream': { schema: ref('MeshEvent') } },
+        },
+        '401': commonErrors['401'],
+        '403': commonErrors['403'],
+      },
+    },
+  },
+  '/v1/ns/{ns}/kv/{key}/explain': {
+    parameters: [nsParam, keyParam],
+    get: {
+      summary:
+        'Why a key reads as it does: every sibling with its writer, HLC, dot and holders; tombstone; horizon',
+      description:
+        'A key that itself ends in `/explain` is read as `…/kv/{key}%2Fexplain` and explained as `…/kv/{key}/explain/explain`.',
+      operationId: 'explainKey',
+      responses: {
+        '200': { description: 'The explanation', content: jsonContent(ref('Explanation')) },
+        '400': error('Bad key', ['INVALID_KEY', 'INVALID_NAMESPACE']),
+        '404': error('No such key or namespace', ['KEY_NOT_FOUND', 'NAMESPACE_NOT_FOUND']),
+      },
+    },
+  },
+  '/v1/ns/{ns}/conflicts': {
+    parameters: [nsParam],
+    get: {
+      summary: 'Keys with more than one live value (siblings), in key order, a page at a time',
+      description:
+        'Reads at most 100,000 keys per request: a page may hold fewer than `limit` conflicts (even none) while `cursor` is not null; continue until it is.',
+      operationId: 'listConflicts',
+      parameters: [
+        { name: 'prefix', in: 'query', schema: { type: 'string' } },
+        {
+          name: 'limit',
+          in: 'query',
+          schema: { type: 'integer', minimum: 1, maximum: MAX_LIST_LIMIT, default: DEFAULT_LIST_LIMIT },
+        },
+        {
+          name: 'cursor',
+          in: 'query',
+          description: 'The cursor of the previous page',
+          schema: { type: 'string' },
+        },
+      ],
+      responses: {
+        '200': {
+          description: 'A page of conflicts',
+          content: jsonContent({
+            type: 'object',
+            properties: {
+              namespace: { type: 'string' },
+              prefix: { type: 'string' },
+              conflicts: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    key: { type: 'string' },
+                    siblings: { type: 'integer' },
+                    etag: { type: 'string' },
+                  },
+                },
+              },
+              cursor: nullable({ type: 'string' }),
+            },
+          }),
+        },
+        '400': error('Bad parameter', ['INVALID_PARAMETER', 'INVALID_NAMESPACE']),
+        '404': error('Namespace not joined', ['NAMESPACE_NOT_FOUND']),
+      },
+    },
+  },
+}
+
+const explainedEntry: Schema = {
+  type: 'object',
+  properties: {
+    replica: { type: 'string' },
+    peerId: { type: 'string', description: 'The writer (the author part of the replica id)' },
+    hlc: {
+      type: 'object',
+      properties: { wall: { type: 'integer' }, logical: { type: 'integer' }, at: dateTime },
+    },
+    dot: { type: 'object', properties: { replica: { type: 'string' }, counter: { type: 'integer' } } },
+    covers: {
+      type: 'array',
+      description: 'The dots on this key the entry supersedes, as ranges per replica',
+      items: {
+        type: 'object',
+        properties: { replica: { type: 'string' }, from: { type: 'integer' }, to: { type: 'integer' } },
+      },
+    },
+    heldBy: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'This peer, and known peers whose last known context holds the dot',
+    },
+    notYetAt: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'Known peers whose last known context lacks the dot',
+    },
+    unknown: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'Known peers whose context for the namespace was never learned',
+    },
+    expiresAt: dateTime,
+    expired: { type: 'boolean' },
+  },
+}
+
+const insightSchemas = {
+  Replication: {
+    type: 'object',
+    properties: {
+      namespace: { type: 'string' },
+      self: {
+        type: 'object',
+        properties: {
+          peerId: { type: 'string' },
+          replicaId: { type: 'string' },
+          versionVector: { type: 'object', additionalProperties: { type: 'integer' } },
+          digest: { type: 'string' },
+          dots: { type: 'integer', description: 'Writes in our causal context' },
+        },
+      },
+      peers: { type: 'array', items: ref('PeerReplication') },
+    },
+  },
+  PeerReplication: {
+    type: 'object',
+    properties: {
+      peerId: { type: 'string' },
+      connected: { type: 'boolean' },
+      connection: {
+        type: 'object',
+        properties: {
+          state: { type: 'string', enum: ['connected', 'disconnected', 'never'] },
+          since: nullable(dateTime),
+          lastFailure: nullable(failure),
+        },
+      },
+      lastContactAt: nullable(dateTime),
+      contextKnown: { type: 'boolean' },
+      theyLack: nullable({
+        type: 'integer',
+        description: 'Writes in our context that their last known context lacks',
+      }),
+      weLack: nullable({
+        type: 'integer',
+        description: 'Writes in their last known context that ours lacks',
+      }),
+      lastSync: nullable({
+        type: 'object',
+        properties: {
+          at: dateTime,
+          reason: {
+            type: 'string',
+            description:
+              'connected, joined, periodic, publish-reached-nobody, ack; remote when the peer started it',
+          },
+          role: { type: 'string', enum: ['initiator', 'responder'] },
+          durationMs: { type: 'number' },
+          bytesSent: { type: 'integer' },
+          bytesReceived: { type: 'integer' },
+          entriesReceived: { type: 'integer' },
+          equal: { type: 'boolean', description: 'Digests matched: nothing was exchanged' },
+        },
+      }),
+      lastSyncFailure: nullable(failure),
+      rttMs: nullable({ type: 'number' }),
+    },
+  },
+  MeshEvent: {
+    type: 'object',
+    required: ['type', 'at', 'peerId'],
+    properties: {
+      type: {
+        type: 'string',
+        enum: ['peer-connected', 'peer-disconnected', 'sync-started', 'sync-completed', 'sync-failed'],
+      },
+      at: dateTime,
+      atMs: { type: 'integer' },
+      peerId: { type: 'string' },
+      namespace: { type: 'string' },
+      reason: { type: 'string' },
+      role: { type: 'string', enum: ['initiator', 'responder'] },
+      durationMs: { type: 'number' },
+      bytesSent: { type: 'integer' },
+      bytesReceived: { type: 'integer' },
+      entriesReceived: { type: 'integer' },
+      equal: { type: 'boolean' },
+      error: { type: 'string' },
+      code: { type: 'string' },
+    },
+  },
+  Explanation: {
+    type: 'object',
+    properties: {
+      namespace: { type: 'string' },
+      key: { type: 'string' },
+      state: { type: 'string', enum: ['live', 'deleted'] },
+      resolved: nullable({
+        allOf: [ref('Value'), { type: 'object', properties: { etag: { type: 'string' } } }],
+      }),
+      why: { type: 'string', description: 'A plain sentence' },
+      siblings: {
+        type: 'array',
+        description: 'Every value entry, oldest first (HLC order), expired ones included',
+        items: {
+          allOf: [
+            ref('Value'),
+            explainedEntry,
+            { type: 'object', properties: { winner: { type: 'boolean' } } },
+          ],
+        },
+      },
+      tombstone: nullable({
+        allOf: [explainedEntry, { type: 'object', properties: { concurrent: { type: 'integer' } } }],
+      }),
+      horizon: nullable({
+        type: 'object',
+        properties: { collected: { type: 'boolean' }, note: { type: 'string' } },
+      }),
+    },
+  },
+}
+
 export function openApiDocument(): Record<string, unknown> {
   return {
     openapi: '3.1.0',
@@ -204,7 +461,7 @@ export function openApiDocument(): Record<string, unknown> {
       title: 'hearsay daemon API',
       version: '1',
       description:
-        'The local HTTP API of one hearsay peer. Reads and writes are local and durable before they are acknowledged; the mesh replicates them to other peers. Every error is JSON: {"error":{"code","message"}} with a stable code. Access: on a loopback bind only loopback Host names (and apiAllowedHosts) are served; a request from a web page of another origin may not change state nor read the watch stream or status, and a state-changing request with an Origin needs a non-simple Content-Type; beyond loopback every request but /healthz needs the bearer token of the data dir file api.token.',
+        'The local HTTP API of one hearsay peer. Reads and writes are local and durable before they are acknowledged; the mesh replicates them to other peers. Every error is JSON: {"error":{"code","message"}} with a stable code. Access: on a loopback bind only loopback Host names (and apiAllowedHosts) are served; a request from a web page of another origin may not change state nor read the watch or events stream or status, and a state-changing request with an Origin needs a non-simple Content-Type; beyond loopback every request but /healthz needs the bearer token of the data dir file api.token.',
     },
     security: [{}, { bearer: [] }],
     servers: [{ url: 'http://127.0.0.1:7600' }],
@@ -312,6 +569,7 @@ export function openApiDocument(): Record<string, unknown> {
         delete: leaveNamespaceOperation,
       },
       ...adminPaths,
+      ...insightPaths,
       '/v1/ns/{ns}/kv': {
         parameters: [nsParam],
         get: {
@@ -787,6 +1045,7 @@ export function openApiDocument(): Record<string, unknown> {
             watchClients: { type: 'integer' },
           },
         },
+        ...insightSchemas,
         WatchEvent: {
           type: 'object',
           description: 'The `data` of a `change` event: the state of the key when the event was produced.',
