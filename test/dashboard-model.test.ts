@@ -28,6 +28,7 @@ interface Model {
   siblingBody(sibling: { encoding: string; value: unknown }): string | Uint8Array
   shortId(peerId: string): string
   prepend<T>(list: T[], item: T, limit: number): T[]
+  resolveCommand(ns: string, key: string, index: number): string
 }
 
 // A path in a variable: the module is plain JavaScript for the browser, with no type declarations.
@@ -109,6 +110,8 @@ describe('dashboard model', () => {
     expect(model.writableFromPage('application/x-www-form-urlencoded')).toBe(false)
     expect(model.siblingBody({ encoding: 'json', value: { mode: 'eco' } })).toBe('{"mode":"eco"}')
     expect(model.siblingBody({ encoding: 'utf8', value: 'héllo' })).toBe('héllo')
+    expect(model.resolveCommand('default', 'greeting', 1)).toBe("hearsay resolve 'greeting' --pick 2")
+    expect(model.resolveCommand('home', "it's", 0)).toBe(`hearsay resolve 'it'\\''s' --pick 1 -n home`)
     expect([...(model.siblingBody({ encoding: 'base64', value: 'AAH/' }) as Uint8Array)]).toEqual([0, 1, 255])
   })
 

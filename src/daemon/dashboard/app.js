@@ -11,6 +11,7 @@ import {
   parseMetrics,
   prepend,
   rates,
+  resolveCommand,
   shortId,
   showValue,
   siblingBody,
@@ -600,7 +601,7 @@ function KeyDetail({ ns, keyName, actions, onResolved }) {
               read.siblings.length > 1 &&
               (writableFromPage(sibling.contentType)
                 ? html`<button class="keep" data-keep=${index} onClick=${() => keep(sibling)}>Keep this value</button>`
-                : html`<p class="small">A ${sibling.contentType} value cannot be written from a web page (the API refuses form content types from pages); resolve it with <code>hearsay put</code> or curl using this ETag.</p>`)
+                : html`<p class="small" data-cli=${index}>A ${sibling.contentType} value cannot be written from a web page (the API refuses form content types from pages); keep it with <code>${resolveCommand(ns, keyName, index)}</code></p>`)
             }
           </li>`
         })}

@@ -134,6 +134,12 @@ export function siblingBody(sibling) {
   return out
 }
 
+/** The command that keeps sibling `index` (numbered from 1, as `?siblings=1` lists them). */
+export function resolveCommand(ns, key, index) {
+  const quoted = `'${key.replaceAll("'", `'\\''`)}'`
+  return `hearsay resolve ${quoted} --pick ${index + 1}${ns === 'default' ? '' : ` -n ${ns}`}`
+}
+
 /** A value as short display text. */
 export function showValue(encoding, value, limit = 400) {
   const text =
