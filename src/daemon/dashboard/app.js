@@ -478,7 +478,9 @@ function KeysView({ ns, onPick, selected, actions }) {
     // Only the newest request's answer is shown: an older one may arrive last.
     const mine = ++latest.current
     try {
-      const query = new URLSearchParams({ prefix: applied, limit: String(PAGE_SIZE) })
+      // Without values: a page of large values would cost megabytes on every change; a key's value
+      // is read when it is opened.
+      const query = new URLSearchParams({ prefix: applied, limit: String(PAGE_SIZE), values: '0' })
       if (cursor !== undefined) query.set('cursor', cursor)
       const listing = await getJson(`${nsPath(ns)}/kv?${query}`)
       if (mine !== latest.current) return
@@ -513,7 +515,7 @@ function KeysView({ ns, onPick, selected, actions }) {
             onPick(item.key)
           }}>${item.key}</a>
           ${item.siblings > 1 && html`<span class="tag conflict">${item.siblings} siblings</span>`}
-          <span class="value small">${item.encoding ? showValue(item.encoding, item.value, 60) : item.contentType}</span>
+          <span class="small">${item.contentType} · ${ago(item.writtenAt)}</span>
         </li>`,
       )}
     </ul>
