@@ -9,8 +9,22 @@ import { join } from 'node:path'
 import puppeteer, { type Browser, type Page } from 'puppeteer-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type AccessPolicy, accessProblem } from '../src/daemon/access.ts'
+import { loadConfig } from '../src/daemon/config.ts'
+import { type RunningDaemon, startDaemon as startInProcess } from '../src/daemon/daemon.ts'
+import { createLogger } from '../src/daemon/logger.ts'
 import { contentSecurityPolicy } from '../src/daemon/routes-dashboard.ts'
-import { api, type DaemonProcess, removeHomes, startDaemon, stopAllDaemons, until } from './helpers/daemon.ts'
+import type { HearsayMesh } from '../src/peer/attach-mesh.ts'
+import {
+  api,
+  type DaemonProcess,
+  giveSharedKey,
+  removeHomes,
+  startDaemon,
+  stopAllDaemons,
+  tempHome,
+  until,
+} from './helpers/daemon.ts'
+import { eventually } from './helpers/eventually.ts'
 
 /** The page's document, as the functions run inside the browser see it (this file has no DOM types). */
 declare const document: {
@@ -30,6 +44,18 @@ let c: DaemonProcess
 let browser: Browser
 let page: Page
 const pageErrors: string[] = []
+
+/** A daemon in this process (its own start code, real HTTP, libp2p over loopback TCP, SQLite). */
+async function inProcessDaemon(): Promise<RunningDaemon> {
+  const home = tempHome('hearsay-dashboard-')
+  giveSharedKey(home)
+  const { config } = loadConfig({
+    dataDir: home,
+    flags: { apiPort: '0', listen: ['/ip4/127.0.0.1/tcp/0'], mdns: false, loopbackTesting: true },
+    env: {},
+  })
+  return startInProcess(config, { logger: createLogger({ level: 'silent', format: 'json' }) })
+}
 
 async function connectedCount(daemon: DaemonProcess): Promise<number> {
   return (await api(daemon.url, '/v1/status')).json.peers.connected
@@ -142,26 +168,45 @@ describe('the dashboard in a real browser', { timeout: 120_000 }, () => {
     )
   })
 
-  it('shows a conflict after concurrent writes and clears it when a sibling is kept from the page', async () => {
+  it('shows a conflict after concurrent writes across a blocked link, and clears it when a sibling is kept from the page', async () => {
     const key = 'config/mode'
-    // A fourth peer, cut off from the others: its write and A's write see nothing of each other.
-    const d = await startDaemon()
-    expect(await connectedCount(d)).toBe(0)
-    const write = (daemon: DaemonProcess, mode: string) =>
-      api(daemon.url, `/v1/ns/default/kv/${key}`, {
+    // A fourth daemon in this process, so the test can block its links at the mesh.
+    const d = await inProcessDaemon()
+    const link = async () => {
+      await d.peer.dial(a.addresses[0])
+      return (d.peer.attachedMesh as HearsayMesh).insight.connectedPeers().includes(a.peerId)
+    }
+    await eventually(link, { timeout: 60_000, interval: 200, message: 'D connected to A' })
+    await page.waitForSelector(`tr[data-peer="${d.peerId}"][data-connected="true"]`)
+    const write = (url: string, mode: string) =>
+      api(url, `/v1/ns/default/kv/${key}`, {
         method: 'PUT',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ mode }),
       })
-    expect((await write(a, 'eco')).status).toBe(200)
-    expect((await write(d, 'boost')).status).toBe(200)
-    // Heal: D dials A and the two sync.
-    const dial = await api(d.url, '/v1/peers', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ address: a.addresses[0] }),
-    })
-    expect(dial.status).toBe(200)
+
+    // Block: D refuses every connection to or from the others (it may have met B and C through A);
+    // the page sees D go.
+    const mesh = d.peer.attachedMesh as HearsayMesh
+    for (const other of [a, b, c]) await mesh.block(other.peerId)
+    await page.waitForSelector(`tr[data-peer="${d.peerId}"][data-connected="false"]`, { timeout: 60_000 })
+    await page.waitForSelector(`#events li[data-event="peer-disconnected"]`)
+    expect((await write(a.url, 'eco')).status).toBe(200)
+    expect((await write(d.url, 'boost')).status).toBe(200)
+    // A knows D's context from their sync: D lacks A's write.
+    await page.waitForFunction(
+      (selector) =>
+        Number(
+          (document.querySelector(selector) as { dataset?: { theyLack?: string } })?.dataset?.theyLack,
+        ) >= 1,
+      { timeout: 60_000 },
+      `tr[data-peer="${d.peerId}"] td[data-they-lack]`,
+    )
+    await screenshot('lag')
+
+    // Heal: unblock and dial again; the two sync and both writes are kept as siblings.
+    for (const other of [a, b, c]) mesh.unblock(other.peerId)
+    await eventually(link, { timeout: 60_000, interval: 200, message: 'D connected to A again' })
     await page.waitForSelector(`#conflicts li[data-conflict="${key}"]`, { timeout: 60_000 })
     await page.click(`#conflicts li[data-conflict="${key}"] a`)
     await page.waitForSelector(`[data-detail="${key}"] li[data-sibling="1"] button[data-keep]`)
@@ -193,19 +238,20 @@ describe('the dashboard in a real browser', { timeout: 120_000 }, () => {
     )
     await screenshot('resolved')
     // The resolution is a real write: every peer ends with D's value alone.
-    for (const daemon of [a, b, d]) {
+    for (const url of [a.url, b.url, d.url]) {
       await until(
         async () => {
-          const read = await api(daemon.url, `/v1/ns/default/kv/${key}?siblings=1`)
+          const read = await api(url, `/v1/ns/default/kv/${key}?siblings=1`)
           return read.status === 200 &&
             read.json.siblings.length === 1 &&
             read.json.siblings[0].value.mode === 'boost'
             ? true
             : undefined
         },
-        { message: `the kept value on ${daemon.peerId}`, timeoutMs: 30_000 },
+        { message: `the kept value at ${url}`, timeoutMs: 30_000 },
       )
     }
+    await d.stop()
     expect(pageErrors).toEqual([])
   })
 

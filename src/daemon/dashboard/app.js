@@ -275,8 +275,8 @@ function useDashboard() {
         const many = (data.siblings ?? 1) > 1
         if (many && !listed) update({ conflicts: [...conflicts, { key: data.key, siblings: data.siblings }] })
         else if (!many && listed) update({ conflicts: conflicts.filter((c) => c.key !== data.key) })
-        if (data.origin === 'remote') actions.refreshSystem()
-        else void actions.loadMetrics()
+        // Any write moves the lag per peer and the rates: read them again (coalesced).
+        actions.refreshSystem()
         for (const listener of listeners.current) listener(data.key)
       },
     })
