@@ -255,6 +255,23 @@ describe('the dashboard in a real browser', { timeout: 120_000 }, () => {
     expect(pageErrors).toEqual([])
   })
 
+  it('switches to another namespace, with its own keys and live changes', async () => {
+    expect((await api(a.url, '/v1/ns/second/kv/only/here', { method: 'PUT', body: 'x' })).status).toBe(200)
+    // A namespace joined after the page loaded shows up on the next read (here: Refresh).
+    await page.click('header .refresh')
+    await page.waitForSelector('#ns option[data-ns="second"]')
+    await page.select('#ns', 'second')
+    await page.click('#prefix', { count: 3 })
+    await page.keyboard.press('Backspace')
+    await page.keyboard.press('Enter')
+    await page.waitForSelector('#namespace .key-list li[data-key="only/here"]')
+    await api(b.url, '/v1/ns/second/kv/from/b', { method: 'PUT', body: 'y' })
+    await page.waitForSelector('#changes li[data-change-key="from/b"]')
+    await page.select('#ns', 'default')
+    await page.waitForSelector('#namespace .key-list li[data-key="rooms/kitchen"]')
+    await page.waitForFunction(() => document.querySelector('#changes li[data-change-key="from/b"]') === null)
+  })
+
   it('takes a token from the URL fragment once and sends it as a bearer token, streams included', async () => {
     // A loopback daemon ignores the header; what counts here is what the page sends, and that its
     // fetch-based event streams (EventSource cannot send headers) work.

@@ -702,7 +702,7 @@ function App() {
               setSelectedKey(undefined)
               update({ ns: e.target.value })
             }}>
-              ${state.namespaces.map((name) => html`<option value=${name}>${name}</option>`)}
+              ${state.namespaces.map((name) => html`<option value=${name} data-ns=${name}>${name}</option>`)}
             </select>
           </h2>
           ${state.ns === undefined && html`<p class="empty">This peer has joined no namespace yet.</p>`}
