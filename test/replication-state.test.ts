@@ -1,14 +1,18 @@
 import { describe, expect, it } from 'vitest'
 import { CausalContext } from '../src/crdt/context.ts'
 import { EventLogLimiter, eventData } from '../src/daemon/events.ts'
+import { DaemonMetrics, MAX_PEER_LABELS } from '../src/daemon/metrics.ts'
+import { HearsayPeer } from '../src/peer/peer.ts'
 import {
   dotHolders,
   lackFigures,
   type MemberView,
   type MeshEvent,
+  missingCount,
   PeerActivity,
   replicationRows,
 } from '../src/peer/replication-state.ts'
+import { createMemoryStore } from '../src/store/memory.ts'
 
 const ctx = (ranges: Record<string, number[]>) => CausalContext.fromRanges(Object.entries(ranges))
 
@@ -34,6 +38,31 @@ describe('lackFigures', () => {
     const own = ctx({ a: [1, 5] })
     expect(lackFigures(own, own.clone())).toEqual({ theyLack: 0, weLack: 0 })
     expect(lackFigures(own, undefined)).toEqual({ theyLack: null, weLack: null })
+  })
+})
+
+describe('missingCount', () => {
+  it('equals the size of the difference, for random contexts', () => {
+    let seed = 7
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed % n
+    }
+    const randomContext = () => {
+      const context = new CausalContext()
+      for (let i = 0; i < 40; i++) {
+        const lo = 1 + random(60)
+        context.addRange(`r${random(4)}`, lo, lo + random(8))
+      }
+      return context
+    }
+    for (let round = 0; round < 200; round++) {
+      const a = randomContext()
+      const b = randomContext()
+      expect(missingCount(a, b)).toBe(a.difference(b).size())
+      expect(missingCount(b, a)).toBe(b.difference(a).size())
+      expect(missingCount(a, a.clone())).toBe(0)
+    }
   })
 })
 
@@ -210,5 +239,37 @@ describe('events in the log', () => {
   it('renders an event with an ISO time and milliseconds', () => {
     const data = eventData({ type: 'peer-connected', at: 0, peerId: 'p' })
     expect(data).toEqual({ type: 'peer-connected', peerId: 'p', at: '1970-01-01T00:00:00.000Z', atMs: 0 })
+  })
+})
+
+describe('per-peer gauges', () => {
+  it('label at most 64 peers, connected ones first; the rest are one peer="other"', async () => {
+    const peer = new HearsayPeer({ store: createMemoryStore(), peerId: 'self', namespaces: ['ns'] })
+    const ids = Array.from({ length: 70 }, (_, i) => `peer-${String(i).padStart(2, '0')}`)
+    // The last six are connected: they take labels before unconnected ones.
+    const connected = ids.slice(64)
+    const members: MemberView[] = ids.map((peerId) => ({ peerId, holds: new Map([['ns', ctx({})]]) }))
+    const activity = new PeerActivity()
+    peer.attach({
+      peerId: 'self',
+      insight: { activity, members: () => members, connectedPeers: () => connected },
+      addresses: () => [],
+      peers: () => [],
+      dial: async () => 'never',
+      join: () => {},
+      replicatedTo: async () => 0,
+      stop: async () => {},
+    })
+    await peer.namespace('ns').put('k', new TextEncoder().encode('v'), 'text/plain')
+    const text = await new DaemonMetrics(peer).text()
+    const lines = (name: string) => text.split('\n').filter((line) => line.startsWith(`${name}{`))
+    const connectedLines = lines('hearsay_peer_connected')
+    expect(connectedLines).toHaveLength(MAX_PEER_LABELS + 1)
+    for (const id of connected) expect(connectedLines).toContain(`hearsay_peer_connected{peer="${id}"} 1`)
+    expect(connectedLines).toContain('hearsay_peer_connected{peer="other"} 0')
+    const lacking = lines('hearsay_peer_they_lack')
+    expect(lacking).toHaveLength(MAX_PEER_LABELS)
+    expect(lacking).toContain(`hearsay_peer_they_lack{peer="peer-00",namespace="ns"} 1`)
+    await peer.stop()
   })
 })

@@ -284,7 +284,8 @@ export const MAX_PEER_LABELS = 64
 /**
  * Per-peer replication gauges, computed at scrape time. Cardinality is bounded: the first
  * MAX_PEER_LABELS peers (connected ones first, then by id) get their own label, the rest are one
- * `other` (counts summed; for the age of the last sync, the oldest).
+ * `other` (connections summed; for the age of the last sync, the oldest; lack figures are computed for
+ * the labelled peers only, so a hub's scrape stays cheap).
  */
 function registerPeerGauges(peer: HearsayPeer, registers: Registry[]): void {
   /** Rows per namespace of one scrape, computed once for the four gauges. */
@@ -296,9 +297,13 @@ function registerPeerGauges(peer: HearsayPeer, registers: Registry[]): void {
     if (cached !== undefined && now - cached.at < 1000) return cached
     const insight = peer.attachedMesh?.insight
     const rows: Array<{ namespace: string; row: PeerReplication }> = []
+    let labelled = new Set<string>()
     if (insight !== undefined) {
       const members = insight.members()
       const connected = new Set(insight.connectedPeers())
+      const ids = [...new Set([...members.map((m) => m.peerId), ...insight.activity.peers()])]
+      ids.sort((a, b) => Number(connected.has(b)) - Number(connected.has(a)) || (a < b ? -1 : a > b ? 1 : 0))
+      labelled = new Set(ids.slice(0, MAX_PEER_LABELS))
       for (const namespace of peer.namespaces()) {
         const own = peer.namespace(namespace).context()
         for (const row of replicationRows({
@@ -308,16 +313,15 @@ function registerPeerGauges(peer: HearsayPeer, registers: Registry[]): void {
           activity: insight.activity,
           connected,
           self: peer.peerId,
+          // The lack figures walk both contexts: only for the labelled peers (a hub has a thousand).
+          lackFor: (id) => labelled.has(id),
         }))
           rows.push({ namespace, row })
       }
     }
-    const ids = [...new Set(rows.map(({ row }) => row.peerId))]
-    const isConnected = new Set(rows.filter(({ row }) => row.connected).map(({ row }) => row.peerId))
-    ids.sort(
-      (a, b) => Number(isConnected.has(b)) - Number(isConnected.has(a)) || (a < b ? -1 : a > b ? 1 : 0),
+    const labels = new Map(
+      rows.map(({ row }) => [row.peerId, labelled.has(row.peerId) ? row.peerId : 'other']),
     )
-    const labels = new Map(ids.map((id, i) => [id, i < MAX_PEER_LABELS ? id : 'other']))
     cached = { at: now, rows, labels }
     return cached
   }

@@ -230,6 +230,7 @@ const insightPaths = {
         },
         '401': commonErrors['401'],
         '403': commonErrors['403'],
+        '503': error('Shutting down, or no mesh', ['SHUTTING_DOWN', 'MESH_UNAVAILABLE']),
       },
     },
   },

@@ -45,7 +45,8 @@ export const eventsRoute: Route = {
   methods: {
     GET(context) {
       const events = context.app.events
-      if (events === undefined) throw new ApiError(503, 'SHUTTING_DOWN', 'this daemon has no event stream')
+      if (events === undefined)
+        throw new ApiError(503, 'MESH_UNAVAILABLE', 'this peer has no mesh events to stream')
       return {
         status: 200,
         headers: {
