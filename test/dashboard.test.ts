@@ -44,6 +44,8 @@ let c: DaemonProcess
 let browser: Browser
 let page: Page
 const pageErrors: string[] = []
+/** Daemons run in this process, stopped at the end even when a test fails half-way. */
+const inProcess: RunningDaemon[] = []
 
 /** A daemon in this process (its own start code, real HTTP, libp2p over loopback TCP, SQLite). */
 async function inProcessDaemon(): Promise<RunningDaemon> {
@@ -54,7 +56,9 @@ async function inProcessDaemon(): Promise<RunningDaemon> {
     flags: { apiPort: '0', listen: ['/ip4/127.0.0.1/tcp/0'], mdns: false, loopbackTesting: true },
     env: {},
   })
-  return startInProcess(config, { logger: createLogger({ level: 'silent', format: 'json' }) })
+  const daemon = await startInProcess(config, { logger: createLogger({ level: 'silent', format: 'json' }) })
+  inProcess.push(daemon)
+  return daemon
 }
 
 async function connectedCount(daemon: DaemonProcess): Promise<number> {
@@ -91,6 +95,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close()
+  await Promise.all(inProcess.map((daemon) => daemon.stop()))
   await stopAllDaemons()
   removeHomes()
 })
@@ -251,7 +256,6 @@ describe('the dashboard in a real browser', { timeout: 120_000 }, () => {
         { message: `the kept value at ${url}`, timeoutMs: 30_000 },
       )
     }
-    await d.stop()
     expect(pageErrors).toEqual([])
   })
 
