@@ -81,6 +81,7 @@ function useDashboard() {
     replicationAvailable: true,
     events: [],
     eventsAvailable: true,
+    quietSyncs: 0,
     changes: [],
     rates: undefined,
     conflicts: [],
@@ -228,9 +229,12 @@ function useDashboard() {
         } else if (current.current.ns === undefined) update({ link: 'offline' })
       },
       onEvent: (type, data) => {
-        if (type === 'ready') return
-        update({ events: prepend(current.current.events, { type, ...data }, LOG_LIMIT) })
-        if (type === 'sync-started') return
+        if (type === 'ready' || type === 'sync-started') return
+        if (type === 'sync-completed' && data.equal) {
+          // Anti-entropy rounds that found nothing to exchange (every few seconds per peer) are
+          // counted, not logged: they would push connections and failures out of the log.
+          update({ quietSyncs: current.current.quietSyncs + 1 })
+        } else update({ events: prepend(current.current.events, { type, ...data }, LOG_LIMIT) })
         actions.refreshSystem()
       },
     })
@@ -420,9 +424,10 @@ function RatesView({ rates: measured }) {
   </section>`
 }
 
-function EventsView({ events, available }) {
+function EventsView({ events, available, quietSyncs }) {
   return html`<section class="card" id="events">
     <h2>Events</h2>
+    ${quietSyncs > 0 && html`<p class="small" id="quiet-syncs">${quietSyncs} sync round${quietSyncs === 1 ? '' : 's'} found both sides equal (not listed).</p>`}
     ${!available && html`<p class="empty">This daemon has no event stream (/v1/events).</p>`}
     ${available && events.length === 0 && html`<p class="empty">No peer or sync event since the page opened.</p>`}
     <ul class="log">
@@ -693,7 +698,7 @@ function App() {
           ${!state.replicationAvailable && html`<p class="small">Per-peer lag needs GET /v1/ns/{ns}/replication, which this daemon does not have.</p>`}
         </section>
         <${RatesView} rates=${state.rates} />
-        <${EventsView} events=${state.events} available=${state.eventsAvailable} />
+        <${EventsView} events=${state.events} available=${state.eventsAvailable} quietSyncs=${state.quietSyncs} />
       </div>
       <div class="column wide">
         <section class="card" id="namespace">
