@@ -321,7 +321,29 @@ interface LatencyResult {
   peakRssMean: number
   idleRssMean: number
   benchCpu: number
+  /** Gossip batches the writer daemon published per write (below 1: several writes per batch). */
+  batchesPerWrite: number
+  /** Mean reader CPU per gossip batch it accepted (robust to how many writes a batch holds). */
+  readerCpuPerBatch: number
   connectivity: string
+}
+
+/** A daemon's gossip message counters (hearsay_gossip_messages_total) from /metrics; NaN when unreadable. */
+async function gossipMessages(url: string): Promise<{ published: number; received: number }> {
+  try {
+    const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })
+    const text = await response.text()
+    const read = (direction: string) => {
+      const match = new RegExp(
+        `^hearsay_gossip_messages_total\\{direction="${direction}"\\} (\\d+)`,
+        'm',
+      ).exec(text)
+      return match === null ? Number.NaN : Number(match[1])
+    }
+    return { published: read('published'), received: read('received') }
+  } catch {
+    return { published: Number.NaN, received: Number.NaN }
+  }
 }
 
 function cpuOf(pids: number[]): Map<number, number> {
@@ -362,6 +384,11 @@ async function measureLatency(
   const idleRss = pids.map((pid) => memoryMiB(pid, 'VmRSS'))
   const failedBefore = writer.failed
   const sseBefore = readers.map((r) => ({ bytes: r.bytes, events: r.changeEvents }))
+  const isDaemonShape = cluster.shape !== 'relay'
+  const readerUrls = cluster.readers.filter((r) => r.role === 'peer').map((r) => r.url)
+  const gossipBefore = isDaemonShape
+    ? await Promise.all([cluster.writer.url, ...readerUrls].map(gossipMessages))
+    : []
   const socketsBefore = sampleSockets()
   const cpuBefore = cpuOf(pids)
   const benchBefore = process.cpuUsage()
@@ -381,6 +408,9 @@ async function measureLatency(
   const cpuAfter = cpuOf(pids)
   const benchCpu = process.cpuUsage(benchBefore)
   const socketsAfter = sampleSockets()
+  const gossipAfter = isDaemonShape
+    ? await Promise.all([cluster.writer.url, ...readerUrls].map(gossipMessages))
+    : []
   const perWrite = (pid: number) => (cpuAfter.get(pid)! - cpuBefore.get(pid)!) / options.writes
   const bytes = (pid: number) => p2pBytesBetween(socketsBefore, socketsAfter, pid, cluster.p2pPorts)
 
@@ -441,6 +471,18 @@ async function measureLatency(
     peakRssMean: mean(peakRss),
     idleRssMean: mean(idleRss),
     benchCpu: (benchCpu.user + benchCpu.system) / 1000 / options.writes,
+    batchesPerWrite: isDaemonShape
+      ? (gossipAfter[0].published - gossipBefore[0].published) / options.writes
+      : Number.NaN,
+    readerCpuPerBatch: isDaemonShape
+      ? mean(
+          readerDaemons.map(
+            (r, i) =>
+              (perWrite(r.pid) * options.writes) /
+              (gossipAfter[i + 1].received - gossipBefore[i + 1].received),
+          ),
+        )
+      : Number.NaN,
     connectivity: cluster.connectivity,
   }
 }
@@ -713,6 +755,8 @@ function printLatency(results: LatencyResult[], rate: number): void {
       'peak RSS max (MiB)',
       'RSS before phase, mean',
       'bench process CPU',
+      'gossip batches / write',
+      'CPU reader / batch',
     ],
     results.map((r) => [
       r.shape,
@@ -730,6 +774,8 @@ function printLatency(results: LatencyResult[], rate: number): void {
       f(r.peakRssMax),
       f(r.idleRssMean),
       f(r.benchCpu, 2),
+      f(r.batchesPerWrite, 2),
+      f(r.readerCpuPerBatch, 2),
     ]),
   )
   const notes = results.filter((r) => !r.connectivity.startsWith('all') && r.connectivity !== 'n/a')

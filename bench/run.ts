@@ -8,8 +8,15 @@ import { main as daemon } from './daemon.ts'
 import { main as e2e } from './e2e.ts'
 import { main as foundation } from './foundation.ts'
 import { main as mesh } from './mesh.ts'
+import { main as receive } from './receive.ts'
 
-const suites: Record<string, (options: string[]) => Promise<void>> = { foundation, mesh, daemon, e2e }
+const suites: Record<string, (options: string[]) => Promise<void>> = {
+  foundation,
+  mesh,
+  daemon,
+  e2e,
+  receive,
+}
 /** The default run: the e2e suite starts up to 16 daemons per shape and takes long; name it to run it. */
 const DEFAULT_SUITES = ['foundation', 'mesh', 'daemon']
 
