@@ -28,12 +28,14 @@ import { pause, sampleSockets } from './e2e-procs.ts'
 const NAMESPACE = 'default'
 const TOPIC = meshTopic('bench', NAMESPACE)
 
+/** The mesh degree before the per-hop work. */
+const D4 = { D: 4, Dlo: 3, Dhi: 6, Dout: 2, Dscore: 3, Dlazy: 4 }
 /** gossipsub settings compared; `ours` is what hearsay runs with. */
 const VARIANTS: Record<string, Partial<GossipsubOpts>> = {
-  ours: {},
-  'IDONTWANT for every message (threshold 0; default 512 B)': { idontwantMinDataSize: 0 },
-  'IHAVE of 3 heartbeats (mcacheGossip 3, the default)': { mcacheGossip: 3 },
-  'D=4 (Dlo 3, Dhi 6, Dout 2, Dlazy 4)': { D: 4, Dlo: 3, Dhi: 6, Dout: 2, Dscore: 3, Dlazy: 4 },
+  'ours (D=3, Dlo 2, Dhi 4, Dlazy 3, mcacheGossip 1)': {},
+  'D=4 (Dlo 3, Dhi 6, Dlazy 4), mcacheGossip 3 (before)': { ...D4, mcacheGossip: 3 },
+  'D=4, mcacheGossip 1': D4,
+  'ours + IDONTWANT for every message (threshold 0)': { idontwantMinDataSize: 0 },
   'D=2 (Dlo 1, Dhi 3, Dout 0, Dlazy 2)': { D: 2, Dlo: 1, Dhi: 3, Dout: 0, Dscore: 1, Dlazy: 2 },
 }
 

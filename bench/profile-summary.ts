@@ -35,6 +35,8 @@ interface CpuProfile {
 /** The package or area a frame belongs to; '' for native frames without a script (they take their caller's). */
 export function areaOf(frame: CallFrame): string {
   const { url, functionName } = frame
+  // WebAssembly (noise's chacha20-poly1305) counts for the JavaScript that called it.
+  if (url.startsWith('wasm://')) return ''
   if (url === '') {
     if (functionName === '(garbage collector)') return 'GC'
     if (functionName === '(idle)') return 'idle'
