@@ -10,7 +10,8 @@
  * sockets), and this process's CPU per message and reader (all nodes together, so it includes the
  * publisher's share). Loopback, no swarm key.
  *
- * Options: --n 4,8 (COPIES_N), --rate 200, --messages 1000, --variants all (or a list of names).
+ * Options: --n 4,8 (COPIES_N), --rate 200, --messages 1000, --variants all (or some of
+ * ours,before,d4,idontwant,d2).
  */
 import { parseArgs } from 'node:util'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -30,13 +31,22 @@ const TOPIC = meshTopic('bench', NAMESPACE)
 
 /** The mesh degree before the per-hop work. */
 const D4 = { D: 4, Dlo: 3, Dhi: 6, Dout: 2, Dscore: 3, Dlazy: 4 }
-/** gossipsub settings compared; `ours` is what hearsay runs with. */
-const VARIANTS: Record<string, Partial<GossipsubOpts>> = {
-  'ours (D=3, Dlo 2, Dhi 4, Dlazy 3, mcacheGossip 1)': {},
-  'D=4 (Dlo 3, Dhi 6, Dlazy 4), mcacheGossip 3 (before)': { ...D4, mcacheGossip: 3 },
-  'D=4, mcacheGossip 1': D4,
-  'ours + IDONTWANT for every message (threshold 0)': { idontwantMinDataSize: 0 },
-  'D=2 (Dlo 1, Dhi 3, Dout 0, Dlazy 2)': { D: 2, Dlo: 1, Dhi: 3, Dout: 0, Dscore: 1, Dlazy: 2 },
+/** gossipsub settings compared, by short name (for --variants); `ours` is what hearsay runs with. */
+const VARIANTS: Record<string, { label: string; options: Partial<GossipsubOpts> }> = {
+  ours: { label: 'ours (D=3, Dlo 2, Dhi 4, Dlazy 3, mcacheGossip 1)', options: {} },
+  before: {
+    label: 'D=4 (Dlo 3, Dhi 6, Dlazy 4), mcacheGossip 3 (before)',
+    options: { ...D4, mcacheGossip: 3 },
+  },
+  d4: { label: 'D=4, mcacheGossip 1', options: D4 },
+  idontwant: {
+    label: 'ours + IDONTWANT for every message (threshold 0)',
+    options: { idontwantMinDataSize: 0 },
+  },
+  d2: {
+    label: 'D=2 (Dlo 1, Dhi 3, Dout 0, Dlazy 2)',
+    options: { D: 2, Dlo: 1, Dhi: 3, Dout: 0, Dscore: 1, Dlazy: 2 },
+  },
 }
 
 interface Result {
@@ -92,7 +102,7 @@ async function runVariant(
           copies[i]++
           return true
         },
-        gossipsubOverrides: VARIANTS[variant],
+        gossipsubOverrides: VARIANTS[variant].options,
       })
       const self = node.peerId.toString()
       node.receive(TOPIC, async (message) => {
@@ -205,7 +215,7 @@ export async function main(argv: string[] = []): Promise<void> {
   console.log('|---|---|---:|---:|---:|---:|')
   for (const r of results)
     console.log(
-      `| ${r.n} | ${r.variant} | ${r.copies.toFixed(2)} | ${r.bytesIn.toFixed(0)} | ${r.cpuUs.toFixed(0)} | ${(100 * r.delivered).toFixed(1)}% |`,
+      `| ${r.n} | ${VARIANTS[r.variant].label} | ${r.copies.toFixed(2)} | ${r.bytesIn.toFixed(0)} | ${r.cpuUs.toFixed(0)} | ${(100 * r.delivered).toFixed(1)}% |`,
     )
 }
 
