@@ -270,7 +270,6 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   acks.start()
 
   const publisher = new GossipPublisher({
-    privateKey: options.privateKey,
     node,
     counters,
     published: (namespace, outcome) => {
