@@ -141,4 +141,72 @@ describe('CommitQueue', () => {
     scheduler.runDeferred()
     expect(written.map((write) => write.items)).toEqual([['a'], ['b']])
   })
+
+  it('settles a write that finishes later only then, and gathers the next batch meanwhile', async () => {
+    const scheduler = new ManualScheduler()
+    const durable: Array<{ resolve: () => void; reject: (error: Error) => void }> = []
+    const committed: string[][] = []
+    const failures: Error[] = []
+    const queue = new CommitQueue<Batch>(
+      {
+        create: () => ({ items: [] }),
+        write: (_batch, urgent) =>
+          urgent ? new Promise<void>((resolve, reject) => durable.push({ resolve, reject })) : undefined,
+        committed: (batch) => committed.push(batch.items),
+        failed: (error) => failures.push(error),
+      },
+      { scheduler },
+    )
+    queue.join(true).items.push('a')
+    const first = queue.wait()
+    scheduler.runDeferred()
+    expect(durable).toHaveLength(1)
+    expect(await settled(first)).toBe(false)
+    // Written but not durable: the next batch gathers and is written meanwhile.
+    queue.join(true).items.push('b')
+    const second = queue.wait()
+    scheduler.runDeferred()
+    queue.join(false).items.push('lazy')
+    const third = queue.wait()
+    scheduler.runDeferred()
+    expect(durable).toHaveLength(2)
+    // With nothing gathering, wait() waits for every written batch.
+    const all = queue.wait()
+    // The second batch's fsync finishing first settles nothing out of order.
+    durable[1].resolve()
+    expect(await settled(second)).toBe(false)
+    expect(await settled(third)).toBe(false)
+    durable[0].resolve()
+    await Promise.all([first, second, third, all])
+    expect(committed).toEqual([['a'], ['b'], ['lazy']])
+    expect(failures).toEqual([])
+  })
+
+  it('rejects the waiters of a batch whose later durability fails, and keeps order after it', async () => {
+    const scheduler = new ManualScheduler()
+    const durable: Array<{ resolve: () => void; reject: (error: Error) => void }> = []
+    const committed: string[][] = []
+    const failures: Error[] = []
+    const queue = new CommitQueue<Batch>(
+      {
+        create: () => ({ items: [] }),
+        write: () => new Promise<void>((resolve, reject) => durable.push({ resolve, reject })),
+        committed: (batch) => committed.push(batch.items),
+        failed: (error) => failures.push(error),
+      },
+      { scheduler },
+    )
+    queue.join(true).items.push('a')
+    const first = queue.wait()
+    scheduler.runDeferred()
+    queue.join(true).items.push('b')
+    const second = queue.wait()
+    scheduler.runDeferred()
+    durable[1].resolve()
+    durable[0].reject(new Error('fsync failed'))
+    await expect(first).rejects.toThrow('fsync failed')
+    await second
+    expect(committed).toEqual([['b']])
+    expect(failures.map((error) => error.message)).toEqual(['fsync failed'])
+  })
 })

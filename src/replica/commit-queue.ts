@@ -1,8 +1,10 @@
 /**
  * Group commit: every write of one event-loop turn shares one batch, committed in one store
  * transaction. An urgent batch (it holds a local write) commits on the next turn; a lazy one (remote
- * merges, collection) may wait `delayMs` for company. Pure scheduling: the store work is the
- * caller's `write`, and the timers come from an injected scheduler.
+ * merges, collection) may wait `delayMs` for company. A write may finish later (an fsync off the
+ * main thread): the next batches gather and commit meanwhile, and batches are settled (waiters
+ * resolved, `committed` called) in the order they were written. Pure scheduling: the store work is
+ * the caller's `write`, and the timers come from an injected scheduler.
  */
 
 /** When to run deferred work: `defer` on the next event-loop turn, `after` a delay in ms. */
@@ -23,8 +25,11 @@ export const eventLoopScheduler: Scheduler = {
 export interface CommitHandlers<Batch> {
   /** A fresh, empty batch. */
   create(): Batch
-  /** Writes the batch (durably when `urgent`); throws when the store failed. */
-  write(batch: Batch, urgent: boolean): void
+  /**
+   * Writes the batch (durably when `urgent`); throws when the store failed. A promise: the batch is
+   * written but durable only once it resolves (a rejection fails the batch).
+   */
+  write(batch: Batch, urgent: boolean): void | Promise<void>
   /** The batch is written and its waiters resolved: announce what it holds. */
   committed(batch: Batch): void
   /** Writing failed; the batch's waiters are rejected with the same error. */
@@ -45,6 +50,8 @@ interface Pending<Batch> {
 
 export class CommitQueue<Batch> {
   private pending: Pending<Batch> | undefined
+  /** Settles once every batch written so far is settled; undefined when none is outstanding. */
+  private settling: Promise<void> | undefined
   private readonly delayMs: number
   private readonly scheduler: Scheduler
   private readonly handlers: CommitHandlers<Batch>
@@ -80,25 +87,50 @@ export class CommitQueue<Batch> {
     return pending.batch
   }
 
-  /** Resolves once the batch being gathered is written (at once when there is none). */
+  /**
+   * Resolves once the batch being gathered is written and durable (rejects when it fails); with none
+   * gathering, once every batch written so far is settled (at once when none is outstanding).
+   */
   wait(): Promise<void> {
     const pending = this.pending
-    if (pending === undefined) return Promise.resolve()
+    if (pending === undefined) return this.settling ?? Promise.resolve()
     return new Promise((resolve, reject) => pending.waiters.push({ resolve, reject }))
   }
 
   private commit(pending: Pending<Batch>): void {
     if (this.pending !== pending) return // already committed by an earlier schedule
     this.pending = undefined
+    let durable: void | Promise<void>
     try {
-      this.handlers.write(pending.batch, pending.urgent)
+      durable = this.handlers.write(pending.batch, pending.urgent)
     } catch (error) {
-      const failure = error instanceof Error ? error : new Error(String(error))
-      this.handlers.failed(failure)
-      for (const waiter of pending.waiters) waiter.reject(failure)
+      this.reject(pending, error)
       return
     }
+    const before = this.settling
+    if (durable === undefined && before === undefined) {
+      this.settle(pending)
+      return
+    }
+    // Settled after the batches written before it, whatever became of them.
+    const settled: Promise<void> = Promise.all([before, durable]).then(
+      () => this.settle(pending),
+      (error: unknown) => this.reject(pending, error),
+    )
+    this.settling = settled
+    void settled.then(() => {
+      if (this.settling === settled) this.settling = undefined
+    })
+  }
+
+  private settle(pending: Pending<Batch>): void {
     for (const waiter of pending.waiters) waiter.resolve()
     this.handlers.committed(pending.batch)
+  }
+
+  private reject(pending: Pending<Batch>, error: unknown): void {
+    const failure = error instanceof Error ? error : new Error(String(error))
+    this.handlers.failed(failure)
+    for (const waiter of pending.waiters) waiter.reject(failure)
   }
 }
