@@ -23,7 +23,7 @@ import {
   tempDir,
   writeSwarmKey,
 } from './e2e-procs.ts'
-import { seededRandom } from './harness.ts'
+import { percentile, seededRandom } from './harness.ts'
 
 const IN_FLIGHT = 16
 
@@ -88,6 +88,27 @@ async function connected(daemons: Daemon[]): Promise<void> {
   console.error('warning: not every daemon connected to every other')
 }
 
+/** A `?format=compact` watch stream's bytes and change events, counted as they arrive. */
+function compactCounter(url: string): { bytes: number; events: number; close(): void } {
+  const controller = new AbortController()
+  const counter = { bytes: 0, events: 0, close: () => controller.abort() }
+  void (async () => {
+    try {
+      const response = await fetch(`${url}/v1/ns/default/watch?format=compact`, { signal: controller.signal })
+      const decoder = new TextDecoder()
+      for await (const chunk of response.body!) {
+        counter.bytes += chunk.length
+        const text = decoder.decode(chunk, { stream: true })
+        for (let at = text.indexOf('event: change'); at >= 0; at = text.indexOf('event: change', at + 1))
+          counter.events++
+      }
+    } catch {
+      // Closed by the caller.
+    }
+  })()
+  return counter
+}
+
 interface Run {
   /** CLOCK_MONOTONIC µs (the clock of V8's profile timestamps) at the measured phase's ends. */
   window: [number, number]
@@ -96,17 +117,22 @@ interface Run {
   writerCpu: number
   readerCpu: number
   sseBytes: number
+  compactBytes: number
+  latency: { ack50: number; ack99: number; seen50: number; seen99: number }
 }
 
 async function run(url: string, writerPid: number, readerPids: number[], readerUrls: string[]): Promise<Run> {
   const writer = new Writer(seededRandom(1))
   const readers = readerUrls.map((u, i) => new WatchReader(`r${i}`, u))
   await Promise.all(readers.map((r) => r.open()))
+  // The relay has no formats: it is counted there only for symmetry.
+  const compact = compactCounter(readerUrls[0])
   // Warm up: JIT, meshes, SQLite.
   const warm = await writer.saturate(url, 200, IN_FLIGHT)
   await waitSeen(readers, warm.first, 200, performance.now() + 10_000)
   const before = { writer: cpuMs(writerPid), readers: readerPids.map(cpuMs) }
   const sseBefore = readers.map((r) => ({ bytes: r.bytes, events: r.changeEvents }))
+  const compactBefore = { bytes: compact.bytes, events: compact.events }
   const started = performance.now()
   const from = monotonicMicros()
   const { first } = await writer.saturate(url, writes, IN_FLIGHT)
@@ -127,9 +153,25 @@ async function run(url: string, writerPid: number, readerPids: number[], readerU
     events += r.changeEvents - sseBefore[i].events
   })
   const seen = seenByAll(readers, first, writes)
+  // Paced: 200 writes/s, as a user's writer; latency of the acknowledgment and to every reader.
+  const pacedCount = Math.min(400, writes)
+  const paced = await writer.paced(url, pacedCount, 200)
+  await waitSeen(readers, paced.first, pacedCount, performance.now() + 30_000)
+  const acks: number[] = []
+  const visible: number[] = []
+  for (let seq = paced.first; seq < paced.first + pacedCount; seq++) {
+    const started = writer.startedAt[seq]
+    if (writer.ackedAt[seq] !== undefined) acks.push(writer.ackedAt[seq] - started)
+    const seen = readers.map((r) => r.seen[seq])
+    if (seen.every((at) => at !== undefined)) visible.push(Math.max(...seen) - started)
+  }
   for (const r of readers) r.close()
+  const compactBytes = (compact.bytes - compactBefore.bytes) / (compact.events - compactBefore.events)
+  compact.close()
   writer.close()
-  return { window, seconds, seen, writerCpu, readerCpu, sseBytes: bytes / events }
+  const q = (xs: number[], p: number) => percentile([...xs].sort((a, b) => a - b), p)
+  const latency = { ack50: q(acks, 50), ack99: q(acks, 99), seen50: q(visible, 50), seen99: q(visible, 99) }
+  return { latency, window, seconds, seen, writerCpu, readerCpu, sseBytes: bytes / events, compactBytes }
 }
 
 function monotonicMicros(): number {
@@ -218,15 +260,25 @@ await relay.stop()
 
 const f = (v: number, d = 2) => v.toFixed(d)
 console.log(`\n${writes} PUTs, ${IN_FLIGHT} in flight, N=${n}\n`)
-console.log('| shape | seen by all (s) | seen | writer CPU ms/write | reader CPU ms/write | SSE B/event |')
-console.log('|---|---:|---:|---:|---:|---:|')
 console.log(
-  `| mesh | ${f(mesh.seconds)} | ${mesh.seen} | ${f(mesh.writerCpu, 3)} | ${f(mesh.readerCpu, 3)} | ${f(mesh.sseBytes, 0)} |`,
+  '| shape | seen by all (s) | seen | writer CPU ms/write | reader CPU ms/write | SSE B/event | compact B/event |',
+)
+console.log('|---|---:|---:|---:|---:|---:|---:|')
+console.log(
+  `| mesh | ${f(mesh.seconds)} | ${mesh.seen} | ${f(mesh.writerCpu, 3)} | ${f(mesh.readerCpu, 3)} | ${f(mesh.sseBytes, 0)} | ${f(mesh.compactBytes, 0)} |`,
 )
 console.log(
-  `| relay | ${f(base.seconds)} | ${base.seen} | ${f(base.writerCpu, 3)} | – | ${f(base.sseBytes, 0)} |`,
+  `| relay | ${f(base.seconds)} | ${base.seen} | ${f(base.writerCpu, 3)} | – | ${f(base.sseBytes, 0)} | – |`,
 )
 console.log(`\nmesh / relay time: ${f(mesh.seconds / base.seconds, 1)}×`)
+console.log('\n| paced 200/s | ack p50 | ack p99 | seen by all p50 | p99 |\n|---|---:|---:|---:|---:|')
+for (const [name, r] of [
+  ['mesh', mesh],
+  ['relay', base],
+] as const)
+  console.log(
+    `| ${name} | ${f(r.latency.ack50, 1)} | ${f(r.latency.ack99, 1)} | ${f(r.latency.seen50, 1)} | ${f(r.latency.seen99, 1)} |`,
+  )
 
 if (profileDir !== undefined) {
   const files = readdirSync(profileDir).filter((name) => name.endsWith('.cpuprofile'))

@@ -209,13 +209,19 @@ describe('Replica', () => {
     expect(order).toEqual([])
     expect(replica.context().size()).toBe(0)
     expect(replica.deltasSince(new CausalContext()).entries).toEqual([])
-    // The next write commits while the first one's fsync runs.
+    // The next write gathers while the first one's fsync runs, and is written once it is done.
     const second = replica.put('two', te.encode('2'), json).then(() => order.push('ack two'))
-    await until(() => syncs.length === 2)
-    syncs[1].resolve()
-    await until(() => replica.context().size() === 0 && order.length === 0)
+    // Its commit was due on the next turn: it has run, and held the batch back.
+    for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve))
+    expect(durability).toEqual([false])
     syncs[0].resolve()
-    await Promise.all([first, second])
+    await first
+    await until(() => syncs.length === 2)
+    expect(durability).toEqual([false, false])
+    expect(order.includes('ack two')).toBe(false)
+    expect(replica.context().size()).toBe(1)
+    syncs[1].resolve()
+    await second
     // Announced in commit order, each batch once durable.
     expect(order.filter((event) => !event.startsWith('ack'))).toEqual([
       'delta',

@@ -253,18 +253,17 @@ export class WatchHub {
       for (let i = 0; i <= last; i++) {
         const { data, conflict } = burst.events[i]
         if (!data.key.startsWith(watcher.prefix)) continue
-        const body = shaped(data, watcher.format)
         // The commit's token goes on its last event only.
         if (i === last && !conflict) {
-          text += sseBlock('change', body, burst.token)
+          text += sseBlock('change', shaped(data, watcher.format), burst.token)
           continue
         }
-        blocks[2 * i] ??= sseBlock('change', body)
+        blocks[2 * i] ??= sseBlock('change', shaped(data, watcher.format))
         text += blocks[2 * i]
         if (!conflict) continue
-        if (i === last) text += sseBlock('conflict', body, burst.token)
+        if (i === last) text += sseBlock('conflict', shaped(data, watcher.format), burst.token)
         else {
-          blocks[2 * i + 1] ??= sseBlock('conflict', body)
+          blocks[2 * i + 1] ??= sseBlock('conflict', shaped(data, watcher.format))
           text += blocks[2 * i + 1]
         }
       }

@@ -2,9 +2,10 @@
  * Group commit: every write of one event-loop turn shares one batch, committed in one store
  * transaction. An urgent batch (it holds a local write) commits on the next turn; a lazy one (remote
  * merges, collection) may wait `delayMs` for company. A write may finish later (an fsync off the
- * main thread): the next batches gather and commit meanwhile, and batches are settled (waiters
- * resolved, `committed` called) in the order they were written. Pure scheduling: the store work is
- * the caller's `write`, and the timers come from an injected scheduler.
+ * main thread): meanwhile the event loop goes on and the next batch gathers everything that arrives,
+ * to be written once the one before is durable (one fsync at a time, each for as much as possible).
+ * Batches are settled (waiters resolved, `committed` called) in the order they were written. Pure
+ * scheduling: the store work is the caller's `write`, and the timers come from an injected scheduler.
  */
 
 /** When to run deferred work: `defer` on the next event-loop turn, `after` a delay in ms. */
@@ -45,6 +46,8 @@ export interface CommitQueueOptions {
 interface Pending<Batch> {
   batch: Batch
   urgent: boolean
+  /** Due, but waiting for the batch before it to become durable. */
+  held: boolean
   waiters: Array<{ resolve: () => void; reject: (error: Error) => void }>
 }
 
@@ -74,7 +77,7 @@ export class CommitQueue<Batch> {
   join(urgent: boolean): Batch {
     let pending = this.pending
     if (pending === undefined) {
-      pending = { batch: this.handlers.create(), urgent, waiters: [] }
+      pending = { batch: this.handlers.create(), urgent, held: false, waiters: [] }
       this.pending = pending
       const scheduled = pending
       if (urgent || this.delayMs === 0) this.scheduler.defer(() => this.commit(scheduled))
@@ -99,6 +102,17 @@ export class CommitQueue<Batch> {
 
   private commit(pending: Pending<Batch>): void {
     if (this.pending !== pending) return // already committed by an earlier schedule
+    const before = this.settling
+    if (before !== undefined) {
+      if (!pending.held) {
+        pending.held = true
+        void before.then(() => {
+          pending.held = false
+          this.commit(pending)
+        })
+      }
+      return
+    }
     this.pending = undefined
     let durable: void | Promise<void>
     try {
@@ -107,13 +121,11 @@ export class CommitQueue<Batch> {
       this.reject(pending, error)
       return
     }
-    const before = this.settling
-    if (durable === undefined && before === undefined) {
+    if (durable === undefined) {
       this.settle(pending)
       return
     }
-    // Settled after the batches written before it, whatever became of them.
-    const settled: Promise<void> = Promise.all([before, durable]).then(
+    const settled: Promise<void> = durable.then(
       () => this.settle(pending),
       (error: unknown) => this.reject(pending, error),
     )
