@@ -169,7 +169,11 @@ async function run(url: string, writerPid: number, readerPids: number[], readerU
   const compactBytes = (compact.bytes - compactBefore.bytes) / (compact.events - compactBefore.events)
   compact.close()
   writer.close()
-  const q = (xs: number[], p: number) => percentile([...xs].sort((a, b) => a - b), p)
+  const q = (xs: number[], p: number) =>
+    percentile(
+      [...xs].sort((a, b) => a - b),
+      p,
+    )
   const latency = { ack50: q(acks, 50), ack99: q(acks, 99), seen50: q(visible, 50), seen99: q(visible, 99) }
   return { latency, window, seconds, seen, writerCpu, readerCpu, sseBytes: bytes / events, compactBytes }
 }
