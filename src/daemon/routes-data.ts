@@ -439,6 +439,8 @@ function ackOption(context: RouteContext): AckOption | undefined {
 
 /** `?ttl=30s` (ms, s, m or h; 1 s to 30 days), checked before the write; undefined when absent. */
 function ttlOption(context: RouteContext): number | undefined {
+  // Most writes have no query string: skip parsing one.
+  if (!context.request.url.includes('ttl')) return undefined
   const raw = context.query.get('ttl')
   if (raw === null) return undefined
   const ttlMs = parseTtl(raw)
