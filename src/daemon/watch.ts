@@ -220,9 +220,13 @@ export class WatchHub {
       queueMicrotask(() => this.flush(current))
     }
     // One read of a register serves the lag metric and the event (its ETag is encoded only if shown).
-    const read = event.type === 'register' ? readQuietly(replica, event.key) : undefined
+    const watched = burst.watchers.length > 0
+    const read =
+      event.type === 'register' && (watched || event.origin === 'remote')
+        ? readQuietly(replica, event.key)
+        : undefined
     if (event.origin === 'remote' && read !== undefined) this.recordLag(read)
-    if (burst.watchers.length === 0) return
+    if (!watched) return
     const data = describeChange(replica, event, event.origin, read)
     if (data === undefined) return
     const siblings = typeof data.siblings === 'number' ? data.siblings : 0
