@@ -576,6 +576,21 @@ describe('watch (Server-Sent Events)', () => {
     ])
     // Each commit's last event still carries the resume token.
     for (const change of changes) expect(change.id).toMatch(/^c2\./)
+    // A replay says so.
+    const replay = await collectEvents(
+      `${url}/v1/ns/default/watch?prefix=cf/&format=compact&since=${changes[1].id}`,
+      { stop: (events) => events.some((e) => e.event === 'ready') },
+    )
+    expect(
+      replay
+        .filter((e) => e.event === 'change')
+        .map((e) => e.data)
+        .sort((x, y) => x.key.localeCompare(y.key)),
+    ).toEqual([
+      { key: 'cf/count', type: 'counter', value: 2, origin: 'replay' },
+      { key: 'cf/json', op: 'delete', origin: 'replay' },
+      { key: 'cf/set', type: 'set', element: 'x', origin: 'replay' },
+    ])
     const refused = await api(url, '/v1/ns/default/watch?format=tiny')
     expect(refused.status).toBe(400)
     expect(refused.json.error.code).toBe('INVALID_PARAMETER')
