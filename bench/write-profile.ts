@@ -118,6 +118,8 @@ interface Run {
   readerCpu: number
   sseBytes: number
   compactBytes: number
+  /** Gossip messages the writer published per write (NaN for the relay). */
+  messagesPerWrite: number
   latency: { ack50: number; ack99: number; seen50: number; seen99: number }
 }
 
@@ -130,6 +132,18 @@ async function run(url: string, writerPid: number, readerPids: number[], readerU
   // Warm up: JIT, meshes, SQLite.
   const warm = await writer.saturate(url, 200, IN_FLIGHT)
   await waitSeen(readers, warm.first, 200, performance.now() + 10_000)
+  const published = async (): Promise<number> => {
+    try {
+      const text = await (await fetch(`${url}/metrics`)).text()
+      const line = text
+        .split('\n')
+        .find((l) => l.startsWith('hearsay_gossip_messages_total{direction="published"}'))
+      return line === undefined ? Number.NaN : Number(line.split(' ').pop())
+    } catch {
+      return Number.NaN
+    }
+  }
+  const publishedBefore = await published()
   const before = { writer: cpuMs(writerPid), readers: readerPids.map(cpuMs) }
   const sseBefore = readers.map((r) => ({ bytes: r.bytes, events: r.changeEvents }))
   const compactBefore = { bytes: compact.bytes, events: compact.events }
@@ -140,6 +154,7 @@ async function run(url: string, writerPid: number, readerPids: number[], readerU
   const seconds = (performance.now() - started) / 1000
   const window: [number, number] = [from, monotonicMicros()]
   const writerCpu = (cpuMs(writerPid) - before.writer) / writes
+  const messagesPerWrite = ((await published()) - publishedBefore) / writes
   const readerCpu =
     readerPids.length === 0
       ? Number.NaN
@@ -175,7 +190,17 @@ async function run(url: string, writerPid: number, readerPids: number[], readerU
       p,
     )
   const latency = { ack50: q(acks, 50), ack99: q(acks, 99), seen50: q(visible, 50), seen99: q(visible, 99) }
-  return { latency, window, seconds, seen, writerCpu, readerCpu, sseBytes: bytes / events, compactBytes }
+  return {
+    messagesPerWrite,
+    latency,
+    window,
+    seconds,
+    seen,
+    writerCpu,
+    readerCpu,
+    sseBytes: bytes / events,
+    compactBytes,
+  }
 }
 
 function monotonicMicros(): number {
@@ -275,6 +300,7 @@ console.log(
   `| relay | ${f(base.seconds)} | ${base.seen} | ${f(base.writerCpu, 3)} | – | ${f(base.sseBytes, 0)} | – |`,
 )
 console.log(`\nmesh / relay time: ${f(mesh.seconds / base.seconds, 1)}×`)
+console.log(`writer gossip messages per write: ${f(mesh.messagesPerWrite, 3)}`)
 console.log('\n| paced 200/s | ack p50 | ack p99 | seen by all p50 | p99 |\n|---|---:|---:|---:|---:|')
 for (const [name, r] of [
   ['mesh', mesh],

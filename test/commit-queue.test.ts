@@ -69,12 +69,6 @@ async function settled(promise: Promise<unknown>): Promise<boolean> {
   return done
 }
 
-/** Lets promise callbacks run until `condition` holds (bounded). */
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 100 && !condition(); i++) await Promise.resolve()
-  expect(condition()).toBe(true)
-}
-
 describe('CommitQueue', () => {
   it('gathers every join of a turn into one write, on the next turn', async () => {
     const { scheduler, queue, written, committed } = setup()
@@ -146,81 +140,5 @@ describe('CommitQueue', () => {
     queue.join(true).items.push('b')
     scheduler.runDeferred()
     expect(written.map((write) => write.items)).toEqual([['a'], ['b']])
-  })
-
-  it('settles a write that finishes later only then, and gathers the next batch until it has', async () => {
-    const scheduler = new ManualScheduler()
-    const durable: Array<{ resolve: () => void; reject: (error: Error) => void }> = []
-    const written: string[][] = []
-    const committed: string[][] = []
-    const failures: Error[] = []
-    const queue = new CommitQueue<Batch>(
-      {
-        create: () => ({ items: [] }),
-        write: (batch, urgent) => {
-          written.push([...batch.items])
-          return urgent
-            ? new Promise<void>((resolve, reject) => durable.push({ resolve, reject }))
-            : undefined
-        },
-        committed: (batch) => committed.push(batch.items),
-        failed: (error) => failures.push(error),
-      },
-      { scheduler },
-    )
-    queue.join(true).items.push('a')
-    const first = queue.wait()
-    scheduler.runDeferred()
-    expect(written).toEqual([['a']])
-    expect(await settled(first)).toBe(false)
-    // Written but not durable: what comes meanwhile, over several turns, gathers into one batch.
-    queue.join(true).items.push('b')
-    const second = queue.wait()
-    scheduler.runDeferred()
-    queue.join(false).items.push('lazy')
-    scheduler.runDeferred()
-    expect(written).toEqual([['a']])
-    expect(await settled(second)).toBe(false)
-    // With nothing gathering, wait() waits for the batch being made durable.
-    durable[0].resolve()
-    await first
-    await until(() => written.length === 2)
-    expect(written[1]).toEqual(['b', 'lazy'])
-    expect(await settled(second)).toBe(false)
-    const all = queue.wait()
-    durable[1].resolve()
-    await Promise.all([second, all])
-    expect(committed).toEqual([['a'], ['b', 'lazy']])
-    expect(failures).toEqual([])
-  })
-
-  it('rejects the waiters of a batch whose later durability fails, and writes the next one after it', async () => {
-    const scheduler = new ManualScheduler()
-    const durable: Array<{ resolve: () => void; reject: (error: Error) => void }> = []
-    const committed: string[][] = []
-    const failures: Error[] = []
-    const queue = new CommitQueue<Batch>(
-      {
-        create: () => ({ items: [] }),
-        write: () => new Promise<void>((resolve, reject) => durable.push({ resolve, reject })),
-        committed: (batch) => committed.push(batch.items),
-        failed: (error) => failures.push(error),
-      },
-      { scheduler },
-    )
-    queue.join(true).items.push('a')
-    const first = queue.wait()
-    scheduler.runDeferred()
-    queue.join(true).items.push('b')
-    const second = queue.wait()
-    scheduler.runDeferred()
-    durable[0].reject(new Error('fsync failed'))
-    await expect(first).rejects.toThrow('fsync failed')
-    // The next batch is still written once the failed one is settled (the store decides its fate).
-    await until(() => durable.length === 2)
-    durable[1].resolve()
-    await second
-    expect(committed).toEqual([['b']])
-    expect(failures.map((error) => error.message)).toEqual(['fsync failed'])
   })
 })

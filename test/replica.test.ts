@@ -34,12 +34,6 @@ function text(replica: Replica, key: string): string | undefined {
   return read === undefined ? undefined : td.decode(read.winner.value)
 }
 
-/** Polls (bounded) until `condition` holds, letting timers and I/O run in between. */
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 2))
-  expect(condition()).toBe(true)
-}
-
 /** Brings `to` up to date with `from` the way anti-entropy does, through the wire encoding. */
 async function sync(from: Replica, to: Replica): Promise<void> {
   await to.merge(decodeDelta(encodeDelta(from.deltasSince(to.context()))))
@@ -178,66 +172,6 @@ describe('Replica', () => {
     const later = replica.deltasSince(new CausalContext())
     expect(later.entries.map((e) => e.key).sort()).toEqual(['rdurable', 'rpending'])
     expect(replica.context().size()).toBe(2)
-  })
-
-  it('with a store that syncs later: acknowledges, announces and shows a write only once its fsync is done', async () => {
-    const base = openSqliteStore({ path: join(dir, 'sync-later.db') })
-    const syncs: Array<{ resolve: () => void; reject: (error: Error) => void }> = []
-    const durability: boolean[] = []
-    const gated: Store = {
-      kind: base.kind,
-      namespaces: () => base.namespaces(),
-      load: (ns) => base.load(ns),
-      sizeBytes: () => base.sizeBytes(),
-      close: () => base.close(),
-      commit: (ns, batch, options) => {
-        durability.push(options?.durable !== false)
-        base.commit(ns, batch, options)
-      },
-      sync: () =>
-        base.sync!().then(() => new Promise<void>((resolve, reject) => syncs.push({ resolve, reject }))),
-    }
-    const replica = open('a', gated)
-    durability.length = 0
-    const order: string[] = []
-    replica.on('change', (event: ChangeEvent) => order.push(`change ${event.key}`))
-    replica.on('delta', () => order.push('delta'))
-    const first = replica.put('one', te.encode('1'), json).then(() => order.push('ack one'))
-    await until(() => syncs.length === 1)
-    // Committed to SQLite without an fsync of its own: not acknowledged, announced or shown to peers.
-    expect(durability).toEqual([false])
-    expect(order).toEqual([])
-    expect(replica.context().size()).toBe(0)
-    expect(replica.deltasSince(new CausalContext()).entries).toEqual([])
-    // The next write gathers while the first one's fsync runs, and is written once it is done.
-    const second = replica.put('two', te.encode('2'), json).then(() => order.push('ack two'))
-    // Its commit was due on the next turn: it has run, and held the batch back.
-    for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve))
-    expect(durability).toEqual([false])
-    syncs[0].resolve()
-    await first
-    await until(() => syncs.length === 2)
-    expect(durability).toEqual([false, false])
-    expect(order.includes('ack two')).toBe(false)
-    expect(replica.context().size()).toBe(1)
-    syncs[1].resolve()
-    await second
-    // Announced in commit order, each batch once durable.
-    expect(order.filter((event) => !event.startsWith('ack'))).toEqual([
-      'delta',
-      'change one',
-      'delta',
-      'change two',
-    ])
-    expect(order.filter((event) => event.startsWith('ack')).sort()).toEqual(['ack one', 'ack two'])
-    expect(replica.context().size()).toBe(2)
-    // A failed fsync fails the write and closes the replica to writes.
-    const third = replica.put('three', te.encode('3'), json)
-    await until(() => syncs.length === 3)
-    syncs[2].reject(new Error('fsync failed'))
-    await expect(third).rejects.toThrow('fsync failed')
-    await expect(replica.put('four', te.encode('4'), json)).rejects.toThrow(/store failed/)
-    base.close()
   })
 
   it('groups writes of one turn into one store commit', async () => {

@@ -157,26 +157,6 @@ describe('SQLite store', () => {
       })
     })
 
-    it('syncs commits made without an fsync off the main thread, one fsync for those made meanwhile', async () => {
-      const path = join(dir, 's.db')
-      const store = openAt(path)
-      // Before any commit there is no WAL yet: the main file is synced.
-      await store.sync!()
-      store.commit('ns', batch({ put: entries(2) }), { durable: false })
-      const first = store.sync!()
-      store.commit('ns', batch({ put: entries(3) }), { durable: false })
-      const second = store.sync!()
-      // Both commits came while the first fsync may run: they share the next one.
-      expect(store.sync!()).toBe(second)
-      await Promise.all([first, second])
-      expect(store.load('ns').entries).toHaveLength(3)
-      store.close()
-      await store.sync!()
-      // The WAL was folded back on close; the data is in the main file.
-      const reopened = openAt(path)
-      expect(reopened.load('ns').entries).toHaveLength(3)
-    })
-
     it('honours synchronous=NORMAL and a custom busy timeout', () => {
       const store = openAt(join(dir, 'n.db'), { synchronous: 'NORMAL', busyTimeoutMs: 250 })
       expect(store.settings()).toEqual({ journalMode: 'wal', synchronous: 'NORMAL', busyTimeoutMs: 250 })

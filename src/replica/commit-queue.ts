@@ -1,11 +1,8 @@
 /**
  * Group commit: every write of one event-loop turn shares one batch, committed in one store
  * transaction. An urgent batch (it holds a local write) commits on the next turn; a lazy one (remote
- * merges, collection) may wait `delayMs` for company. A write may finish later (an fsync off the
- * main thread): meanwhile the event loop goes on and the next batch gathers everything that arrives,
- * to be written once the one before is durable (one fsync at a time, each for as much as possible).
- * Batches are settled (waiters resolved, `committed` called) in the order they were written. Pure
- * scheduling: the store work is the caller's `write`, and the timers come from an injected scheduler.
+ * merges, collection) may wait `delayMs` for company. Pure scheduling: the store work is the
+ * caller's `write`, and the timers come from an injected scheduler.
  */
 
 /** When to run deferred work: `defer` on the next event-loop turn, `after` a delay in ms. */
@@ -26,11 +23,8 @@ export const eventLoopScheduler: Scheduler = {
 export interface CommitHandlers<Batch> {
   /** A fresh, empty batch. */
   create(): Batch
-  /**
-   * Writes the batch (durably when `urgent`); throws when the store failed. A promise: the batch is
-   * written but durable only once it resolves (a rejection fails the batch).
-   */
-  write(batch: Batch, urgent: boolean): void | Promise<void>
+  /** Writes the batch (durably when `urgent`); throws when the store failed. */
+  write(batch: Batch, urgent: boolean): void
   /** The batch is written and its waiters resolved: announce what it holds. */
   committed(batch: Batch): void
   /** Writing failed; the batch's waiters are rejected with the same error. */
@@ -46,15 +40,11 @@ export interface CommitQueueOptions {
 interface Pending<Batch> {
   batch: Batch
   urgent: boolean
-  /** Due, but waiting for the batch before it to become durable. */
-  held: boolean
   waiters: Array<{ resolve: () => void; reject: (error: Error) => void }>
 }
 
 export class CommitQueue<Batch> {
   private pending: Pending<Batch> | undefined
-  /** Settles once every batch written so far is settled; undefined when none is outstanding. */
-  private settling: Promise<void> | undefined
   private readonly delayMs: number
   private readonly scheduler: Scheduler
   private readonly handlers: CommitHandlers<Batch>
@@ -77,7 +67,7 @@ export class CommitQueue<Batch> {
   join(urgent: boolean): Batch {
     let pending = this.pending
     if (pending === undefined) {
-      pending = { batch: this.handlers.create(), urgent, held: false, waiters: [] }
+      pending = { batch: this.handlers.create(), urgent, waiters: [] }
       this.pending = pending
       const scheduled = pending
       if (urgent || this.delayMs === 0) this.scheduler.defer(() => this.commit(scheduled))
@@ -90,59 +80,25 @@ export class CommitQueue<Batch> {
     return pending.batch
   }
 
-  /**
-   * Resolves once the batch being gathered is written and durable (rejects when it fails); with none
-   * gathering, once every batch written so far is settled (at once when none is outstanding).
-   */
+  /** Resolves once the batch being gathered is written (at once when there is none). */
   wait(): Promise<void> {
     const pending = this.pending
-    if (pending === undefined) return this.settling ?? Promise.resolve()
+    if (pending === undefined) return Promise.resolve()
     return new Promise((resolve, reject) => pending.waiters.push({ resolve, reject }))
   }
 
   private commit(pending: Pending<Batch>): void {
     if (this.pending !== pending) return // already committed by an earlier schedule
-    const before = this.settling
-    if (before !== undefined) {
-      if (!pending.held) {
-        pending.held = true
-        void before.then(() => {
-          pending.held = false
-          this.commit(pending)
-        })
-      }
-      return
-    }
     this.pending = undefined
-    let durable: void | Promise<void>
     try {
-      durable = this.handlers.write(pending.batch, pending.urgent)
+      this.handlers.write(pending.batch, pending.urgent)
     } catch (error) {
-      this.reject(pending, error)
+      const failure = error instanceof Error ? error : new Error(String(error))
+      this.handlers.failed(failure)
+      for (const waiter of pending.waiters) waiter.reject(failure)
       return
     }
-    if (durable === undefined) {
-      this.settle(pending)
-      return
-    }
-    const settled: Promise<void> = durable.then(
-      () => this.settle(pending),
-      (error: unknown) => this.reject(pending, error),
-    )
-    this.settling = settled
-    void settled.then(() => {
-      if (this.settling === settled) this.settling = undefined
-    })
-  }
-
-  private settle(pending: Pending<Batch>): void {
     for (const waiter of pending.waiters) waiter.resolve()
     this.handlers.committed(pending.batch)
-  }
-
-  private reject(pending: Pending<Batch>, error: unknown): void {
-    const failure = error instanceof Error ? error : new Error(String(error))
-    this.handlers.failed(failure)
-    for (const waiter of pending.waiters) waiter.reject(failure)
   }
 }

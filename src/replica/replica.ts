@@ -178,8 +178,6 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   /** Per replica, the signed header of its highest-counter entry we verified (or wrote). */
   private readonly heads = new Map<string, SignedHead>()
   private readonly commits: CommitQueue<PendingBatch>
-  /** Batches written to the store whose fsync has not finished: their local dots are not durable yet. */
-  private readonly syncing = new Set<PendingBatch>()
   private readonly expirySweep: NodeJS.Timeout
   private failure: Error | undefined
   private closed = false
@@ -492,10 +490,9 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   private undurableLocalDots(): CausalContext | undefined {
     const local = this.commits.current?.local
-    if ((local === undefined || local.length === 0) && this.syncing.size === 0) return undefined
+    if (local === undefined || local.length === 0) return undefined
     const dots = new CausalContext()
-    for (const delta of local ?? []) dots.merge(delta.context)
-    for (const batch of this.syncing) for (const delta of batch.local) dots.merge(delta.context)
+    for (const delta of local) dots.merge(delta.context)
     return dots
   }
 
@@ -602,12 +599,8 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     batch.changes.push([change, origin])
   }
 
-  /**
-   * Writes a batch in one store transaction, durably when it holds a local write. A store that can
-   * fsync off the main thread does so: the batch is durable once the returned promise resolves, and
-   * the next batches gather and commit meanwhile.
-   */
-  private write(batch: PendingBatch, durable: boolean): void | Promise<void> {
+  /** Writes a batch in one store transaction (durably when it holds a local write). */
+  private write(batch: PendingBatch, durable: boolean): void {
     if (this.failure !== undefined) throw this.failure
     const meta: Array<[string, Uint8Array]> = [...batch.meta]
     // Any recorded change may have grown the context: encode it once per batch, at commit time,
@@ -615,15 +608,11 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     if (batch.changes.length > 0) meta.push([META_CONTEXT, encodeContext(this.doc.map.context())])
     for (const [replica, head] of batch.raisedHeads)
       meta.push([META_HEAD_PREFIX + replica, encodeHeadList([head])])
-    const deferSync = durable && this.store.sync !== undefined
     this.store.commit(
       this.namespace,
       { put: [...batch.put.values()], remove: batch.remove, meta },
-      { durable: durable && !deferSync },
+      { durable },
     )
-    if (!deferSync) return
-    this.syncing.add(batch)
-    return this.store.sync!().finally(() => this.syncing.delete(batch))
   }
 
   /** The first store failure closes the replica to writes. */

@@ -9,7 +9,6 @@ import {
   rmSync,
   statSync,
 } from 'node:fs'
-import { type FileHandle, open } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { backup, DatabaseSync, type StatementSync } from 'node:sqlite'
 import {
@@ -413,10 +412,6 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
   const replicaNames = new Map<number, string>()
   let closed = false
   let failure: StoreError | undefined
-  /** The fsync running now, and the one queued behind it for commits made while it runs. */
-  let syncing: Promise<void> | undefined
-  let syncQueued: Promise<void> | undefined
-  let wal: FileHandle | undefined
 
   function refreshReplicas(): void {
     for (const row of st.replicasAll.iterate() as Iterable<unknown[]>) {
@@ -456,46 +451,6 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
     const error = new StoreError(codeFor(err), `${doing} ${path} failed: ${detail}`, { cause: err })
     failure = error
     return error
-  }
-
-  /**
-   * fdatasync of the WAL, where every commit's frames go (SQLite writes them before COMMIT returns;
-   * an fsync from another descriptor flushes the same file). The file lives as long as this
-   * connection, so its handle is kept; before the first commit there is none, and the main file
-   * is synced instead.
-   */
-  async function syncFile(): Promise<void> {
-    if (wal === undefined) {
-      try {
-        wal = await open(`${path}-wal`, 'r')
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-        const main = await open(path, 'r')
-        try {
-          await main.datasync()
-        } finally {
-          await main.close()
-        }
-        return
-      }
-    }
-    await wal.datasync()
-  }
-
-  function startSync(): Promise<void> {
-    const running: Promise<void> = syncFile().then(
-      () => {
-        if (syncing === running) syncing = undefined
-      },
-      (err) => {
-        if (syncing === running) syncing = undefined
-        const error = new StoreError(codeFor(err), `syncing ${path} failed: ${reason(err)}`, { cause: err })
-        failure ??= error
-        throw error
-      },
-    )
-    syncing = running
-    return running
   }
 
   function idOf(select: StatementSync, name: string): number | undefined {
@@ -608,27 +563,6 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
         replicaIds.set(name, id)
         replicaNames.set(id, name)
       }
-    },
-
-    sync(): Promise<void> {
-      if (synchronous === 'NORMAL' || closed) return Promise.resolve()
-      if (failure !== undefined) return Promise.reject(failure)
-      // A commit made while an fsync runs may have missed it: it waits for the next one, which
-      // every such commit shares.
-      if (syncQueued !== undefined) return syncQueued
-      if (syncing === undefined) return startSync()
-      const queued: Promise<void> = syncing.then(
-        () => {
-          syncQueued = undefined
-          return startSync()
-        },
-        (err) => {
-          syncQueued = undefined
-          throw err
-        },
-      )
-      syncQueued = queued
-      return queued
     },
 
     dropNamespace(namespace: string) {
@@ -751,8 +685,6 @@ function createSqliteStore(db: DatabaseSync, path: string, synchronous: 'FULL' |
           // Not fatal: committed data is safe in the WAL and is replayed on the next open.
         }
       }
-      void wal?.close().catch(() => {})
-      wal = undefined
       try {
         db.close()
       } catch (err) {

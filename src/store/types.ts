@@ -67,13 +67,6 @@ export interface Store {
    */
   commit(namespace: string, batch: StoreBatch, options?: CommitOptions): void
   /**
-   * Makes every batch committed so far as durable as `{ durable: true }` would have, without
-   * blocking the caller: the fsync runs off the main thread, and commits go on meanwhile (one fsync
-   * then covers all of them). Rejects, and the store fails, when the fsync fails. Stores whose
-   * commits are durable anyway, or cost no fsync, omit it.
-   */
-  sync?(): Promise<void>
-  /**
    * Names the physical home of the data (a file's device and inode). When it differs from the one
    * recorded at creation, the data was copied or restored from a backup, and the Replica starts a
    * new incarnation rather than risk reusing dots. Stores without a physical home omit it.
