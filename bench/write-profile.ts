@@ -2,7 +2,9 @@
  * The writer's and a watcher's cost, measured and profiled: a mesh of N daemons (the real CLI), one SSE
  * watch stream per reader daemon, W PUTs with 16 in flight to daemon 0; then the same PUTs to the
  * relay baseline (bench/relay.ts) in the same run. Prints CPU ms per write (from /proc), SSE bytes per
- * change event, and both times with their ratio.
+ * change event (default and `?format=compact`), both times with their ratio, the gossip messages the
+ * writer published per write (how well commits and gossip batch), and then ack and visibility
+ * latency of 400 writes paced at 200/s.
  *
  *   npx node bench/write-profile.ts [--n 4] [--writes 2000] [--profile DIR]
  *
