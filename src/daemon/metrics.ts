@@ -233,12 +233,27 @@ export class DaemonMetrics {
     child.time.observe(seconds)
   }
 
+  private readonly writeChildren = new Map<string, { inc(): void }>()
+  private readonly changeChildren = new Map<string, { inc(): void }>()
+
   write(namespace: string, op: WriteOp): void {
-    this.writes.inc({ namespace, op })
+    const key = `${namespace} ${op}`
+    let child = this.writeChildren.get(key)
+    if (child === undefined) {
+      child = this.writes.labels({ namespace, op })
+      this.writeChildren.set(key, child)
+    }
+    child.inc()
   }
 
   change(namespace: string, origin: string): void {
-    this.changes.inc({ namespace, origin })
+    const key = `${namespace} ${origin}`
+    let child = this.changeChildren.get(key)
+    if (child === undefined) {
+      child = this.changes.labels({ namespace, origin })
+      this.changeChildren.set(key, child)
+    }
+    child.inc()
   }
 
   convergenceLag(seconds: number): void {
