@@ -37,9 +37,13 @@ export class WatchReader {
   private req: ClientRequest | undefined
   private closed = false
 
-  constructor(name: string, url: string) {
+  /** `query`: appended to the watch path, e.g. `?format=compact`. */
+  private readonly query: string
+
+  constructor(name: string, url: string, query = '') {
     this.name = name
     this.url = url
+    this.query = query
   }
 
   /** Opens the stream and resolves at its `ready` event (so nothing written after is missed). */
@@ -50,7 +54,7 @@ export class WatchReader {
         reject(new Error(`${this.name}: watch not ready within ${timeoutMs} ms`))
       }, timeoutMs)
       // No agent: one dedicated connection per stream. Host is 127.0.0.1 and no Origin is sent.
-      this.req = get(`${this.url}${WATCH_PATH}`, { agent: false }, (response: IncomingMessage) => {
+      this.req = get(`${this.url}${WATCH_PATH}${this.query}`, { agent: false }, (response: IncomingMessage) => {
         if (response.statusCode !== 200) {
           clearTimeout(timer)
           response.resume()

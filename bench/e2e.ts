@@ -10,7 +10,8 @@
  * --quick (E2E_QUICK=1: N=4, fewer writes; a smoke run), --latency-only (skip throughput, catch-up and
  * start), --cpu-prof <dir> with --cpu-prof-roles writer,reader,hub (default reader,hub): those daemons
  * run under `node --cpu-prof` and write a .cpuprofile into <dir> when they stop (only the first reader;
- * summarise with `npx node bench/profile-summary.ts <file>`).
+ * summarise with `npx node bench/profile-summary.ts <file>`), --watch-format compact (the daemons'
+ * readers ask for `?format=compact` events; default full).
  */
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -61,6 +62,8 @@ interface Options {
   latencyOnly: boolean
   cpuProfDir: string | undefined
   cpuProfRoles: ProfRole[]
+  /** The daemons' watch event format the readers ask for (the relay has one format). */
+  watchFormat: 'full' | 'compact'
 }
 
 type ProfRole = 'writer' | 'reader' | 'hub'
@@ -79,6 +82,7 @@ function parseOptions(argv: string[]): Options {
       'latency-only': { type: 'boolean' },
       'cpu-prof': { type: 'string' },
       'cpu-prof-roles': { type: 'string' },
+      'watch-format': { type: 'string' },
     },
     strict: true,
   })
@@ -102,7 +106,11 @@ function parseOptions(argv: string[]): Options {
   const cpuProfRoles = (values['cpu-prof-roles'] ?? 'reader,hub').split(',') as ProfRole[]
   for (const role of cpuProfRoles)
     if (!PROF_ROLES.includes(role)) throw new Error(`--cpu-prof-roles: unknown role '${role}'`)
+  const watchFormat = values['watch-format'] ?? env.E2E_WATCH_FORMAT ?? 'full'
+  if (watchFormat !== 'full' && watchFormat !== 'compact')
+    throw new Error(`--watch-format must be full or compact, not '${watchFormat}'`)
   return {
+    watchFormat,
     latencyOnly: values['latency-only'] === true,
     cpuProfDir: values['cpu-prof'],
     cpuProfRoles,
@@ -886,7 +894,8 @@ interface Results {
 async function runShape(shape: Shape, n: number, options: Options, results: Results): Promise<void> {
   const cluster = await startCluster(shape, n, options)
   const writer = new Writer(seededRandom(options.seed * 1000 + n))
-  const readers = cluster.readers.map((r) => new WatchReader(r.name, r.url))
+  const query = shape !== 'relay' && options.watchFormat === 'compact' ? '?format=compact' : ''
+  const readers = cluster.readers.map((r) => new WatchReader(r.name, r.url, query))
   try {
     await Promise.all(readers.map((r) => r.open()))
     await warmUp(cluster, writer, readers, options)
