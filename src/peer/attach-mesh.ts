@@ -218,7 +218,11 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   }
 
   // Which peer, when, why: pure; this shell only runs the sessions it asks for.
-  const scheduler = new SyncScheduler({ self, alwaysInitiate: hubMode })
+  const scheduler = new SyncScheduler({
+    self,
+    alwaysInitiate: hubMode,
+    neverInitiate: options.isHub === true,
+  })
   const runAll = (requests: SyncRequest[]): void => {
     for (const request of requests)
       void sync.syncWith(peerIdFromString(request.peer), request.namespace).catch(() => {})
@@ -338,6 +342,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     membership,
     scheduler,
     counters,
+    syncProgress: () => sync.progress(),
+    syncWaiting: (namespace) => sync.waiting(namespace),
     peerId: self,
     addresses: () => node.addresses().map((a) => a.toString()),
     peers: (): PeerInfo[] => {
