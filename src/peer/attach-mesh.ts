@@ -332,6 +332,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     periodMs: options.pingIntervalMs ?? 15_000,
     peers: connectedPeers,
     ping: (peerId, signal) => node.ping(peerIdFromString(peerId), { signal }),
+    knownRtt: (peerId) =>
+      node.libp2p.getConnections(peerIdFromString(peerId)).find((c) => c.rtt !== undefined)?.rtt,
     measured: (peerId, rttMs) => membership.saw(peerId, { connected: true, rttMs }),
   })
   const services = [periodicSync, collector, pinger]
