@@ -8,7 +8,6 @@ import {
   statSync,
   writeSync,
 } from 'node:fs'
-import { enableCompileCache } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { SWARM_KEY_FILE } from '../daemon/constants.ts'
 import { DaemonStartError } from '../daemon/errors.ts'
@@ -277,12 +276,9 @@ async function runDaemon(context: CommandContext, isHub: boolean): Promise<numbe
   quietExperimentalWarnings()
   const tty = context.io.stderr.isTTY === true && !context.json
   if (tty) context.io.stderr.write(`starting hearsay${isHub ? ' as a hub' : ''}…\n`)
+  const { startDaemon, countUnhandledRejection } = await loadDaemonModule()
   // Everything the daemon creates (database, WAL, keys, lock) is for its owner's eyes only.
   if (process.platform !== 'win32') process.umask(0o077)
-  // V8 keeps the daemon's compiled code in the data dir (owner only), so a restart does not parse
-  // it again; a cache that cannot be made is no failure.
-  enableCompileCache(join(config.dataDir, 'compile-cache'))
-  const { startDaemon, countUnhandledRejection } = await loadDaemonModule()
   let daemon: Awaited<ReturnType<typeof startDaemon>>
   try {
     daemon = await startDaemon(config)
