@@ -125,6 +125,30 @@ describe('catch-up from several neighbours', () => {
     expect(ej.sync.progress()).toEqual([])
   }, 60_000)
 
+  it('a busy peer still answers one that has nothing it lacks (a hub answering its clients)', async () => {
+    const { a, b: hub } = await holdersAndJoiner()
+    // c holds one write the hub lacks; d holds nothing at all.
+    const c = Replica.open({ namespace: 'ns', store: createMemoryStore() })
+    await c.merge(a.deltasSince(c.context()))
+    await c.put('extra', enc.encode('only on c'), 'text/plain')
+    const d = Replica.open({ namespace: 'ns', store: createMemoryStore() })
+    const slow = heldMerges(hub, 'first')
+    const [eh, ec, ed] = await Promise.all([endpoint(slow.proxy), endpoint(c), endpoint(d)])
+    await ec.node.dial(eh.node.addresses()[0].toString())
+    await ed.node.dial(eh.node.addresses()[0].toString())
+
+    const fromC = ec.sync.syncWith(eh.node.peerId, 'ns')
+    await eventually(() => slow.state.merges === 1, { timeout: 20_000, message: "the hub merges c's write" })
+    // The hub is busy receiving from c, and d's session still runs now: d brings nothing to merge.
+    const fromD = await ed.sync.syncWith(eh.node.peerId, 'ns')
+    expect(fromD.stats.entriesReceived).toBe(KEYS)
+    expect(eh.sync.busy.refused).toBe(0)
+    expect(eh.sync.progress()).toHaveLength(1)
+    slow.letGo()
+    await fromC
+    expect(hub.digest()).toBe(c.digest())
+  }, 60_000)
+
   it('stops reading while merges lag behind (backpressure), and finishes once they catch up', async () => {
     // More than yamux's first window (256 KiB), so pausing the stream holds part of it at the sender.
     const source = Replica.open({ namespace: 'ns', store: createMemoryStore() })

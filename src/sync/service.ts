@@ -244,9 +244,11 @@ export class SyncService {
         await stream.close({ signal })
         return
       }
-      // Equal digests end the session at once, with nothing to merge: no turn needed. Otherwise a
-      // session of this namespace under way means BUSY: never wait on another peer's behalf.
-      const release = frame.digest === replica.digest() ? () => {} : this.gate.tryEnter(namespace)
+      // A turn is needed only to receive: not when the digests are equal (EQUAL, nothing merged),
+      // nor when our context covers the peer's (it has nothing we lack: a hub answering a client).
+      // Otherwise a session of this namespace under way means BUSY: never wait on another's behalf.
+      const receivesNothing = frame.digest === replica.digest() || replica.context().covers(frame.context)
+      const release = receivesNothing ? () => {} : this.gate.tryEnter(namespace)
       if (release === undefined) {
         this.busy.refused++
         await lp.write(
