@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Writer } from './e2e-clients.ts'
 import {
+  cpuMs,
   type Daemon,
   installCleanup,
   killAllNow,
@@ -71,6 +72,8 @@ interface Row {
   fromReadyMs: number
   wireBytes: number
   syncBytes: number
+  /** CPU the joiner spent from its ready line to convergence (less sensitive to a loaded machine). */
+  cpuAfterReadyMs: number
 }
 
 async function timeJoin(
@@ -96,12 +99,15 @@ async function timeJoin(
     else process.env.NODE_OPTIONS = savedOptions
   })
   ports.add(daemon.p2pPort)
+  const cpuAtReady = cpuMs(daemon.pid)
+  let cpuAtConverged = Number.NaN
   const deadline = performance.now() + 120_000
   let converged = Number.NaN
   while (performance.now() < deadline) {
     const have = await namespaceOf(daemon.url).catch(() => ({ digest: '', entries: 0 }))
     if (have.digest === want.digest) {
       converged = performance.now()
+      cpuAtConverged = cpuMs(daemon.pid)
       break
     }
     await pause(10)
@@ -119,6 +125,7 @@ async function timeJoin(
       fromReadyMs: converged - daemon.readyAt,
       wireBytes: wire.received,
       syncBytes: await syncBytesReceived(daemon.url),
+      cpuAfterReadyMs: cpuAtConverged - cpuAtReady,
     },
   }
 }
@@ -181,12 +188,12 @@ async function main(): Promise<void> {
   writer.close()
   console.log(`\n### Late joiner: mesh of ${n}, ${keys} keys written while one peer was away\n`)
   console.log(
-    '| case | keys missing | from spawn (ms) | from ready (ms) | libp2p bytes received | sync payload received | sync B / missing key |',
+    '| case | keys missing | from spawn (ms) | from ready (ms) | CPU ready → converged (ms) | libp2p bytes received | sync payload received | sync B / missing key |',
   )
-  console.log('|---|---:|---:|---:|---:|---:|---:|')
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|')
   for (const r of rows)
     console.log(
-      `| ${r.name} | ${r.missing} | ${r.fromSpawnMs.toFixed(0)} | ${r.fromReadyMs.toFixed(0)} | ${r.wireBytes} | ${r.syncBytes} | ${(r.syncBytes / r.missing).toFixed(1)} |`,
+      `| ${r.name} | ${r.missing} | ${r.fromSpawnMs.toFixed(0)} | ${r.fromReadyMs.toFixed(0)} | ${r.cpuAfterReadyMs.toFixed(0)} | ${r.wireBytes} | ${r.syncBytes} | ${(r.syncBytes / r.missing).toFixed(1)} |`,
     )
   await Promise.allSettled(daemons.map((d) => d.stop()))
   clearTimeout(watchdog)
