@@ -27,7 +27,7 @@ interface Endpoint {
 
 async function endpoint(
   replica: Replica,
-  options: { chunkBytes?: number; mergeBacklogBytes?: number } = {},
+  options: { chunkBytes?: number; mergeBacklogBytes?: number; turnStallMs?: number } = {},
 ): Promise<Endpoint> {
   const events: SessionEvent[] = []
   const node = await createMeshNode({
@@ -37,6 +37,8 @@ async function endpoint(
     sync: {
       replica: (ns) => (ns === replica.namespace ? replica : undefined),
       onSession: (event) => events.push(event),
+      // A held merge is no stall here: the tests decide when sessions go on.
+      turnStallMs: 120_000,
       ...options,
     },
   })

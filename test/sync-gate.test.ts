@@ -54,4 +54,22 @@ describe('NamespaceGate', () => {
     expect(gate.busy('ns')).toBe(false)
     await expect(gate.enter('ns', AbortSignal.abort(new Error('already')))).resolves.toBeTypeOf('function')
   })
+
+  it('a holder that makes no progress for the stall time no longer counts as busy', () => {
+    let now = 0
+    const gate = new NamespaceGate(() => now)
+    expect(gate.busyWithin('ns', 1000)).toBe(false)
+    const release = gate.tryEnter('ns')!
+    now = 900
+    expect(gate.busyWithin('ns', 1000)).toBe(true)
+    gate.touch('ns')
+    now = 1800
+    expect(gate.busyWithin('ns', 1000)).toBe(true)
+    now = 2900
+    expect(gate.busyWithin('ns', 1000)).toBe(false)
+    release()
+    // Touching a namespace nobody holds changes nothing.
+    gate.touch('ns')
+    expect(gate.busyWithin('ns', 1000)).toBe(false)
+  })
 })

@@ -225,7 +225,11 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   })
   const runAll = (requests: SyncRequest[]): void => {
     for (const request of requests)
-      void sync.syncWith(peerIdFromString(request.peer), request.namespace).catch(() => {})
+      void sync
+        .syncWith(peerIdFromString(request.peer), request.namespace, undefined, {
+          push: request.reason === 'publish-reached-nobody',
+        })
+        .catch(() => {})
   }
 
   // `?ack=N`: waits on what sync sessions teach membership and on peers connecting.
@@ -236,7 +240,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     // A session both pushes the write and tells us, once it is durable there, what the peer holds.
     push: (peerId, namespace, signal) => {
       const request = scheduler.ack(peerId, namespace)
-      return sync.syncWith(peerIdFromString(request.peer), request.namespace, signal).then(
+      return sync.syncWith(peerIdFromString(request.peer), request.namespace, signal, { push: true }).then(
         () => true,
         (error: unknown) => {
           // It does not replicate the namespace, or does not speak the sync protocol at all.

@@ -39,3 +39,10 @@ export const MERGE_BACKLOG_RESUME_BYTES = 512 * 1024
  * 16 MiB): the limit while paused, above libp2p's default of 4 MiB so the pause cannot reset it.
  */
 export const PAUSED_READ_BUFFER_BYTES = 20 * 1024 * 1024
+
+/**
+ * A session that holds its namespace's turn but made no progress (no frame read, no chunk merged)
+ * for this long no longer keeps other sessions waiting or BUSY: a peer that stopped answering would
+ * otherwise hold anti-entropy with everyone until its idle timeout.
+ */
+export const TURN_STALL_MS = 1000

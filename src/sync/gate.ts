@@ -11,6 +11,28 @@
 export class NamespaceGate {
   private readonly held = new Set<string>()
   private readonly waiting = new Map<string, Array<() => void>>()
+  /** When the holder of each namespace last made progress (see `touch`), by the injected clock. */
+  private readonly active = new Map<string, number>()
+  private readonly now: () => number
+
+  constructor(now: () => number = () => performance.now()) {
+    this.now = now
+  }
+
+  /** The holder of the namespace made progress (a frame read, a chunk merged). */
+  touch(namespace: string): void {
+    if (this.held.has(namespace)) this.active.set(namespace, this.now())
+  }
+
+  /**
+   * True when a session holds the namespace and made progress within `stallMs`. A holder that went
+   * quiet (a peer that stopped answering) does not keep others out until its idle timeout: they may
+   * go ahead without the turn.
+   */
+  busyWithin(namespace: string, stallMs: number): boolean {
+    if (!this.held.has(namespace)) return false
+    return this.now() - (this.active.get(namespace) ?? Number.NEGATIVE_INFINITY) < stallMs
+  }
 
   /** True while a session of the namespace runs. */
   busy(namespace: string): boolean {
@@ -26,6 +48,7 @@ export class NamespaceGate {
   tryEnter(namespace: string): (() => void) | undefined {
     if (this.held.has(namespace)) return undefined
     this.held.add(namespace)
+    this.active.set(namespace, this.now())
     return this.releaser(namespace)
   }
 
@@ -46,6 +69,7 @@ export class NamespaceGate {
       // Called with the namespace already held for this waiter.
       const wake = () => {
         signal?.removeEventListener('abort', onAbort)
+        this.active.set(namespace, this.now())
         resolve(this.releaser(namespace))
       }
       queue.push(wake)
@@ -62,8 +86,10 @@ export class NamespaceGate {
       const queue = this.waiting.get(namespace)
       const next = queue?.shift()
       if (queue !== undefined && queue.length === 0) this.waiting.delete(namespace)
-      if (next === undefined) this.held.delete(namespace)
-      else next()
+      if (next === undefined) {
+        this.held.delete(namespace)
+        this.active.delete(namespace)
+      } else next()
     }
   }
 }

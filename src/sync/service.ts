@@ -17,6 +17,7 @@ import {
   MERGE_BACKLOG_RESUME_BYTES,
   PAUSED_READ_BUFFER_BYTES,
   SYNC_PROTOCOL,
+  TURN_STALL_MS,
 } from './constants.ts'
 import { decodeSyncFrame, encodeSyncFrame, type SyncFrame } from './frames.ts'
 import { NamespaceGate } from './gate.ts'
@@ -50,6 +51,8 @@ export interface SyncServiceInit {
    * again at a quarter of this. Default MERGE_BACKLOG_PAUSE_BYTES.
    */
   mergeBacklogBytes?: number
+  /** A turn's holder quiet this long no longer keeps others out. Default TURN_STALL_MS. */
+  turnStallMs?: number
   /** Returns a number in [0, 1) (jitter of the retries after BUSY). Default Math.random. */
   random?: () => number
 }
@@ -145,11 +148,18 @@ export class SyncService {
    * answers BUSY, and the session is tried again after a jittered backoff (for BUSY_RETRY_TOTAL_MS
    * at most). Rejects on protocol errors, timeouts and aborts.
    */
-  syncWith(peer: PeerId, namespace: string, signal?: AbortSignal): Promise<SessionEvent> {
+  syncWith(
+    peer: PeerId,
+    namespace: string,
+    signal?: AbortSignal,
+    options: { push?: boolean } = {},
+  ): Promise<SessionEvent> {
     const key = `${peer.toString()} ${namespace}`
     let session = this.running.get(key)
     if (session === undefined) {
-      session = this.initiateUntilNotBusy(peer, namespace, signal).finally(() => this.running.delete(key))
+      session = this.initiateUntilNotBusy(peer, namespace, signal, options.push === true).finally(() =>
+        this.running.delete(key),
+      )
       this.running.set(key, session)
     }
     return session
@@ -158,14 +168,15 @@ export class SyncService {
   private async initiateUntilNotBusy(
     peer: PeerId,
     namespace: string,
-    signal?: AbortSignal,
+    signal: AbortSignal | undefined,
+    push: boolean,
   ): Promise<SessionEvent> {
     const random = this.init.random ?? Math.random
     const sessionSignal = this.sessionSignal(signal)
     let waited = 0
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.initiate(peer, namespace, sessionSignal)
+        return await this.initiate(peer, namespace, sessionSignal, push)
       } catch (error) {
         if (!(error instanceof SyncProtocolError && error.code === 'remote-busy')) throw error
         const delay = Math.min(BUSY_RETRY_MAX_MS, BUSY_RETRY_FIRST_MS * 2 ** attempt) * (0.5 + random())
@@ -177,17 +188,43 @@ export class SyncService {
     }
   }
 
-  private async initiate(peer: PeerId, namespace: string, sessionSignal: AbortSignal): Promise<SessionEvent> {
+  private async initiate(
+    peer: PeerId,
+    namespace: string,
+    sessionSignal: AbortSignal,
+    push: boolean,
+  ): Promise<SessionEvent> {
     const replica = this.init.replica(namespace)
     if (replica === undefined)
       throw new SyncProtocolError('not-joined', `namespace ${namespace} is not joined here`)
     // Our turn first (locally, holding nothing of the peer's), so what we hold when we open is what
-    // the sessions before this one left.
-    const release = await this.gate.enter(namespace, sessionSignal)
+    // the sessions before this one left. A push (a write for `?ack`, gossip that reached nobody) is
+    // about what we send, and does not wait.
+    const release = push ? NO_TURN : await this.turn(namespace, sessionSignal)
     try {
-      return await this.initiateInTurn(peer, namespace, replica, sessionSignal)
+      return await this.initiateInTurn(peer, namespace, replica, sessionSignal, release !== NO_TURN)
     } finally {
       release()
+    }
+  }
+
+  /** Waits for the namespace's turn, or until its holder stalls (then goes ahead without it). */
+  private async turn(namespace: string, signal: AbortSignal): Promise<() => void> {
+    const quit = new AbortController()
+    const waiting = this.gate.enter(namespace, AbortSignal.any([signal, quit.signal]))
+    waiting.catch(() => {})
+    for (;;) {
+      const release = await Promise.race([waiting, pauseFor(this.stallMs, signal).then(() => undefined)])
+      if (release !== undefined) return release
+      // Still progressing: keep our place in the queue.
+      if (this.gate.busyWithin(namespace, this.stallMs)) continue
+      quit.abort(new Error('the session holding the turn stalled'))
+      // The turn may have come meanwhile: then take it, else go ahead without it.
+      const late = await waiting.then(
+        (turn) => turn,
+        () => undefined,
+      )
+      return late ?? NO_TURN
     }
   }
 
@@ -196,6 +233,7 @@ export class SyncService {
     namespace: string,
     replica: Replica,
     sessionSignal: AbortSignal,
+    holdsTurn: boolean,
   ): Promise<SessionEvent> {
     let stream: Stream
     try {
@@ -214,7 +252,7 @@ export class SyncService {
       chunkBytes: this.chunkBytes,
     })
     try {
-      return await this.run(stream, session, replica, peer, namespace, sessionSignal)
+      return await this.run(stream, session, replica, peer, namespace, sessionSignal, holdsTurn)
     } catch (error) {
       const failure = toError(error)
       // BUSY is not a failure: the session is tried again (syncWith), and reported if it stays busy.
@@ -248,7 +286,9 @@ export class SyncService {
       // nor when our context covers the peer's (it has nothing we lack: a hub answering a client).
       // Otherwise a session of this namespace under way means BUSY: never wait on another's behalf.
       const receivesNothing = frame.digest === replica.digest() || replica.context().covers(frame.context)
-      const release = receivesNothing ? () => {} : this.gate.tryEnter(namespace)
+      let release = receivesNothing ? NO_TURN : this.gate.tryEnter(namespace)
+      // A holder that stalled (its peer stopped answering) does not make us refuse: answer anyway.
+      if (release === undefined && !this.gate.busyWithin(namespace, this.stallMs)) release = NO_TURN
       if (release === undefined) {
         this.busy.refused++
         await lp.write(
@@ -265,7 +305,19 @@ export class SyncService {
         chunkBytes: this.chunkBytes,
       })
       try {
-        await this.run(stream, session, replica, peer, namespace, signal, frame, lp, first.byteLength)
+        const holdsTurn = release !== NO_TURN
+        await this.run(
+          stream,
+          session,
+          replica,
+          peer,
+          namespace,
+          signal,
+          holdsTurn,
+          frame,
+          lp,
+          first.byteLength,
+        )
       } finally {
         release()
       }
@@ -284,6 +336,7 @@ export class SyncService {
     peer: PeerId,
     namespace: string,
     signal: AbortSignal,
+    holdsTurn: boolean,
     firstFrame?: SyncFrame,
     existing?: ReturnType<typeof lpStream<Stream>>,
     firstBytes = 0,
@@ -370,6 +423,7 @@ export class SyncService {
         if (frame === undefined) {
           const bytes = await lp.read({ signal: this.idle(signal) })
           frameBytes = bytes.byteLength
+          if (holdsTurn) this.gate.touch(namespace)
           bytesReceived += bytes.byteLength
           progress.bytesReceived = bytesReceived
           if (bytesReceived > maxBytes) {
@@ -403,6 +457,7 @@ export class SyncService {
             try {
               await replica.merge(merge.delta, merge.options)
               progress.entriesMerged += entries
+              if (holdsTurn) this.gate.touch(namespace)
             } catch (error) {
               // A forged or damaged entry ends the session; what came before it was verified and stays.
               mergeError =
@@ -455,6 +510,10 @@ export class SyncService {
     return event
   }
 
+  private get stallMs(): number {
+    return this.init.turnStallMs ?? TURN_STALL_MS
+  }
+
   private get chunkBytes(): number {
     return this.init.chunkBytes ?? DEFAULT_CHUNK_BYTES
   }
@@ -467,6 +526,9 @@ export class SyncService {
     return AbortSignal.any([signal, AbortSignal.timeout(this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS)])
   }
 }
+
+/** The release of a session that runs without the namespace's turn. */
+const NO_TURN = (): void => {}
 
 /** Resolves after `ms`, or rejects when the signal aborts first. */
 function pauseFor(ms: number, signal: AbortSignal): Promise<void> {
