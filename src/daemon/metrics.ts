@@ -120,6 +120,22 @@ export class DaemonMetrics {
       },
     })
     new Gauge({
+      name: 'hearsay_sync_progress',
+      help: 'Anti-entropy under way, by namespace: sessions running and waiting, entries received and merged so far',
+      labelNames: ['namespace', 'measure'],
+      registers,
+      collect() {
+        this.reset()
+        for (const ns of peer.namespaces()) {
+          const sync = peer.syncStatus(ns)
+          this.set({ namespace: ns, measure: 'sessions' }, sync.sessions)
+          this.set({ namespace: ns, measure: 'waiting' }, sync.waiting)
+          this.set({ namespace: ns, measure: 'entries_received' }, sync.entriesReceived)
+          this.set({ namespace: ns, measure: 'entries_merged' }, sync.entriesMerged)
+        }
+      },
+    })
+    new Gauge({
       name: 'hearsay_peers',
       help: 'Peers this peer knows of, by whether a connection is open',
       labelNames: ['state'],

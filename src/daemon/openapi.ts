@@ -981,6 +981,18 @@ export function openApiDocument(): Record<string, unknown> {
             versionVector: { type: 'object', additionalProperties: { type: 'integer' } },
             entries: { type: 'integer' },
             tombstones: { type: 'integer' },
+            sync: {
+              type: 'object',
+              description:
+                'Anti-entropy under way for the namespace (a catch-up in progress); zeros when none',
+              properties: {
+                sessions: { type: 'integer' },
+                waiting: { type: 'integer' },
+                entriesReceived: { type: 'integer' },
+                entriesMerged: { type: 'integer' },
+                bytesReceived: { type: 'integer' },
+              },
+            },
           },
         },
         Peer: {
