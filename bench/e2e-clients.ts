@@ -37,9 +37,13 @@ export class WatchReader {
   private req: ClientRequest | undefined
   private closed = false
 
-  constructor(name: string, url: string) {
+  /** `query`: appended to the watch path, e.g. `?format=compact`. */
+  private readonly query: string
+
+  constructor(name: string, url: string, query = '') {
     this.name = name
     this.url = url
+    this.query = query
   }
 
   /** Opens the stream and resolves at its `ready` event (so nothing written after is missed). */
@@ -50,43 +54,47 @@ export class WatchReader {
         reject(new Error(`${this.name}: watch not ready within ${timeoutMs} ms`))
       }, timeoutMs)
       // No agent: one dedicated connection per stream. Host is 127.0.0.1 and no Origin is sent.
-      this.req = get(`${this.url}${WATCH_PATH}`, { agent: false }, (response: IncomingMessage) => {
-        if (response.statusCode !== 200) {
-          clearTimeout(timer)
-          response.resume()
-          reject(new Error(`${this.name}: watch answered ${response.statusCode}`))
-          return
-        }
-        response.setEncoding('utf8')
-        let buffer = ''
-        let ready = false
-        response.on('data', (chunk: string) => {
-          const at = performance.now()
-          this.bytes += Buffer.byteLength(chunk)
-          buffer += chunk
-          let end = buffer.indexOf('\n\n')
-          while (end >= 0) {
-            const block = buffer.slice(0, end)
-            buffer = buffer.slice(end + 2)
-            end = buffer.indexOf('\n\n')
-            if (block.startsWith('event: change') || block.includes('\nevent: change')) {
-              this.changeEvents++
-              const match = KEY_PATTERN.exec(block)
-              if (match !== null) {
-                const seq = Number(match[1])
-                if (this.seen[seq] === undefined) this.seen[seq] = at
-              }
-            } else if (!ready && block.includes('event: ready')) {
-              ready = true
-              clearTimeout(timer)
-              resolve()
-            }
+      this.req = get(
+        `${this.url}${WATCH_PATH}${this.query}`,
+        { agent: false },
+        (response: IncomingMessage) => {
+          if (response.statusCode !== 200) {
+            clearTimeout(timer)
+            response.resume()
+            reject(new Error(`${this.name}: watch answered ${response.statusCode}`))
+            return
           }
-        })
-        response.once('end', () => {
-          if (!this.closed) console.error(`${this.name}: watch stream ended`)
-        })
-      })
+          response.setEncoding('utf8')
+          let buffer = ''
+          let ready = false
+          response.on('data', (chunk: string) => {
+            const at = performance.now()
+            this.bytes += Buffer.byteLength(chunk)
+            buffer += chunk
+            let end = buffer.indexOf('\n\n')
+            while (end >= 0) {
+              const block = buffer.slice(0, end)
+              buffer = buffer.slice(end + 2)
+              end = buffer.indexOf('\n\n')
+              if (block.startsWith('event: change') || block.includes('\nevent: change')) {
+                this.changeEvents++
+                const match = KEY_PATTERN.exec(block)
+                if (match !== null) {
+                  const seq = Number(match[1])
+                  if (this.seen[seq] === undefined) this.seen[seq] = at
+                }
+              } else if (!ready && block.includes('event: ready')) {
+                ready = true
+                clearTimeout(timer)
+                resolve()
+              }
+            }
+          })
+          response.once('end', () => {
+            if (!this.closed) console.error(`${this.name}: watch stream ended`)
+          })
+        },
+      )
       this.req.on('error', (error) => {
         clearTimeout(timer)
         if (!this.closed) reject(error)

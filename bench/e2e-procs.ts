@@ -94,6 +94,8 @@ export interface DaemonOptions {
   home: string
   swarmKey: string
   args?: string[]
+  /** Options for node itself, before the CLI path (e.g. --cpu-prof). */
+  nodeArgs?: string[]
   timeoutMs?: number
 }
 
@@ -106,6 +108,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const apiPort = await freePort()
   const url = `http://127.0.0.1:${apiPort}`
   const args = [
+    ...(options.nodeArgs ?? []),
     CLI,
     options.command,
     '--json',

@@ -7,7 +7,11 @@
  *
  * Options (args after the suite name, or env): --n 4,8,16 (E2E_N), --rate 200 (E2E_RATE),
  * --writes 2000 (E2E_WRITES), --seed 1 (E2E_SEED), --shapes mesh,hub,relay (E2E_SHAPES),
- * --quick (E2E_QUICK=1: N=4, fewer writes; a smoke run).
+ * --quick (E2E_QUICK=1: N=4, fewer writes; a smoke run), --latency-only (skip throughput, catch-up and
+ * start), --cpu-prof <dir> with --cpu-prof-roles writer,reader,hub (default reader,hub): those daemons
+ * run under `node --cpu-prof` and write a .cpuprofile into <dir> when they stop (only the first reader;
+ * summarise with `npx node bench/profile-summary.ts <file>`), --watch-format compact (the daemons'
+ * readers ask for `?format=compact` events; default full).
  */
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -55,7 +59,15 @@ interface Options {
   throughputWrites: number
   lateWrites: number
   budgetMs: number
+  latencyOnly: boolean
+  cpuProfDir: string | undefined
+  cpuProfRoles: ProfRole[]
+  /** The daemons' watch event format the readers ask for (the relay has one format). */
+  watchFormat: 'full' | 'compact'
 }
+
+type ProfRole = 'writer' | 'reader' | 'hub'
+const PROF_ROLES: ProfRole[] = ['writer', 'reader', 'hub']
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -67,6 +79,10 @@ function parseOptions(argv: string[]): Options {
       seed: { type: 'string' },
       shapes: { type: 'string' },
       quick: { type: 'boolean' },
+      'latency-only': { type: 'boolean' },
+      'cpu-prof': { type: 'string' },
+      'cpu-prof-roles': { type: 'string' },
+      'watch-format': { type: 'string' },
     },
     strict: true,
   })
@@ -87,7 +103,17 @@ function parseOptions(argv: string[]): Options {
   for (const shape of shapes)
     if (!SHAPES.includes(shape)) throw new Error(`--shapes: unknown shape '${shape}'`)
   const throughputN = ns.includes(8) ? 8 : ns[0]
+  const cpuProfRoles = (values['cpu-prof-roles'] ?? 'reader,hub').split(',') as ProfRole[]
+  for (const role of cpuProfRoles)
+    if (!PROF_ROLES.includes(role)) throw new Error(`--cpu-prof-roles: unknown role '${role}'`)
+  const watchFormat = values['watch-format'] ?? env.E2E_WATCH_FORMAT ?? 'full'
+  if (watchFormat !== 'full' && watchFormat !== 'compact')
+    throw new Error(`--watch-format must be full or compact, not '${watchFormat}'`)
   return {
+    watchFormat,
+    latencyOnly: values['latency-only'] === true,
+    cpuProfDir: values['cpu-prof'],
+    cpuProfRoles,
     ns,
     rate: positive('rate', values.rate ?? env.E2E_RATE, 200),
     writes: positive('writes', values.writes ?? env.E2E_WRITES, quick ? 400 : 2000),
@@ -172,8 +198,13 @@ const target = (d: Daemon, role: 'peer' | 'hub' = 'peer'): Target => ({
   role,
 })
 
-async function startCluster(shape: Shape, n: number): Promise<Cluster> {
+async function startCluster(shape: Shape, n: number, options: Options): Promise<Cluster> {
   const dir = tempDir('hearsay-e2e-')
+  /** `node --cpu-prof` for the daemon playing `role`, when asked for; one directory per daemon. */
+  const prof = (role: ProfRole): string[] => {
+    if (options.cpuProfDir === undefined || !options.cpuProfRoles.includes(role)) return []
+    return ['--cpu-prof', '--cpu-prof-dir', join(options.cpuProfDir, `${shape}-n${n}-${role}`)]
+  }
   const swarmKey = writeSwarmKey(dir)
   const home = (i: number) => join(dir, `d${i}`)
   const connectTimeout = 30_000 + 2000 * n
@@ -197,7 +228,13 @@ async function startCluster(shape: Shape, n: number): Promise<Cluster> {
   let connectivity: string
   let cluster: Omit<Cluster, 'connectivity' | 'p2pPorts' | 'stop' | 'daemons'>
   if (shape === 'mesh') {
-    const first = await startDaemon({ name: 'd0', command: 'up', home: home(0), swarmKey })
+    const first = await startDaemon({
+      name: 'd0',
+      command: 'up',
+      home: home(0),
+      swarmKey,
+      nodeArgs: prof('writer'),
+    })
     const rest = await startAll(n - 1, (i) =>
       startDaemon({
         name: `d${i + 1}`,
@@ -205,6 +242,7 @@ async function startCluster(shape: Shape, n: number): Promise<Cluster> {
         home: home(i + 1),
         swarmKey,
         args: ['--bootstrap', first.address],
+        nodeArgs: i === 0 ? prof('reader') : [],
       }),
     )
     daemons = [first, ...rest]
@@ -218,7 +256,13 @@ async function startCluster(shape: Shape, n: number): Promise<Cluster> {
       swarmKey,
     }
   } else {
-    const hub = await startDaemon({ name: 'hub', command: 'hub', home: home(0), swarmKey })
+    const hub = await startDaemon({
+      name: 'hub',
+      command: 'hub',
+      home: home(0),
+      swarmKey,
+      nodeArgs: prof('hub'),
+    })
     const clients = await startAll(n - 1, (i) =>
       startDaemon({
         name: `c${i + 1}`,
@@ -226,6 +270,8 @@ async function startCluster(shape: Shape, n: number): Promise<Cluster> {
         home: home(i + 1),
         swarmKey,
         args: ['--hub', hub.address],
+        // c1 writes, c2 is the first reading client.
+        nodeArgs: i === 0 ? prof('writer') : i === 1 ? prof('reader') : [],
       }),
     )
     daemons = [hub, ...clients]
@@ -283,7 +329,29 @@ interface LatencyResult {
   peakRssMean: number
   idleRssMean: number
   benchCpu: number
+  /** Gossip batches the writer daemon published per write (below 1: several writes per batch). */
+  batchesPerWrite: number
+  /** Mean reader CPU per gossip batch it accepted (robust to how many writes a batch holds). */
+  readerCpuPerBatch: number
   connectivity: string
+}
+
+/** A daemon's gossip message counters (hearsay_gossip_messages_total) from /metrics; NaN when unreadable. */
+async function gossipMessages(url: string): Promise<{ published: number; received: number }> {
+  try {
+    const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })
+    const text = await response.text()
+    const read = (direction: string) => {
+      const match = new RegExp(
+        `^hearsay_gossip_messages_total\\{direction="${direction}"\\} (\\d+)`,
+        'm',
+      ).exec(text)
+      return match === null ? Number.NaN : Number(match[1])
+    }
+    return { published: read('published'), received: read('received') }
+  } catch {
+    return { published: Number.NaN, received: Number.NaN }
+  }
 }
 
 function cpuOf(pids: number[]): Map<number, number> {
@@ -324,17 +392,33 @@ async function measureLatency(
   const idleRss = pids.map((pid) => memoryMiB(pid, 'VmRSS'))
   const failedBefore = writer.failed
   const sseBefore = readers.map((r) => ({ bytes: r.bytes, events: r.changeEvents }))
+  const isDaemonShape = cluster.shape !== 'relay'
+  const readerUrls = cluster.readers.filter((r) => r.role === 'peer').map((r) => r.url)
+  const gossipBefore = isDaemonShape
+    ? await Promise.all([cluster.writer.url, ...readerUrls].map(gossipMessages))
+    : []
   const socketsBefore = sampleSockets()
   const cpuBefore = cpuOf(pids)
   const benchBefore = process.cpuUsage()
 
+  const phaseStartUs = process.hrtime.bigint() / 1000n
   const { first } = await writer.paced(cluster.writer.url, options.writes, options.rate)
   const lastStart = writer.startedAt[first + options.writes - 1]
   await waitSeen(readers, first, options.writes, lastStart + SEEN_WITHIN_MS)
+  if (options.cpuProfDir !== undefined) {
+    // The clock of a .cpuprofile's timestamps (CLOCK_MONOTONIC, µs): bench/profile-summary.ts --window.
+    const phaseEndUs = process.hrtime.bigint() / 1000n
+    console.error(
+      `e2e: ${cluster.shape} N=${cluster.n} measured phase: --window ${phaseStartUs}..${phaseEndUs} --writes ${options.writes}`,
+    )
+  }
 
   const cpuAfter = cpuOf(pids)
   const benchCpu = process.cpuUsage(benchBefore)
   const socketsAfter = sampleSockets()
+  const gossipAfter = isDaemonShape
+    ? await Promise.all([cluster.writer.url, ...readerUrls].map(gossipMessages))
+    : []
   const perWrite = (pid: number) => (cpuAfter.get(pid)! - cpuBefore.get(pid)!) / options.writes
   const bytes = (pid: number) => p2pBytesBetween(socketsBefore, socketsAfter, pid, cluster.p2pPorts)
 
@@ -395,6 +479,18 @@ async function measureLatency(
     peakRssMean: mean(peakRss),
     idleRssMean: mean(idleRss),
     benchCpu: (benchCpu.user + benchCpu.system) / 1000 / options.writes,
+    batchesPerWrite: isDaemonShape
+      ? (gossipAfter[0].published - gossipBefore[0].published) / options.writes
+      : Number.NaN,
+    readerCpuPerBatch: isDaemonShape
+      ? mean(
+          readerDaemons.map(
+            (r, i) =>
+              (perWrite(r.pid) * options.writes) /
+              (gossipAfter[i + 1].received - gossipBefore[i + 1].received),
+          ),
+        )
+      : Number.NaN,
     connectivity: cluster.connectivity,
   }
 }
@@ -667,6 +763,8 @@ function printLatency(results: LatencyResult[], rate: number): void {
       'peak RSS max (MiB)',
       'RSS before phase, mean',
       'bench process CPU',
+      'gossip batches / write',
+      'CPU reader / batch',
     ],
     results.map((r) => [
       r.shape,
@@ -684,6 +782,8 @@ function printLatency(results: LatencyResult[], rate: number): void {
       f(r.peakRssMax),
       f(r.idleRssMean),
       f(r.benchCpu, 2),
+      f(r.batchesPerWrite, 2),
+      f(r.readerCpuPerBatch, 2),
     ]),
   )
   const notes = results.filter((r) => !r.connectivity.startsWith('all') && r.connectivity !== 'n/a')
@@ -792,14 +892,15 @@ interface Results {
 
 /** One cluster of one shape and size: latency phase, then (at the throughput N) the longer phases. */
 async function runShape(shape: Shape, n: number, options: Options, results: Results): Promise<void> {
-  const cluster = await startCluster(shape, n)
+  const cluster = await startCluster(shape, n, options)
   const writer = new Writer(seededRandom(options.seed * 1000 + n))
-  const readers = cluster.readers.map((r) => new WatchReader(r.name, r.url))
+  const query = shape !== 'relay' && options.watchFormat === 'compact' ? '?format=compact' : ''
+  const readers = cluster.readers.map((r) => new WatchReader(r.name, r.url, query))
   try {
     await Promise.all(readers.map((r) => r.open()))
     await warmUp(cluster, writer, readers, options)
     results.latency.push(await measureLatency(cluster, writer, readers, options))
-    if (n !== options.throughputN) return
+    if (n !== options.throughputN || options.latencyOnly) return
     results.throughput.push(await measureThroughput(cluster, writer, readers, options))
     if (shape !== 'mesh') return
     results.getMs = measureGet(cluster.daemons[0], 'e2e-0')
@@ -833,7 +934,9 @@ export async function main(argv: string[] = []): Promise<void> {
   const results: Results = { latency: [], throughput: [], joins: [], getMs: Number.NaN }
   const failures: string[] = []
   try {
-    const start = await measureStart()
+    const start: StartResult = options.latencyOnly
+      ? { healthzMs: Number.NaN, readyLineMs: Number.NaN, idleRssMiB: Number.NaN }
+      : await measureStart()
     for (const n of options.ns) {
       for (const shape of options.shapes) {
         console.error(`e2e: ${shape} N=${n}…`)

@@ -6,6 +6,9 @@
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { encodeContext } from '../src/codec/delta.ts'
+import { CausalContext } from '../src/crdt/context.ts'
+import { encodeSince } from '../src/daemon/watch.ts'
 import {
   api,
   collectEvents,
@@ -491,7 +494,7 @@ describe('watch (Server-Sent Events)', () => {
       stop: (events) => events.filter((e) => e.event === 'change').length >= 4,
     })
     expect(events[0].event).toBe('ready')
-    expect(events[0].id).toMatch(/^c1\./)
+    expect(events[0].id).toMatch(/^c2\./)
     const changes = events.filter((e) => e.event === 'change')
     expect(changes.map((e) => [e.data.type, e.data.key, e.data.op])).toEqual([
       ['register', 'w/1', 'put'],
@@ -507,7 +510,7 @@ describe('watch (Server-Sent Events)', () => {
     })
     expect(changes[2].data.value).toBe(1)
     expect(changes[3].data.element).toBe('x')
-    for (const change of changes) expect(change.id).toMatch(/^c1\./)
+    for (const change of changes) expect(change.id).toMatch(/^c2\./)
   })
 
   it('resumes from an event id (since= or Last-Event-ID), replaying what changed after it', async () => {
@@ -545,6 +548,76 @@ describe('watch (Server-Sent Events)', () => {
       stop: (events) => events.some((e) => e.event === 'ready'),
     })
     expect(none.map((e) => e.event)).toEqual(['ready'])
+  })
+
+  it('?format=compact sends the key, the value and only what differs from the common case', async () => {
+    const events = await collectEvents(`${url}/v1/ns/default/watch?prefix=cf/&format=compact`, {
+      onOpen: async () => {
+        await api(url, kv('cf/json'), { method: 'PUT', ...json({ n: 1 }) })
+        await api(url, kv('cf/text'), {
+          method: 'PUT',
+          headers: { 'content-type': 'text/plain' },
+          body: 'hi',
+        })
+        await api(url, kv('cf/json'), { method: 'DELETE' })
+        await api(url, '/v1/ns/default/counter/cf/count', { method: 'POST', ...json({ by: 2 }) })
+        await api(url, '/v1/ns/default/set/cf/set', { method: 'POST', ...json({ add: 'x' }) })
+      },
+      stop: (events) => events.filter((e) => e.event === 'change').length >= 5,
+    })
+    expect(events[0].event).toBe('ready')
+    const changes = events.filter((e) => e.event === 'change')
+    expect(changes.map((e) => e.data)).toEqual([
+      { key: 'cf/json', value: { n: 1 } },
+      { key: 'cf/text', encoding: 'utf8', contentType: 'text/plain', value: 'hi' },
+      { key: 'cf/json', op: 'delete' },
+      { key: 'cf/count', type: 'counter', value: 2 },
+      { key: 'cf/set', type: 'set', element: 'x' },
+    ])
+    // Each commit's last event still carries the resume token.
+    for (const change of changes) expect(change.id).toMatch(/^c2\./)
+    // A replay says so.
+    const replay = await collectEvents(
+      `${url}/v1/ns/default/watch?prefix=cf/&format=compact&since=${changes[1].id}`,
+      { stop: (events) => events.some((e) => e.event === 'ready') },
+    )
+    expect(
+      replay
+        .filter((e) => e.event === 'change')
+        .map((e) => e.data)
+        .sort((x, y) => x.key.localeCompare(y.key)),
+    ).toEqual([
+      { key: 'cf/count', type: 'counter', value: 2, origin: 'replay' },
+      { key: 'cf/json', op: 'delete', origin: 'replay' },
+      { key: 'cf/set', type: 'set', element: 'x', origin: 'replay' },
+    ])
+    const refused = await api(url, '/v1/ns/default/watch?format=tiny')
+    expect(refused.status).toBe(400)
+    expect(refused.json.error.code).toBe('INVALID_PARAMETER')
+  })
+
+  it('still resumes from a c1 token (whole replica ids), and from a c2 token naming an unknown writer replays all', async () => {
+    const first = await api(url, kv('old/a'), { method: 'PUT', body: '1' })
+    await api(url, kv('old/b'), { method: 'PUT', body: '2' })
+    const context = new CausalContext()
+    context.addRange(first.json.replica, 1, first.json.counter)
+    const c1 = `c1.${Buffer.from(encodeContext(context)).toString('base64url')}`
+    const replay = await collectEvents(`${url}/v1/ns/default/watch?prefix=old/&since=${c1}`, {
+      stop: (events) => events.some((e) => e.event === 'ready'),
+    })
+    expect(replay.filter((e) => e.event === 'change').map((e) => e.data.key)).toEqual(['old/b'])
+    // A token of a writer this peer never saw: nothing it names is known, so everything is replayed.
+    const stranger = new CausalContext()
+    stranger.addRange('12D3KooWStrangerStrangerStrangerStrangerStranger~x', 1, 5)
+    const all = await collectEvents(`${url}/v1/ns/default/watch?prefix=old/&since=${encodeSince(stranger)}`, {
+      stop: (events) => events.some((e) => e.event === 'ready'),
+    })
+    expect(
+      all
+        .filter((e) => e.event === 'change')
+        .map((e) => e.data.key)
+        .sort(),
+    ).toEqual(['old/a', 'old/b'])
   })
 
   it('a watch of an unjoined namespace is 404 and joins nothing; after PUT /v1/ns it streams', async () => {

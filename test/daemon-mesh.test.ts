@@ -127,6 +127,46 @@ describe('replication seen through the API (needs the mesh)', () => {
     }
   })
 
+  it('a watch sends a conflict event when a change leaves a key with siblings, and none when it resolves', async () => {
+    const key = 'watched/conflict'
+    const base = await api(a.url, `${kv(key)}?ack=2&timeout=10000`, { method: 'PUT', body: 'v0' })
+    await until(() => valueOn(b, key))
+    await until(() => valueOn(c, key))
+    const events = await collectEvents(`${a.url}/v1/ns/default/watch?prefix=watched/`, {
+      onOpen: async () => {
+        // Both writers saw only v0: their writes become siblings on A.
+        await Promise.all([
+          api(b.url, kv(key), { method: 'PUT', headers: { 'if-match': base.json.etag }, body: 'from B' }),
+          api(c.url, kv(key), { method: 'PUT', headers: { 'if-match': base.json.etag }, body: 'from C' }),
+        ])
+      },
+      stop: (events) => events.some((e) => e.event === 'conflict'),
+      timeoutMs: 20_000,
+    })
+    const conflicts = events.filter((e) => e.event === 'conflict')
+    expect(conflicts).toHaveLength(1)
+    expect(conflicts[0].data).toMatchObject({ key, op: 'put', siblings: 2, origin: 'remote' })
+    // The conflict follows the change it describes, with the same data.
+    const at = events.indexOf(conflicts[0])
+    expect(events[at - 1].event).toBe('change')
+    expect(events[at - 1].data).toEqual(conflicts[0].data)
+    // Resolving it is a change, not a conflict.
+    const read = await api(a.url, `${kv(key)}?siblings=1`)
+    const after = await collectEvents(`${a.url}/v1/ns/default/watch?prefix=watched/&format=compact`, {
+      onOpen: () =>
+        api(a.url, kv(key), {
+          method: 'PUT',
+          headers: { 'if-match': read.json.etag, 'content-type': 'text/plain' },
+          body: 'merged',
+        }).then(() => {}),
+      stop: (events) => events.some((e) => e.event === 'change'),
+    })
+    expect(after.filter((e) => e.event === 'change').map((e) => e.data)).toEqual([
+      { key, encoding: 'utf8', contentType: 'text/plain', value: 'merged' },
+    ])
+    expect(after.some((e) => e.event === 'conflict')).toBe(false)
+  })
+
   it('counters from every peer add up everywhere', async () => {
     await Promise.all(
       [a, b, c].map((peer) =>

@@ -3,9 +3,10 @@ import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { afterEach, describe, expect, it } from 'vitest'
+import { encodeDelta } from '../src/codec/delta.ts'
 import { CrdtDocument } from '../src/crdt/index.ts'
-import { signBatch } from '../src/gossip/batch.ts'
-import { decodeSignedBatch, encodeSignedBatch } from '../src/gossip/envelope.ts'
+import { encodeBatch } from '../src/gossip/batch.ts'
+import { encodeGossipBatch } from '../src/gossip/envelope.ts'
 import { createMeshNode, type MeshNode } from '../src/mesh/node.ts'
 import { meshTopic } from '../src/mesh/topics.ts'
 import { SYNC_PROTOCOL } from '../src/sync/constants.ts'
@@ -67,58 +68,67 @@ describe('a hostile peer cannot hurt the mesh', () => {
     await expectHealthy(victim, honest, 'after-garbage')
   })
 
-  it('deltas attributed to another author, and bad signatures, are rejected', async () => {
+  it('deltas attributed to another author, bad signatures and unsigned context claims are rejected', async () => {
     const { victim, honest, attacker, key } = await setup()
     const attackerId = peerIdFromPrivateKey(key).toString()
     // Entries under the honest peer's replica id, signed with the attacker's key.
     const forger = new CrdtDocument({ replica: `${honest.mesh.peerId}~x` })
-    const forged = await signBatch(key, topic, forger.put('owned', te.encode('pwned'), 'text/plain').delta)
+    const forged = encodeBatch(
+      signEntries(key, 'ns', forger.put('owned', te.encode('pwned'), 'text/plain').delta),
+    )
     await attacker.publish(topic, forged)
     // The attacker's own entries smuggled in beside another author's in one batch.
     const own = new CrdtDocument({ replica: `${attackerId}~y` })
-    const mixed = own.put('spoof', te.encode('x'), 'text/plain').delta
-    const other = forger.put('spoof2', te.encode('y'), 'text/plain').delta
+    const mixed = signEntries(key, 'ns', own.put('spoof', te.encode('x'), 'text/plain').delta)
+    const other = signEntries(key, 'ns', forger.put('spoof2', te.encode('y'), 'text/plain').delta)
     const both = { entries: [...mixed.entries, ...other.entries], context: mixed.context.clone() }
     both.context.merge(other.context)
-    await attacker.publish(topic, await signBatch(key, topic, both))
-    // A valid batch of the attacker whose signature was swapped for garbage.
-    const valid = decodeSignedBatch(
-      await signBatch(key, topic, own.put('tampered', te.encode('z'), 'text/plain').delta),
+    await attacker.publish(topic, encodeGossipBatch(encodeDelta(both)))
+    // A valid entry of the attacker whose signature was swapped for garbage.
+    const valid = signEntries(key, 'ns', own.put('tampered', te.encode('z'), 'text/plain').delta)
+    const swapped = valid.entries.map((entry) => ({ ...entry, signature: new Uint8Array(64).fill(7) }))
+    await attacker.publish(
+      topic,
+      encodeGossipBatch(encodeDelta({ entries: swapped, context: valid.context })),
     )
-    await attacker.publish(topic, encodeSignedBatch({ ...valid, signature: new Uint8Array(64).fill(7) }))
-    expect(await eventually(() => victim.mesh.counters.gossipRejected >= 3)).toBe(true)
+    // A signed entry carrying a context claim (dots 1..1000 of the honest peer's replica) no entry signs for.
+    const claim = signEntries(key, 'ns', own.put('claim', te.encode('c'), 'text/plain').delta)
+    const claimed = claim.context.clone()
+    claimed.addRange(`${attackerId}~y`, 1, 1000)
+    await attacker.publish(
+      topic,
+      encodeGossipBatch(encodeDelta({ entries: claim.entries, context: claimed })),
+    )
+    expect(await eventually(() => victim.mesh.counters.gossipRejected >= 4)).toBe(true)
     expect(victim.peer.namespace('ns').get('owned')).toBeUndefined()
     expect(victim.peer.namespace('ns').get('spoof')).toBeUndefined()
     expect(victim.peer.namespace('ns').get('tampered')).toBeUndefined()
+    expect(victim.peer.namespace('ns').get('claim')).toBeUndefined()
     await expectHealthy(victim, honest, 'after-forgery')
   })
 
-  it('a batch signed by its author is still rejected when an entry lacks a valid signature of its own', async () => {
+  it('a batch is rejected when an entry lacks a valid signature of its own', async () => {
     const { victim, honest, attacker, key } = await setup()
     const attackerId = peerIdFromPrivateKey(key).toString()
     const doc = new CrdtDocument({ replica: `${attackerId}~e` })
     // Unsigned entries (an all-zero signature on the wire), and entries signed for another namespace.
     const unsigned = doc.put('unsigned', te.encode('1'), 'text/plain').delta
-    await attacker.publish(topic, await signBatch(key, topic, unsigned))
+    await attacker.publish(topic, encodeBatch(unsigned))
     const elsewhere = signEntries(key, 'other', doc.put('replayed', te.encode('2'), 'text/plain').delta)
-    await attacker.publish(topic, await signBatch(key, topic, elsewhere))
+    await attacker.publish(topic, encodeBatch(elsewhere))
     expect(await eventually(() => victim.mesh.counters.gossipRejected >= 2)).toBe(true)
     expect(victim.peer.namespace('ns').get('unsigned')).toBeUndefined()
     expect(victim.peer.namespace('ns').get('replayed')).toBeUndefined()
     await expectHealthy(victim, honest, 'after-unsigned')
   })
 
-  it('a signed batch from the attacker under its own name is accepted (authorship, not trust)', async () => {
+  it("a batch of the attacker's own signed entries is accepted (authorship, not trust)", async () => {
     const { victim, attacker, key } = await setup()
     const attackerId = peerIdFromPrivateKey(key).toString()
     const doc = new CrdtDocument({ replica: `${attackerId}~a` })
     await attacker.publish(
       topic,
-      await signBatch(
-        key,
-        topic,
-        signEntries(key, 'ns', doc.put('mine', te.encode('1'), 'text/plain').delta),
-      ),
+      encodeBatch(signEntries(key, 'ns', doc.put('mine', te.encode('1'), 'text/plain').delta)),
     )
     expect(await eventually(() => victim.peer.namespace('ns').get('mine') !== undefined)).toBe(true)
   })
@@ -178,7 +188,7 @@ describe('a hostile peer cannot hurt the mesh', () => {
     const sends: Promise<unknown>[] = []
     for (let i = 0; i < 1000; i++) {
       const delta = signEntries(key, 'ns', doc.put(`flood/${i}`, te.encode('x'), 'text/plain').delta)
-      const batch = await signBatch(key, topic, delta)
+      const batch = encodeBatch(delta)
       sends.push(attacker.publish(topic, batch).catch(() => {}))
     }
     await Promise.all(sends)

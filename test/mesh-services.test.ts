@@ -105,4 +105,26 @@ describe('RttPinger', () => {
       ['b', 7],
     ])
   })
+
+  it("reports the connection monitor's round trip when libp2p measured one, and pings only the others", async () => {
+    const measured: Array<[string, number]> = []
+    const pinged: string[] = []
+    const pinger = new RttPinger({
+      periodMs: 60_000,
+      peers: () => ['monitored', 'new'],
+      knownRtt: (peer) => (peer === 'monitored' ? 2 : undefined),
+      ping: async (peer) => {
+        pinged.push(peer)
+        return 9
+      },
+      measured: (peer, rtt) => measured.push([peer, rtt]),
+    })
+    await pinger.pingAll()
+    expect(pinged).toEqual(['new'])
+    expect(pinger.pingsSent).toBe(1)
+    expect(measured.sort()).toEqual([
+      ['monitored', 2],
+      ['new', 9],
+    ])
+  })
 })

@@ -85,6 +85,14 @@ describe('dotHolders', () => {
       unknown: ['p1', 'p2', 'p3'],
     })
   })
+
+  it("counts a write's author among its holders, whatever its last known context says", () => {
+    expect(dotHolders('ns', { replica: 'p2~x1', counter: 9 }, members, 'me')).toEqual({
+      heldBy: ['me', 'p2'],
+      notYetAt: ['p1'],
+      unknown: ['p3'],
+    })
+  })
 })
 
 describe('PeerActivity', () => {

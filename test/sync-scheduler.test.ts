@@ -20,6 +20,14 @@ describe('SyncScheduler', () => {
     expect(scheduler.connected('a', ['ns'])).toEqual([{ peer: 'a', namespace: 'ns', reason: 'connected' }])
   })
 
+  it('a hub leaves the session on connect to its clients, whatever the ids: a client catches up once', () => {
+    const hub = new SyncScheduler({ self: 'a', neverInitiate: true })
+    expect(hub.connected('z', ['ns'])).toEqual([])
+    expect(hub.requested.connected).toBe(0)
+    // Its other reasons are unchanged.
+    expect(hub.periodic(['z'], ['ns'])).toEqual([{ peer: 'z', namespace: 'ns', reason: 'periodic' }])
+  })
+
   it('on join, catches up with every connected peer', () => {
     const scheduler = new SyncScheduler({ self: 'm' })
     expect(scheduler.joined('ns', ['p', 'q']).map((r) => `${r.peer}/${r.reason}`)).toEqual([

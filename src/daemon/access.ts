@@ -14,8 +14,8 @@ import { ApiError, DaemonStartError } from './errors.ts'
  *   API's own, `Origin: null`, or `Sec-Fetch-Site: cross-site`/`same-site`) may not change state, nor
  *   read the watch stream or the status. A request that changes state and carries any `Origin` must
  *   also have a non-simple Content-Type (e.g. application/json), which no HTML form can send.
- * - Beyond loopback, every request but /healthz needs `Authorization: Bearer <token>`, the token of
- *   the data dir's `api.token`, compared in constant time.
+ * - Beyond loopback, every request but /healthz and the dashboard's static files needs
+ *   `Authorization: Bearer <token>`, the token of the data dir's `api.token`, compared in constant time.
  *
  * The decision is a pure function of the request's method, route and headers.
  */
@@ -36,8 +36,18 @@ export interface AccessRequest {
   headers: Readonly<Record<string, string | string[] | undefined>>
 }
 
-/** Routes a cross-origin page may not even read: the live stream of changes and the daemon's status. */
-const GUARDED_READS = new Set(['/v1/ns/:ns/watch', '/v1/events', '/v1/status', '/v1/admin/export'])
+/** Routes a cross-origin page may not even read: the live streams, the status, the dashboard. */
+const GUARDED_READS = new Set([
+  '/v1/ns/:ns/watch',
+  '/v1/events',
+  '/v1/status',
+  '/v1/admin/export',
+  '/',
+  '/ui/:file',
+])
+
+/** Served without the token: the health check, and the dashboard's static files (no data in them). */
+const OPEN_ROUTES = new Set(['/healthz', '/', '/ui/:file'])
 
 /** The Content-Types an HTML form (or a "simple" fetch) can send without a CORS preflight. */
 const SIMPLE_TYPES = new Set(['', 'application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain'])
@@ -55,7 +65,7 @@ export function accessProblem(request: AccessRequest, policy: AccessPolicy): Api
       )
     }
   }
-  if (policy.token !== undefined && request.template !== '/healthz') {
+  if (policy.token !== undefined && !OPEN_ROUTES.has(request.template)) {
     const presented = bearer(first(request.headers.authorization))
     if (presented === undefined || !sameToken(presented, policy.token)) {
       return new ApiError(

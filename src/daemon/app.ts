@@ -11,6 +11,7 @@ import { openApiDocument } from './openapi.ts'
 import type { ReadCache } from './read-cache.ts'
 import { errorResponse, JSON_TYPE, json, type Route, type RouteContext } from './route.ts'
 import { backupRoute, exportRoute, forgetPeerRoute, leaveNamespace } from './routes-admin.ts'
+import { matchDashboard } from './routes-dashboard.ts'
 import { counterRoutes, kvRoutes, listRoute, namespaceRoutes, setRoutes, watchRoute } from './routes-data.ts'
 import { conflictsRoute, eventsRoute, explainRoute, replicationRoute } from './routes-insight.ts'
 import { peerRoutes, statusRoute } from './routes-system.ts'
@@ -126,6 +127,7 @@ export function createApp(init: AppInit): App {
     if (path.startsWith('/v1/peers/') && path.length > 10) {
       return { route: routes.forgetPeer, params: { peer: decodePart(path.slice(10), 'INVALID_KEY') } }
     }
+    if (path === '/' || path === '/index.html' || path.startsWith('/ui/')) return matchDashboard(path)
     switch (path) {
       case '/v1/admin/backup':
         return { route: routes.backup, params: {} }

@@ -16,6 +16,11 @@ import { EventHub } from './events.ts'
 import { acquireLock, type DataDirLock } from './lock.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { DaemonMetrics } from './metrics.ts'
+
+// The CLI counts unhandled rejections through the daemon module it loaded (possibly the bundle, whose
+// metrics module is not the one a separate import would give).
+export { countUnhandledRejection } from './metrics.ts'
+
 import { dataDirFiles } from './paths.ts'
 import { ReadCache } from './read-cache.ts'
 import { type HttpServer, listenHttp } from './server.ts'

@@ -120,6 +120,22 @@ export class DaemonMetrics {
       },
     })
     new Gauge({
+      name: 'hearsay_sync_progress',
+      help: 'Anti-entropy under way, by namespace: sessions running and waiting, entries received and merged so far',
+      labelNames: ['namespace', 'measure'],
+      registers,
+      collect() {
+        this.reset()
+        for (const ns of peer.namespaces()) {
+          const sync = peer.syncStatus(ns)
+          this.set({ namespace: ns, measure: 'sessions' }, sync.sessions)
+          this.set({ namespace: ns, measure: 'waiting' }, sync.waiting)
+          this.set({ namespace: ns, measure: 'entries_received' }, sync.entriesReceived)
+          this.set({ namespace: ns, measure: 'entries_merged' }, sync.entriesMerged)
+        }
+      },
+    })
+    new Gauge({
       name: 'hearsay_peers',
       help: 'Peers this peer knows of, by whether a connection is open',
       labelNames: ['state'],
@@ -233,12 +249,27 @@ export class DaemonMetrics {
     child.time.observe(seconds)
   }
 
+  private readonly writeChildren = new Map<string, { inc(): void }>()
+  private readonly changeChildren = new Map<string, { inc(): void }>()
+
   write(namespace: string, op: WriteOp): void {
-    this.writes.inc({ namespace, op })
+    const key = `${namespace} ${op}`
+    let child = this.writeChildren.get(key)
+    if (child === undefined) {
+      child = this.writes.labels({ namespace, op })
+      this.writeChildren.set(key, child)
+    }
+    child.inc()
   }
 
   change(namespace: string, origin: string): void {
-    this.changes.inc({ namespace, origin })
+    const key = `${namespace} ${origin}`
+    let child = this.changeChildren.get(key)
+    if (child === undefined) {
+      child = this.changes.labels({ namespace, origin })
+      this.changeChildren.set(key, child)
+    }
+    child.inc()
   }
 
   convergenceLag(seconds: number): void {

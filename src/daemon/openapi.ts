@@ -786,7 +786,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary:
             'Server-Sent Events of changes, resumable. The namespace must be joined (PUT /v1/ns/{ns}).',
           description:
-            'Events: `change` (data: WatchEvent; the last event of each commit has an `id`, a resume token), `ready` (after the replay; its id is the token of now), `reset` (the token is older than this peer can replay: re-read everything), `overflow` (the client read too slowly; resume), `shutdown`. Comments (`: ping`) keep idle streams open.',
+            'Events: `change` (data: WatchEvent; the last event of each commit has an `id`, a resume token), `conflict` (right after a register change that left the key with more than one sibling where it had one or none: the same data), `ready` (after the replay; its id is the token of now), `reset` (the token is older than this peer can replay: re-read everything), `overflow` (the client read too slowly; resume), `shutdown`. Comments (`: ping`) keep idle streams open. With format=compact a change carries the key, the value and only the fields that differ from the common case (see docs/api.md).',
           operationId: 'watch',
           parameters: [
             { name: 'prefix', in: 'query', schema: { type: 'string' } },
@@ -796,6 +796,13 @@ export function openApiDocument(): Record<string, unknown> {
               description:
                 'A token from an event id: replay what changed after it first. "now" or absent: live changes only.',
               schema: { type: 'string' },
+            },
+            {
+              name: 'format',
+              in: 'query',
+              description:
+                'full (default): every field of WatchEvent; compact: the key, the value and what differs from the common case.',
+              schema: { type: 'string', enum: ['full', 'compact'] },
             },
             {
               name: 'Last-Event-ID',
@@ -810,7 +817,7 @@ export function openApiDocument(): Record<string, unknown> {
               description: 'An event stream',
               content: { 'text/event-stream': { schema: ref('WatchEvent') } },
             },
-            '400': error('Bad input', ['INVALID_SINCE', 'INVALID_NAMESPACE']),
+            '400': error('Bad input', ['INVALID_SINCE', 'INVALID_NAMESPACE', 'INVALID_PARAMETER']),
             '401': commonErrors['401'],
             '403': commonErrors['403'],
             '404': error('Namespace not joined (a GET never joins)', ['NAMESPACE_NOT_FOUND']),
@@ -974,6 +981,18 @@ export function openApiDocument(): Record<string, unknown> {
             versionVector: { type: 'object', additionalProperties: { type: 'integer' } },
             entries: { type: 'integer' },
             tombstones: { type: 'integer' },
+            sync: {
+              type: 'object',
+              description:
+                'Anti-entropy under way for the namespace (a catch-up in progress); zeros when none',
+              properties: {
+                sessions: { type: 'integer' },
+                waiting: { type: 'integer' },
+                entriesReceived: { type: 'integer' },
+                entriesMerged: { type: 'integer' },
+                bytesReceived: { type: 'integer' },
+              },
+            },
           },
         },
         Peer: {

@@ -22,7 +22,7 @@ import {
   readJsonObject,
 } from './route.ts'
 import { describeSibling, encodeValue, isJsonType } from './values.ts'
-import { decodeSince } from './watch.ts'
+import { decodeSince, type WatchFormat } from './watch.ts'
 
 /** Namespaces, keys, counters, sets and watch: the data half of the API. */
 
@@ -343,11 +343,15 @@ export const watchRoute: Route = {
       const prefix = context.query.get('prefix') ?? ''
       // An EventSource reconnects to the same URL adding Last-Event-ID, which is newer than the URL's since.
       const raw = header(context.request, 'last-event-id') ?? context.query.get('since') ?? ''
-      const since = raw === '' || raw === 'now' ? undefined : decodeSince(raw)
+      const format = watchFormat(context)
       // No GET changes state: watching a namespace this peer has not joined is a 404 (join it with
       // PUT /v1/ns/{ns} first), so a stray or cross-site request cannot create namespaces.
+      const since =
+        raw === '' || raw === 'now'
+          ? undefined
+          : decodeSince(raw, () => context.existing().context().replicas())
       const replica = context.existing()
-      const stream = await context.app.hub.open(replica, prefix, since)
+      const stream = await context.app.hub.open(replica, prefix, since, format)
       return {
         status: 200,
         headers: {
@@ -359,6 +363,14 @@ export const watchRoute: Route = {
       }
     },
   },
+}
+
+/** `?format=full` (the default) or `compact`. */
+function watchFormat(context: RouteContext): WatchFormat {
+  const raw = context.query.get('format')
+  if (raw === null || raw === '' || raw === 'full') return 'full'
+  if (raw === 'compact') return 'compact'
+  throw new ApiError(400, 'INVALID_PARAMETER', `format must be full or compact, got "${raw.slice(0, 40)}"`)
 }
 
 // ---- shared checks ----------------------------------------------------------------------------
@@ -427,6 +439,8 @@ function ackOption(context: RouteContext): AckOption | undefined {
 
 /** `?ttl=30s` (ms, s, m or h; 1 s to 30 days), checked before the write; undefined when absent. */
 function ttlOption(context: RouteContext): number | undefined {
+  // Most writes have no query string: skip parsing one.
+  if (!context.request.url.includes('ttl')) return undefined
   const raw = context.query.get('ttl')
   if (raw === null) return undefined
   const ttlMs = parseTtl(raw)

@@ -1,9 +1,12 @@
-import { decodeContext, encodeContext } from '../codec/delta.ts'
-import type { CausalContext } from '../crdt/context.ts'
+import { createHash } from 'node:crypto'
+import { decodeContext } from '../codec/delta.ts'
+import { DEFAULT_LIMITS } from '../codec/limits.ts'
+import { Reader, readRanges, Writer, writeRanges } from '../codec/wire.ts'
+import { CausalContext } from '../crdt/context.ts'
 import { parseInternalKey } from '../crdt/document.ts'
 import type { HearsayPeer } from '../peer/peer.ts'
 import { replicaBase } from '../replica/incarnation.ts'
-import type { ChangeEvent, Replica } from '../replica/replica.ts'
+import type { ChangeEvent, ReadResult, Replica } from '../replica/replica.ts'
 import { DEFAULT_WATCH_QUEUE_BYTES, MAX_WATCH_QUEUE, SINCE_TOKEN_PREFIX } from './constants.ts'
 import { ApiError } from './errors.ts'
 import type { DaemonMetrics } from './metrics.ts'
@@ -12,7 +15,9 @@ import { encodeValue, stringifyJson } from './values.ts'
 /**
  * Watch streams (Server-Sent Events) and resume tokens.
  *
- * A resume token is the namespace's causal context at a commit, encoded (`c1.` + base64url). Given
+ * A resume token is the namespace's causal context at a commit, encoded (`c2.` + base64url; each
+ * writer named by a 4-byte tag of its replica id, which this peer maps back, so the token stays
+ * small however long replica ids are; `c1.` tokens, with whole replica ids, are still read). Given
  * one back as `since` (or as the `Last-Event-ID` an EventSource sends when it reconnects), the stream
  * first replays every key that changed after that point (`Replica.deltasSince(context)`: what a peer
  * at that context lacks), then follows live changes. So a client resumes across its own reconnects
@@ -38,10 +43,23 @@ export interface WatchEventData {
   [field: string]: unknown
 }
 
+/**
+ * `full`: every field (the default). `compact`: the key, the value and only what differs from the
+ * common case (see docs/api.md), for clients that want the smallest stream.
+ */
+export type WatchFormat = 'full' | 'compact'
+
 interface Watcher {
   namespace: string
   prefix: string
+  format: WatchFormat
   stream: WatchStream
+}
+
+interface BurstEvent {
+  data: WatchEventData
+  /** The change left a register with more siblings than one, where it had one or none before. */
+  conflict: boolean
 }
 
 interface Burst {
@@ -49,7 +67,7 @@ interface Burst {
   context: CausalContext
   token: string | undefined
   watchers: Watcher[]
-  events: WatchEventData[]
+  events: BurstEvent[]
 }
 
 export class WatchHub {
@@ -100,6 +118,7 @@ export class WatchHub {
     replica: Replica,
     prefix: string,
     since: CausalContext | undefined,
+    format: WatchFormat = 'full',
   ): Promise<AsyncIterable<string>> {
     if (this.closed) throw new ApiError(503, 'SHUTTING_DOWN', 'the daemon is shutting down')
     this.track(replica)
@@ -107,7 +126,7 @@ export class WatchHub {
     await replica.flush()
     const namespace = replica.namespace
     const stream = new WatchStream(() => this.remove(watcher), this.queueBytes)
-    const watcher: Watcher = { namespace, prefix, stream }
+    const watcher: Watcher = { namespace, prefix, format, stream }
     let set = this.watchers.get(namespace)
     if (set === undefined) {
       set = new Set()
@@ -148,7 +167,7 @@ export class WatchHub {
           const data = describeChange(replica, change, 'replay')
           if (data === undefined) continue
           replayed++
-          yield sseBlock('change', data)
+          yield sseBlock('change', shaped(data, format))
         }
         yield sseBlock('ready', { namespace, prefix, replayed, reset }, token)
       })(),
@@ -200,43 +219,56 @@ export class WatchHub {
       const current = burst
       queueMicrotask(() => this.flush(current))
     }
-    if (event.origin === 'remote' && event.type === 'register') this.recordLag(replica, event.key)
-    if (burst.watchers.length === 0) return
-    const data = describeChange(replica, event, event.origin)
+    // One read of a register serves the lag metric and the event (its ETag is encoded only if shown).
+    const watched = burst.watchers.length > 0
+    const read =
+      event.type === 'register' && (watched || event.origin === 'remote')
+        ? readQuietly(replica, event.key)
+        : undefined
+    if (event.origin === 'remote' && read !== undefined) this.recordLag(read)
+    if (!watched) return
+    const data = describeChange(replica, event, event.origin, read)
     if (data === undefined) return
-    burst.events.push(data)
+    const siblings = typeof data.siblings === 'number' ? data.siblings : 0
+    const conflict = siblings > 1 && siblings - (event.siblingsAdded ?? 0) <= 1
+    burst.events.push({ data, conflict })
   }
 
-  /** How long a remote write took to arrive (without encoding its value: nobody may be watching). */
-  private recordLag(replica: Replica, key: string): void {
-    try {
-      const winner = replica.get(key)?.winner
-      if (winner !== undefined && replicaBase(winner.replica) !== this.peer.peerId)
-        this.metrics.convergenceLag((Date.now() - winner.wall) / 1000)
-    } catch {
-      // A key that cannot be read has no lag to show.
-    }
+  /** How long a remote write took to arrive. */
+  private recordLag(read: ReadResult): void {
+    const winner = read.winner
+    if (replicaBase(winner.replica) !== this.peer.peerId)
+      this.metrics.convergenceLag((Date.now() - winner.wall) / 1000)
   }
 
   private flush(burst: Burst): void {
     this.bursts.delete(burst.namespace)
     if (burst.events.length === 0) return
-    const blocks: string[] = []
+    // Watchers of one format share one string per event (a 1 MiB value is not copied per watcher).
+    const shared: Record<WatchFormat, string[]> = { full: [], compact: [] }
     for (const watcher of burst.watchers) {
       let last = -1
       for (let i = 0; i < burst.events.length; i++)
-        if (burst.events[i].key.startsWith(watcher.prefix)) last = i
+        if (burst.events[i].data.key.startsWith(watcher.prefix)) last = i
       if (last < 0) continue
       burst.token ??= encodeSince(burst.context)
+      const blocks = shared[watcher.format]
       let text = ''
       for (let i = 0; i <= last; i++) {
-        const data = burst.events[i]
+        const { data, conflict } = burst.events[i]
         if (!data.key.startsWith(watcher.prefix)) continue
-        if (i === last) text += sseBlock('change', data, burst.token)
+        // The commit's token goes on its last event only.
+        if (i === last && !conflict) {
+          text += sseBlock('change', shaped(data, watcher.format), burst.token)
+          continue
+        }
+        blocks[2 * i] ??= sseBlock('change', shaped(data, watcher.format))
+        text += blocks[2 * i]
+        if (!conflict) continue
+        if (i === last) text += sseBlock('conflict', shaped(data, watcher.format), burst.token)
         else {
-          // Watchers share one string per event (a 1 MiB value is not copied per watcher).
-          blocks[i] ??= sseBlock('change', data)
-          text += blocks[i]
+          blocks[2 * i + 1] ??= sseBlock('conflict', shaped(data, watcher.format))
+          text += blocks[2 * i + 1]
         }
       }
       watcher.stream.push(text)
@@ -244,16 +276,48 @@ export class WatchHub {
   }
 }
 
+function readQuietly(replica: Replica, key: string): ReadResult | undefined {
+  try {
+    return replica.get(key)
+  } catch {
+    // A key that cannot be read has nothing to show.
+    return undefined
+  }
+}
+
+/**
+ * An event's data in a watcher's format. Compact keeps the key and value and adds a field only
+ * where it differs from the common case: `type` unless register, `op` for a delete or a set
+ * remove, `encoding` and `contentType` unless the value is JSON, `siblings` when more than one.
+ */
+function shaped(data: WatchEventData, format: WatchFormat): WatchEventData | Record<string, unknown> {
+  if (format === 'full') return data
+  const out: Record<string, unknown> = { key: data.key }
+  if (data.type !== 'register') out.type = data.type
+  if (data.element !== undefined) out.element = data.element
+  if (data.op === 'delete' || data.op === 'remove') out.op = data.op
+  if (data.encoding !== undefined && data.encoding !== 'json') {
+    out.encoding = data.encoding
+    out.contentType = data.contentType
+  }
+  if (data.value !== undefined) out.value = data.value
+  if (typeof data.siblings === 'number' && data.siblings > 1) out.siblings = data.siblings
+  if (data.origin === 'replay' || data.origin === 'expire') out.origin = data.origin
+  return out
+}
+
 /** The state of a changed key now, as a watch event; undefined if it cannot be read. */
 function describeChange(
   replica: Replica,
   change: { type: 'register' | 'counter' | 'set'; key: string; element?: string },
   origin: WatchOrigin,
+  /** A register's state when the caller read it already. */
+  known?: ReadResult,
 ): WatchEventData | undefined {
   const base = { namespace: replica.namespace, type: change.type, key: change.key, origin }
   try {
     if (change.type === 'register') {
-      const read = replica.get(change.key)
+      const read = known ?? replica.get(change.key)
       if (read === undefined) return { ...base, op: 'delete' }
       return {
         ...base,
@@ -278,26 +342,84 @@ export function sseBlock(event: string, data: unknown, id?: string): string {
   return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${stringifyJson(data)}\n\n`
 }
 
-export function encodeSince(context: CausalContext): string {
-  return SINCE_TOKEN_PREFIX + Buffer.from(encodeContext(context)).toString('base64url')
+/** Resume tokens with replica tags (see the top of this file); `SINCE_TOKEN_PREFIX` (c1) ones name replicas whole. */
+const TAGGED_TOKEN_PREFIX = 'c2.'
+const REPLICA_TAG_BYTES = 4
+const MAX_TOKEN_CHARS = 65_536
+
+/** Replica id → its tag; replica ids are few and long-lived, so the cache stays small. */
+const replicaTags = new Map<string, number>()
+const MAX_CACHED_TAGS = 10_000
+
+function replicaTag(replica: string): number {
+  let tag = replicaTags.get(replica)
+  if (tag === undefined) {
+    tag = createHash('sha256').update(replica, 'utf8').digest().readUInt32BE(0)
+    if (replicaTags.size >= MAX_CACHED_TAGS) replicaTags.clear()
+    replicaTags.set(replica, tag)
+  }
+  return tag
 }
 
-export function decodeSince(token: string): CausalContext {
-  if (
-    !token.startsWith(SINCE_TOKEN_PREFIX) ||
-    !/^[A-Za-z0-9_-]*$/.test(token.slice(SINCE_TOKEN_PREFIX.length))
-  ) {
+/** A resume token for `context`: count, then per replica (tag, ranges), base64url. */
+export function encodeSince(context: CausalContext): string {
+  const writer = new Writer()
+  const entries = context.entries()
+  writer.uint(entries.length)
+  for (const [replica, ranges] of entries) {
+    const tag = replicaTag(replica)
+    for (let shift = 24; shift >= 0; shift -= 8) writer.byte((tag >>> shift) & 0xff)
+    writeRanges(writer, ranges)
+  }
+  return TAGGED_TOKEN_PREFIX + Buffer.from(writer.finish()).toString('base64url')
+}
+
+/**
+ * The context a resume token names. A tagged token's replicas are looked up among `known` (the
+ * namespace's replicas, asked for only when needed); a tag this peer cannot map back to exactly one
+ * replica is left out, which can only replay more, never less (delivery is at least once).
+ */
+export function decodeSince(token: string, known: () => Iterable<string> = () => []): CausalContext {
+  const prefix = token.startsWith(TAGGED_TOKEN_PREFIX) ? TAGGED_TOKEN_PREFIX : SINCE_TOKEN_PREFIX
+  const body = token.slice(prefix.length)
+  if (!token.startsWith(prefix) || body.length > MAX_TOKEN_CHARS || !/^[A-Za-z0-9_-]*$/.test(body)) {
     throw new ApiError(
       400,
       'INVALID_SINCE',
-      `since must be "now" or a token from a watch event id (${SINCE_TOKEN_PREFIX}...)`,
+      `since must be "now" or a token from a watch event id (${TAGGED_TOKEN_PREFIX}...)`,
     )
   }
   try {
-    return decodeContext(Buffer.from(token.slice(SINCE_TOKEN_PREFIX.length), 'base64url'))
+    const bytes = Buffer.from(body, 'base64url')
+    return prefix === SINCE_TOKEN_PREFIX ? decodeContext(bytes) : decodeTagged(bytes, known)
   } catch (error) {
+    if (error instanceof ApiError) throw error
     throw new ApiError(400, 'INVALID_SINCE', `since token does not decode: ${(error as Error).message}`)
   }
+}
+
+function decodeTagged(bytes: Uint8Array, known: () => Iterable<string>): CausalContext {
+  const reader = new Reader(bytes)
+  const count = reader.count('token replicas', DEFAULT_LIMITS.maxStrings, REPLICA_TAG_BYTES + 1)
+  const tagged: Array<[number, number[]]> = []
+  for (let i = 0; i < count; i++) {
+    let tag = 0
+    for (let b = 0; b < REPLICA_TAG_BYTES; b++) tag = tag * 256 + reader.byte('token replica tag')
+    tagged.push([tag, readRanges(reader, 'token', DEFAULT_LIMITS.maxRanges)])
+  }
+  reader.end()
+  if (tagged.length === 0) return new CausalContext()
+  const byTag = new Map<number, string | null>()
+  for (const replica of known()) {
+    const tag = replicaTag(replica)
+    byTag.set(tag, byTag.has(tag) ? null : replica)
+  }
+  const parsed: Array<[string, number[]]> = []
+  for (const [tag, ranges] of tagged) {
+    const replica = byTag.get(tag)
+    if (typeof replica === 'string') parsed.push([replica, ranges])
+  }
+  return CausalContext.fromRanges(parsed)
 }
 
 /**

@@ -1,17 +1,18 @@
-import type { PrivateKey } from '@libp2p/interface'
 import { decodeDelta, encodeDelta } from '../codec/delta.ts'
 import { DecodeError } from '../codec/errors.ts'
 import type { Delta } from '../crdt/causal-map.ts'
+import { CausalContext } from '../crdt/context.ts'
 import type { Verdict } from '../mesh/node.ts'
 import { parseMeshTopic } from '../mesh/topics.ts'
 import { replicaAuthor, verifyEd25519, verifyEntry } from '../replica/signing.ts'
-import { decodeSignedBatch, encodeSignedBatch, signedPayload } from './envelope.ts'
+import { decodeGossipBatch, encodeGossipBatch } from './envelope.ts'
 
 /**
- * A gossip batch: signed by its author when published; when received, decoded once and checked
- * (decode, batch author and signature, each entry's own signature) before anything is merged or
- * forwarded. The batch signature binds the batch's context to its author; the entry signatures
- * travel on with the entries (stores, anti-entropy).
+ * A gossip batch: a delta of one author's entries, each signed by that author. When received, it is
+ * decoded once and checked (decode, one author, context claims backed by the entries, each entry's
+ * signature) before anything is merged or forwarded. The entry signatures are the batch's only ones:
+ * they travel on with the entries (stores, anti-entropy), so one Ed25519 check per entry per hop is
+ * all a batch costs (version 1 added a batch signature, a second check per hop for a one-write batch).
  */
 
 export interface CheckedBatch {
@@ -22,11 +23,44 @@ export interface CheckedBatch {
   delta?: Delta
 }
 
-/** Signs and encodes a batch for a topic (its entries must be the key's own replica's). */
-export async function signBatch(privateKey: PrivateKey, topic: string, delta: Delta) {
-  const encoded = encodeDelta(delta)
-  const signature = await privateKey.sign(signedPayload(topic, encoded))
-  return encodeSignedBatch({ signature, delta: encoded })
+/**
+ * Encodes a batch of signed entries as a gossip message. Context claims that no entry signs for are
+ * left out (a local batch has none: its context is its entries' dots and the dots they supersede);
+ * anti-entropy carries anything else.
+ */
+export function encodeBatch(delta: Delta): Uint8Array {
+  const signed = signedDots(delta)
+  const context = signed.covers(delta.context) ? delta.context : delta.context.intersection(signed)
+  return encodeGossipBatch(
+    encodeDelta(context === delta.context ? delta : { entries: delta.entries, context }),
+  )
+}
+
+/**
+ * The dots a batch's entries sign for: each entry's own dot and the dots its covers supersede (the
+ * covers are part of what the entry's author signed).
+ */
+export function signedDots(delta: Delta): CausalContext {
+  const dots = new CausalContext()
+  for (const entry of delta.entries) {
+    dots.add(entry.replica, entry.counter)
+    if (!entry.covers.isEmpty()) dots.merge(entry.covers)
+  }
+  return dots
+}
+
+/**
+ * True when every dot of the batch's context is signed for by one of its entries. The one-write
+ * batch (context = the entry's dot) is answered without building a context.
+ */
+export function contextIsSigned(delta: Delta): boolean {
+  const { entries, context } = delta
+  if (entries.length === 1 && context.replicaCount === 1) {
+    const ranges = context.rangesOf(entries[0].replica)
+    if (ranges.length === 2 && ranges[0] === entries[0].counter && ranges[1] === entries[0].counter)
+      return true
+  }
+  return signedDots(delta).covers(context)
 }
 
 /**
@@ -45,8 +79,9 @@ export function batchSigner(delta: Delta): string | undefined {
 }
 
 /**
- * Checks a received batch: it decodes, every entry and dot belongs to a replica of the signer, and
- * the signer's key signed it for this topic. Returns 'reject' only for provably bad data.
+ * Checks a received batch: it decodes, every entry and dot belongs to a replica of one peer, every
+ * dot its context claims is signed for by one of its entries, and every entry's signature checks
+ * out. Returns 'reject' only for provably bad data.
  */
 export async function checkBatch(
   topic: string,
@@ -56,13 +91,8 @@ export async function checkBatch(
   knownNamespace?: string,
 ): Promise<CheckedBatch> {
   let delta: Delta
-  let signature: Uint8Array
-  let encoded: Uint8Array
   try {
-    const batch = decodeSignedBatch(data)
-    signature = batch.signature
-    encoded = batch.delta
-    delta = decodeDelta(encoded)
+    delta = decodeDelta(decodeGossipBatch(data))
   } catch (error) {
     // Unknown versions are refused too: a mesh upgrades by running both versions' topics side by
     // side (the topic name carries the version), never by mixing formats on one topic.
@@ -71,19 +101,19 @@ export async function checkBatch(
   }
   const signer = batchSigner(delta)
   if (signer === undefined) return { verdict: 'reject', reason: 'a batch must speak for exactly one author' }
-  if (!verifyEd25519(signer, signedPayload(topic, encoded), signature)) {
-    return { verdict: 'reject', reason: `bad signature for ${signer}`, signer }
-  }
-  // Checked after the signature: a forgery in our name is rejected, not waved through as an echo.
-  if (signer === self) return { verdict: 'ignore', reason: 'our own batch' }
-  // Each entry carries its own signature too, which travels with it into stores and anti-entropy:
-  // check it here, once (the merge reuses the result), so a bad one never gets stored and served.
+  // A claim of a dot no entry signs for could make the receiver skip that dot's entry for good.
+  if (!contextIsSigned(delta))
+    return { verdict: 'reject', reason: 'a batch may claim only dots its entries sign for', signer }
   const namespace = knownNamespace ?? parseMeshTopic(topic)?.namespace
   if (namespace === undefined) return { verdict: 'reject', reason: `not a hearsay topic: ${topic}` }
+  // Each entry's signature travels with it into stores and anti-entropy: checked here, once (the
+  // merge reuses the result), so a bad one never gets stored, served or forwarded.
   for (const entry of delta.entries) {
     if (!verifyEntry(namespace, entry, verifyEd25519, { mark: true })) {
       return { verdict: 'reject', reason: `bad entry signature ${entry.replica}:${entry.counter}`, signer }
     }
   }
+  // Checked after the signatures: a forgery in our name is rejected, not waved through as an echo.
+  if (signer === self) return { verdict: 'ignore', reason: 'our own batch' }
   return { verdict: 'accept', signer, delta }
 }

@@ -3,37 +3,34 @@ import { type CodecLimits, DEFAULT_LIMITS } from '../codec/limits.ts'
 import { Reader, Writer } from '../codec/wire.ts'
 
 /**
- * The gossip message: a batch of deltas signed by the peer that wrote them.
+ * The gossip message: a batch of deltas written by one peer.
  *
- *   message = version:u8 type:u8(2) signature:bytes delta:bytes
+ *   message = version:u8 type:u8(3) delta:bytes
  *
- * gossipsub runs with StrictNoSign (no author, no signature of its own), so authorship travels
- * inside the message: the signature covers the topic and the encoded delta, and every entry and dot
- * in the delta must belong to replicas of one peer, the signer. The signer is not written out: the
- * delta already names it in its replica ids (`<PeerId>~<incarnation>`). Relays forward the bytes
+ * gossipsub runs with StrictNoSign (no author, no signature of its own), and the batch carries no
+ * signature of its own either (version 1 did: one Ed25519 signature over topic ‖ delta, checked on
+ * every hop on top of each entry's). Authorship travels inside the delta: every entry carries its
+ * author's signature, every replica id in the batch must name one peer, and every dot the batch's
+ * context claims must be an entry's own dot or one its entries' signed covers supersede (see
+ * checkBatch). So everything the batch makes a receiver believe is signed by its author, entry by
+ * entry, exactly as the entries travel on through stores and anti-entropy. Relays forward the bytes
  * untouched.
  */
 
-export const GOSSIP_VERSION = 1
-const SIGNED_BATCH = 2
-const MAX_SIGNATURE_BYTES = 128
+export const GOSSIP_VERSION = 2
+const BATCH = 3
 
-export interface SignedBatch {
-  signature: Uint8Array
-  /** The encoded delta (see delta.ts), exactly as signed. */
-  delta: Uint8Array
-}
-
-export function encodeSignedBatch(batch: SignedBatch): Uint8Array {
-  const writer = new Writer(batch.delta.length + batch.signature.length + 8)
+/** Encodes an encoded delta (see delta.ts) as a gossip message. */
+export function encodeGossipBatch(delta: Uint8Array): Uint8Array {
+  const writer = new Writer(delta.length + 8)
   writer.byte(GOSSIP_VERSION)
-  writer.byte(SIGNED_BATCH)
-  writer.bytes(batch.signature)
-  writer.bytes(batch.delta)
+  writer.byte(BATCH)
+  writer.bytes(delta)
   return writer.finish()
 }
 
-export function decodeSignedBatch(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIMITS): SignedBatch {
+/** The encoded delta of a gossip message. */
+export function decodeGossipBatch(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIMITS): Uint8Array {
   if (bytes.length > limits.maxFrameBytes) throw new DecodeError('frame-too-large', `${bytes.length} bytes`)
   const reader = new Reader(bytes)
   const version = reader.byte('gossip version')
@@ -41,17 +38,8 @@ export function decodeSignedBatch(bytes: Uint8Array, limits: CodecLimits = DEFAU
     throw new DecodeError('unknown-version', `gossip version ${version}, this peer speaks ${GOSSIP_VERSION}`)
   }
   const type = reader.byte('gossip type')
-  if (type !== SIGNED_BATCH) throw new DecodeError('unknown-frame-type', `gossip message type ${type}`)
-  const signature = reader.bytes('signature', MAX_SIGNATURE_BYTES, 'string-too-long')
+  if (type !== BATCH) throw new DecodeError('unknown-frame-type', `gossip message type ${type}`)
   const delta = reader.bytes('delta', limits.maxFrameBytes, 'value-too-large')
   reader.end()
-  return { signature, delta }
-}
-
-/** The bytes a batch signature covers: the topic (so a batch cannot be replayed elsewhere) and the delta. */
-export function signedPayload(topic: string, delta: Uint8Array): Uint8Array {
-  const writer = new Writer(topic.length + delta.length + 8)
-  writer.string(topic)
-  writer.raw(delta)
-  return writer.finish()
+  return delta
 }

@@ -80,25 +80,39 @@ export const YAMUX_MAX_STREAM_WINDOW = 1024 * 1024
 
 /**
  * Mesh degree. gossipsub defaults are D=6, Dlo=4, Dhi=12, sized for Ethereum-scale networks. The cost of
- * gossip is CPU per message copy (~4.4 copies received per message at D=6); for meshes of
- * 3-30 edge peers D=4 keeps every peer within a couple of hops while cutting copies by about a third.
- * Dlo=3 (repair threshold) and Dhi=6 (prune threshold) keep the usual D-1 / 1.5*D spacing.
+ * gossip is CPU and bytes per message copy: a peer receives about one copy per mesh neighbour, each
+ * decrypted, demultiplexed, decoded and hashed before gossipsub drops it as a duplicate. Measured with
+ * `npm run bench -- copies` (docs/performance.md), one-write batches at 200/s, all connected to all:
+ * D=4 → 3.2 copies per reader at N=4 and 4.4 at N=8; D=3 → 2.4 and 2.8, with ~25 % fewer bytes
+ * and CPU. D=2 (Dlo 1) goes to ~1.1 copies but a mesh of degree 1-3 splits easily, and Dout would
+ * have to be 0 (no outbound quota against eclipse by inbound connections). Dlo=2 (repair threshold)
+ * and Dhi=4 (prune threshold) keep the D-1 / ~1.5*D spacing; the heartbeat regrafts within 1 s and
+ * anti-entropy repairs what gossip misses.
  */
-export const GOSSIP_D = 4
-export const GOSSIP_DLO = 3
-export const GOSSIP_DHI = 6
+export const GOSSIP_D = 3
+export const GOSSIP_DLO = 2
+export const GOSSIP_DHI = 4
 
 /** Dlazy: peers we send IHAVE gossip to each heartbeat (default 6). Equal to D for the same reason. */
-export const GOSSIP_DLAZY = 4
+export const GOSSIP_DLAZY = 3
 
 /**
- * Dout: outbound quota in the mesh (spec: default 2, must be < Dlo and <= D/2). 2 still protects
- * against an eclipse by inbound connections only.
+ * Dout: outbound quota in the mesh (spec: default 2, must be < Dlo and <= D/2). With Dlo 2 it can be
+ * 1: at least one mesh link is one we dialled, so inbound connections alone cannot fill our mesh.
  */
-export const GOSSIP_DOUT = 2
+export const GOSSIP_DOUT = 1
 
-/** Dscore: peers kept by score when pruning an oversubscribed mesh (default 4 of D=6, ~2/3 D; 3 of 4). */
-export const GOSSIP_DSCORE = 3
+/** Dscore: peers kept by score when pruning an oversubscribed mesh (default 4 of D=6, ~2/3 D; 2 of 3). */
+export const GOSSIP_DSCORE = 2
+
+/**
+ * How many heartbeats of message ids each IHAVE advertises (gossipsub's mcacheGossip, default 3). IHAVE
+ * goes every heartbeat to up to Dlazy peers outside the mesh, so with the default each id is announced
+ * three times to each of them: at 200 one-write batches/s, ~600 ids of 22 bytes per IHAVE. One
+ * heartbeat announces each id once (N=8: ~10 % fewer bytes per reader, docs/performance.md); anti-entropy
+ * repairs whatever gossip misses.
+ */
+export const GOSSIP_HISTORY_GOSSIP = 1
 
 /**
  * Heartbeat interval: gossipsub's default, 1 s (the spec's value). Mesh repair and IHAVE gossip run on

@@ -58,6 +58,7 @@ import {
   GOSSIP_DOUT,
   GOSSIP_DSCORE,
   GOSSIP_HEARTBEAT_MS,
+  GOSSIP_HISTORY_GOSSIP,
   GOSSIP_LINK_CHECK_MS,
   INVALID_MESSAGE_DECAY,
   INVALID_MESSAGE_WEIGHT,
@@ -91,13 +92,13 @@ import { meshTopicPattern, type TopicAllowlist, type TopicRule, topicAllowlist }
 
 /** Gossip knobs worth changing; see constants.ts for where each default comes from. */
 export interface GossipTuning {
-  /** Mesh degree. Default: 4. */
+  /** Mesh degree. Default: 3. */
   D?: number
-  /** Mesh repair threshold. Default: 3. */
+  /** Mesh repair threshold. Default: 2. */
   Dlo?: number
-  /** Mesh prune threshold. Default: 6. */
+  /** Mesh prune threshold. Default: 4. */
   Dhi?: number
-  /** IHAVE gossip fan-out. Default: 4. */
+  /** IHAVE gossip fan-out. Default: 3. */
   Dlazy?: number
   /** Heartbeat period in ms. Default: 1000. */
   heartbeatMs?: number
@@ -738,6 +739,7 @@ export function buildLibp2pOptions(
     Dout: GOSSIP_DOUT,
     Dscore: GOSSIP_DSCORE,
     heartbeatInterval: init.gossip?.heartbeatMs ?? GOSSIP_HEARTBEAT_MS,
+    mcacheGossip: GOSSIP_HISTORY_GOSSIP,
     // Replaced by our allowlist below; a non-null set here makes gossipsub consult it at all.
     allowedTopics: [],
     maxTopicBytesPerPeer: MAX_TOPIC_BYTES_PER_PEER,

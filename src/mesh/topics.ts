@@ -22,8 +22,15 @@ export interface TopicAllowlist {
 const NAME = `[A-Za-z0-9._-]{1,${MAX_NAME_LENGTH}}`
 const NAME_RE = new RegExp(`^${NAME}$`)
 
+/**
+ * The version in the topic names this peer publishes on: the gossip message format's
+ * (gossip/envelope.ts, GOSSIP_VERSION), so peers of two formats never share a topic. 1: batches with
+ * a batch signature; 2: entry signatures only.
+ */
+export const TOPIC_VERSION = 2
+
 /** `hearsay/<mesh>/<namespace>/v<version>`; throws TopicNotAllowedError on a malformed name. */
-export function meshTopic(mesh: string, namespace: string, version = 1): string {
+export function meshTopic(mesh: string, namespace: string, version = TOPIC_VERSION): string {
   const topic = `${TOPIC_PREFIX}/${mesh}/${namespace}/v${version}`
   if (!NAME_RE.test(mesh)) throw new TopicNotAllowedError(topic, `mesh name must match ${NAME}`)
   if (!NAME_RE.test(namespace)) throw new TopicNotAllowedError(topic, `namespace must match ${NAME}`)

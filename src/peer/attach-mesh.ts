@@ -241,10 +241,15 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     self,
     alwaysInitiate: hubMode,
     onRequest: (request) => activity.requested(request.peer, request.namespace, request.reason),
+    neverInitiate: options.isHub === true,
   })
   const runAll = (requests: SyncRequest[]): void => {
     for (const request of requests)
-      void sync.syncWith(peerIdFromString(request.peer), request.namespace).catch(() => {})
+      void sync
+        .syncWith(peerIdFromString(request.peer), request.namespace, undefined, {
+          push: request.reason === 'publish-reached-nobody',
+        })
+        .catch(() => {})
   }
 
   // `?ack=N`: waits on what sync sessions teach membership and on peers connecting.
@@ -255,7 +260,7 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     // A session both pushes the write and tells us, once it is durable there, what the peer holds.
     push: (peerId, namespace, signal) => {
       const request = scheduler.ack(peerId, namespace)
-      return sync.syncWith(peerIdFromString(request.peer), request.namespace, signal).then(
+      return sync.syncWith(peerIdFromString(request.peer), request.namespace, signal, { push: true }).then(
         () => true,
         (error: unknown) => {
           // It does not replicate the namespace, or does not speak the sync protocol at all.
@@ -270,7 +275,6 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
   acks.start()
 
   const publisher = new GossipPublisher({
-    privateKey: options.privateKey,
     node,
     counters,
     published: (namespace, outcome) => {
@@ -355,6 +359,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     periodMs: options.pingIntervalMs ?? 15_000,
     peers: connectedPeers,
     ping: (peerId, signal) => node.ping(peerIdFromString(peerId), { signal }),
+    knownRtt: (peerId) =>
+      node.libp2p.getConnections(peerIdFromString(peerId)).find((c) => c.rtt !== undefined)?.rtt,
     measured: (peerId, rttMs) => membership.saw(peerId, { connected: true, rttMs }),
   })
   const services = [periodicSync, collector, pinger]
@@ -366,6 +372,8 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     scheduler,
     counters,
     insight: { activity, members: () => membership.list(), connectedPeers },
+    syncProgress: () => sync.progress(),
+    syncWaiting: (namespace) => sync.waiting(namespace),
     peerId: self,
     addresses: () => node.addresses().map((a) => a.toString()),
     peers: (): PeerInfo[] => {

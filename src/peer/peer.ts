@@ -5,6 +5,7 @@ import type { GossipCounters } from '../gossip/counters.ts'
 import { type ChangeEvent, Replica } from '../replica/replica.ts'
 import { createEntrySigner, type EntrySigner } from '../replica/signing.ts'
 import type { Store } from '../store/types.ts'
+import type { SessionProgress } from '../sync/service.ts'
 import type { MeshInsight } from './replication-state.ts'
 
 /**
@@ -30,6 +31,18 @@ export interface NamespaceStatus {
   versionVector: Record<string, number>
   entries: number
   tombstones: number
+  /** Anti-entropy under way for the namespace: a catch-up's progress (all zero when none runs). */
+  sync: SyncStatus
+}
+
+export interface SyncStatus {
+  /** Sessions under way (one at a time per namespace; a second may be answering BUSY). */
+  sessions: number
+  /** Sessions waiting for their turn behind it. */
+  waiting: number
+  entriesReceived: number
+  entriesMerged: number
+  bytesReceived: number
 }
 
 export interface PeerStatus {
@@ -57,6 +70,10 @@ export interface MeshAttachment {
   readonly counters?: MeshCounters
   /** Per-peer connections, sessions and known contexts (replication state, events). */
   readonly insight?: MeshInsight
+  /** Anti-entropy sessions under way, with their progress. */
+  syncProgress?(): SessionProgress[]
+  /** Sessions of a namespace waiting for their turn. */
+  syncWaiting?(namespace: string): number
   addresses(): string[]
   peers(): PeerInfo[]
   dial(address: string, signal?: AbortSignal): Promise<string>
@@ -211,6 +228,7 @@ export class HearsayPeer extends EventEmitter<PeerEvents> {
           versionVector: Object.fromEntries(replica.versionVector()),
           entries: replica.entryCount,
           tombstones: replica.tombstoneCount,
+          sync: this.syncStatus(name),
         }
       }),
       uptimeMs: Date.now() - this.started,
@@ -220,6 +238,25 @@ export class HearsayPeer extends EventEmitter<PeerEvents> {
 
   peers(): PeerInfo[] {
     return this.mesh?.peers() ?? []
+  }
+
+  /** What anti-entropy is doing for a namespace now (status, metrics). */
+  syncStatus(namespace: string): SyncStatus {
+    const status: SyncStatus = {
+      sessions: 0,
+      waiting: this.mesh?.syncWaiting?.(namespace) ?? 0,
+      entriesReceived: 0,
+      entriesMerged: 0,
+      bytesReceived: 0,
+    }
+    for (const session of this.mesh?.syncProgress?.() ?? []) {
+      if (session.namespace !== namespace) continue
+      status.sessions++
+      status.entriesReceived += session.entriesReceived
+      status.entriesMerged += session.entriesMerged
+      status.bytesReceived += session.bytesReceived
+    }
+    return status
   }
 
   async dial(address: string, signal?: AbortSignal): Promise<string> {

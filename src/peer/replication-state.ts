@@ -1,4 +1,5 @@
 import type { CausalContext } from '../crdt/context.ts'
+import { replicaAuthor } from '../replica/signing.ts'
 
 /**
  * What this peer knows of each other peer's replication: connection state and its failures, the
@@ -409,12 +410,15 @@ export function dotHolders(
   self: string,
 ): { heldBy: string[]; notYetAt: string[]; unknown: string[] } {
   const heldBy = [self]
+  const author = replicaAuthor(dot.replica)
   const notYetAt: string[] = []
   const unknown: string[] = []
   for (const member of [...members].sort((a, b) => (a.peerId < b.peerId ? -1 : 1))) {
     if (member.peerId === self) continue
     const known = member.holds.get(namespace)
-    if (known === undefined) unknown.push(member.peerId)
+    // A write's author holds it from the moment it was made, whatever we last learned of it.
+    if (member.peerId === author) heldBy.push(member.peerId)
+    else if (known === undefined) unknown.push(member.peerId)
     else if (known.has(dot.replica, dot.counter)) heldBy.push(member.peerId)
     else notYetAt.push(member.peerId)
   }

@@ -2,9 +2,11 @@
  * Who to run anti-entropy with, when, and why. Pure: no timers, no network; the random source is
  * injected. The mesh shell turns its answers into sessions (and, for pushes, into one timer).
  *
- * - `connected`: a connection opened; both sides would start a session, so only the smaller peer id
- *   does (a hub client always does: its hub never goes looking).
- * - `joined`: we started replicating a namespace; catch up with everyone connected.
+ * - `connected`: a connection opened; both sides would start a session, so only one does: the
+ *   smaller peer id, or in the hub shape the client (always) and never the hub, so a new client
+ *   gets what it lacks once.
+ * - `joined`: we started replicating a namespace; catch up with everyone connected (the sync service
+ *   runs a namespace's sessions one at a time, so what the first brings the others do not send again).
  * - `periodic`: every interval, one random connected peer, every namespace.
  * - `publish-reached-nobody`: gossip went to no neighbour while peers are connected (gossip links
  *   still forming just after a connect), or publishing failed: push to every connected peer soon,
@@ -32,6 +34,8 @@ export interface SyncSchedulerInit {
   self: string
   /** Start every session on connect, whatever the peer ids (hub clients). */
   alwaysInitiate?: boolean
+  /** Leave the session on connect to the other side (a hub: its clients always start one). */
+  neverInitiate?: boolean
   /** Returns a number in [0, 1). Default Math.random. */
   random?: () => number
   /** Delay of a push after gossip reached nobody, and the least gap between two. Default 250 ms. */
@@ -66,6 +70,7 @@ export class SyncScheduler {
 
   /** A peer that speaks the sync protocol connected. */
   connected(peer: string, namespaces: Iterable<string>): SyncRequest[] {
+    if (this.init.neverInitiate === true && this.init.alwaysInitiate !== true) return []
     if (!(this.init.alwaysInitiate === true || this.init.self < peer)) return []
     return this.count([...namespaces].map((namespace) => ({ peer, namespace, reason: 'connected' })))
   }

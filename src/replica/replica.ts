@@ -21,7 +21,7 @@ import {
   parseInternalKey,
   type RegisterRead,
 } from '../crdt/document.ts'
-import type { Covers, Entry } from '../crdt/entry.ts'
+import { type Covers, type Entry, EntryKind } from '../crdt/entry.ts'
 import { HybridClock, type PhysicalClock } from '../crdt/hlc.ts'
 import { type DotRef, type Store, type StoredEntry, StoreError } from '../store/types.ts'
 import { CommitQueue, type Scheduler } from './commit-queue.ts'
@@ -132,6 +132,11 @@ export interface ChangeEvent {
   key: string
   element?: string
   origin: ChangeOrigin
+  /**
+   * Registers: values the commit added to the key minus those it removed, so the key had
+   * (siblings now − this) before it. Absent for other types and for expiry.
+   */
+  siblingsAdded?: number
 }
 
 export interface ReplicaEvents {
@@ -638,6 +643,15 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   }
 
   private emitChanges(batch: PendingBatch): void {
+    // Per key, values added minus values removed over the whole batch (an entry both added and
+    // removed within it counts zero).
+    const added = new Map<string, number>()
+    for (const [change] of batch.changes) {
+      for (const entry of change.added)
+        if (entry.kind === EntryKind.Value) added.set(entry.key, (added.get(entry.key) ?? 0) + 1)
+      for (const entry of change.removed)
+        if (entry.kind === EntryKind.Value) added.set(entry.key, (added.get(entry.key) ?? 0) - 1)
+    }
     const seen = new Set<string>()
     for (const [change, origin] of batch.changes) {
       for (const list of [change.added, change.removed]) {
@@ -645,7 +659,9 @@ export class Replica extends EventEmitter<ReplicaEvents> {
           if (seen.has(entry.key)) continue
           seen.add(entry.key)
           const parsed = parseInternalKey(entry.key)
-          this.emit('change', { namespace: this.namespace, ...parsed, origin })
+          const event: ChangeEvent = { namespace: this.namespace, ...parsed, origin }
+          if (parsed.type === 'register') event.siblingsAdded = added.get(entry.key) ?? 0
+          this.emit('change', event)
         }
       }
     }
@@ -712,7 +728,15 @@ function checkTtl(ttlMs: number | undefined): void {
 }
 
 function withEtag(key: string, read: RegisterRead): ReadResult {
-  return { ...read, etag: encodeToken(internalKey('register', key), read.token) }
+  let etag: string | undefined
+  return {
+    ...read,
+    // Encoded on first use: a watch event in compact form or a lag metric never looks at it.
+    get etag() {
+      etag ??= encodeToken(internalKey('register', key), read.token)
+      return etag
+    },
+  }
 }
 
 /** The dots an If-Match token of register `key` names; a token of another key is refused. */

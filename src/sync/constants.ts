@@ -18,3 +18,31 @@ export const DEFAULT_MAX_SESSION_BYTES = 512 * 1024 * 1024
 
 /** How often a peer syncs with one random connected peer, ms. Repairs what gossip lost within ~this. */
 export const DEFAULT_SYNC_INTERVAL_MS = 10_000
+
+/** A peer busy with another session of the namespace answers BUSY: try again after this, doubling. */
+export const BUSY_RETRY_FIRST_MS = 20
+
+/** The longest pause between two tries after BUSY. */
+export const BUSY_RETRY_MAX_MS = 1000
+
+/** Give up after BUSY for this long in all (the periodic round tries again later). */
+export const BUSY_RETRY_TOTAL_MS = 30_000
+
+/** Received frames not merged yet past this pause the stream (backpressure on the sender). */
+export const MERGE_BACKLOG_PAUSE_BYTES = 2 * 1024 * 1024
+
+/** ... and it reads again once they are down to this (a quarter). */
+export const MERGE_BACKLOG_RESUME_BYTES = 512 * 1024
+
+/**
+ * A paused stream buffers what the sender's muxer window still lets through (yamux grants up to
+ * 16 MiB): the limit while paused, above libp2p's default of 4 MiB so the pause cannot reset it.
+ */
+export const PAUSED_READ_BUFFER_BYTES = 20 * 1024 * 1024
+
+/**
+ * A session that holds its namespace's turn but made no progress (no frame read, no chunk merged)
+ * for this long no longer keeps other sessions waiting or BUSY: a peer that stopped answering would
+ * otherwise hold anti-entropy with everyone until its idle timeout.
+ */
+export const TURN_STALL_MS = 1000

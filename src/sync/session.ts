@@ -67,6 +67,8 @@ export type SyncErrorCode =
   | 'quota-exceeded'
   /** An entry or head without its author's valid signature. */
   | 'bad-signature'
+  /** The responder runs another session of the namespace: try again shortly. */
+  | 'busy'
   /** The other side refused with its own code (untrusted text, so any string). */
   | `remote-${string}`
 

@@ -8,7 +8,7 @@ import { flagParam, intParam } from '../../src/daemon/route.ts'
 import { encodeValue, isJsonType, mediaType } from '../../src/daemon/values.ts'
 import { decodeSince } from '../../src/daemon/watch.ts'
 import { batchSigner, checkBatch } from '../../src/gossip/batch.ts'
-import { decodeSignedBatch } from '../../src/gossip/envelope.ts'
+import { decodeGossipBatch } from '../../src/gossip/envelope.ts'
 import { PeerExchangeFrameError } from '../../src/mesh/errors.ts'
 import { decodePexFrame } from '../../src/mesh/peer-exchange.ts'
 import { keyProblem, setElementProblem } from '../../src/replica/keys.ts'
@@ -101,8 +101,7 @@ const gossipTarget: Target = {
   async run(input, corpus) {
     // The validator first (decode, author, signature), then the batch as the handler merges it.
     const checked = await checkBatch(TOPIC, input, corpus.self)
-    const batch = decodeSignedBatch(input)
-    consumeDelta(decodeDelta(batch.delta), corpus)
+    consumeDelta(decodeDelta(decodeGossipBatch(input)), corpus)
     return checked.verdict === 'accept'
   },
   typed: isDecodeError,
