@@ -102,6 +102,8 @@ export async function labRun(
   const workRoot = mkdtempSync(join(tmpdir(), 'hearsay-lab-'))
   const removeWorkRoot = () => rmSync(workRoot, { recursive: true, force: true })
   const forgetWorkRoot = onCleanup(removeWorkRoot)
+  // Also when the process ends some other way (an uncaught error): the daemons are killed first.
+  process.once('exit', removeWorkRoot)
   let failed: Error | undefined
   try {
     for (const n of scenario.n) {
