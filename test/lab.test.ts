@@ -205,14 +205,15 @@ describe('hearsay lab run', () => {
         timeout: 60_000,
         message: () => `warm-up; stderr:\n${stderr}`,
       })
-      // The daemons are the lab's children (each in its own process group); other children come and go (ss).
+      // The daemons are the lab's children (each in its own process group); others come and go (ss).
       const daemons = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')
         .trim()
         .split(/\s+/)
         .map(Number)
         .filter((pid) => {
           try {
-            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('main.ts')
+            // A child between fork and exec still shows the lab's own command line: only `up` counts.
+            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('up')
           } catch {
             return false
           }
