@@ -104,6 +104,9 @@ const VALIDATIONS_PER_TURN = 32
  */
 const HUB_GOSSIP = { D: 64, Dlo: 32, Dhi: 256, Dlazy: 8, floodPublish: true }
 
+/** A hub client's cap on the delay between two redials of its hub (the default cap is 60 s). */
+export const HUB_REDIAL_MAX_MS = 2_000
+
 export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promise<HearsayMesh> {
   const meshName = options.meshName ?? 'default'
   const hubMode = options.hub !== undefined && options.hub.length > 0
@@ -146,7 +149,9 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     swarmKey: options.swarmKey,
     // A hub serves many clients and never goes looking for peers; a client talks to its hub only.
     peerExchange: hubMode || options.isHub ? false : undefined,
-    connector: options.isHub ? { redial: false } : undefined,
+    // A hub client has no other neighbour: it redials a lost hub at least every HUB_REDIAL_MAX_MS, so
+    // it is back within about that long of the hub's restart, however long the hub was away.
+    connector: options.isHub ? { redial: false } : hubMode ? { redialMaxMs: HUB_REDIAL_MAX_MS } : undefined,
     maxConnections: options.isHub ? 1024 : undefined,
     gossip: options.isHub
       ? HUB_GOSSIP
