@@ -104,25 +104,25 @@ describe('in-process lab', () => {
 
   it('a partitioned mesh keeps accepting writes on both sides and converges after the heal', async () => {
     const result = await run('mesh', 8, {
-      workload: { writers: 2, ratePerSecond: 20, keys: 8, valueBytes: 64, durationMs: 3000, readFraction: 0 },
+      workload: { writers: 2, ratePerSecond: 20, keys: 8, valueBytes: 64, durationMs: 2000, readFraction: 0 },
       timeline: [
         {
-          atMs: 500,
+          atMs: 300,
           kind: 'partition',
           groups: [
             [0, 2, 4, 6],
             [1, 3, 5, 7],
           ],
         },
-        { atMs: 1800, kind: 'heal' },
+        { atMs: 1300, kind: 'heal' },
       ],
     })
     expect(result.writes.lost).toBe(0)
     const [heal] = result.convergence
-    expect(heal).toMatchObject({ event: 'heal', atMs: 1800 })
+    expect(heal).toMatchObject({ event: 'heal', atMs: 1300 })
     expect(heal.convergedAfterMs).not.toBeNull()
     const [partition] = result.availability
-    expect(partition).toMatchObject({ event: 'partition', fromMs: 500, toMs: 1800, writesRefused: 0 })
+    expect(partition).toMatchObject({ event: 'partition', fromMs: 300, toMs: 1300, writesRefused: 0 })
     expect(partition.writesAccepted).toBeGreaterThan(0)
     // Both sides wrote while apart, so the peers were not all equal for a while, and are at the end.
     expect(result.timeline.some((s) => s.peersEqualFraction < 1)).toBe(true)

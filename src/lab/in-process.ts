@@ -43,8 +43,8 @@ const CONVERGENCE_POLL_MS = 50
 const DIAL_TIMEOUT_MS = 10_000
 /** Quiet: QUIET_ROUNDS timer probes in a row late by less than QUIET_LAG_MS. */
 const QUIET_PROBE_MS = 100
-const QUIET_LAG_MS = 25
-const QUIET_ROUNDS = 5
+const QUIET_LAG_MS = 40
+const QUIET_ROUNDS = 3
 const QUIET_TIMEOUT_MS = 20_000
 
 // ---- pure parts --------------------------------------------------------------------------------
@@ -393,7 +393,7 @@ class InProcessRun {
    * few hundred ms at first). The run starts once the event loop answers timers promptly again.
    */
   private async waitUntilQuiet(): Promise<void> {
-    const timeoutMs = Math.min(QUIET_TIMEOUT_MS, 5_000 + 100 * this.n)
+    const timeoutMs = Math.min(QUIET_TIMEOUT_MS, 2_000 + 100 * this.n)
     const deadline = performance.now() + timeoutMs
     let calm = 0
     while (calm < QUIET_ROUNDS && performance.now() < deadline) {
@@ -727,8 +727,9 @@ class InProcessRun {
           )
           .finally(() => eventsRunning--)
       }
-      if (t < writePhaseMs) {
-        const due = Math.floor((operationsPerSecond * t) / 1000)
+      {
+        // Open loop: operations due while the process was busy go out late, not never.
+        const due = Math.floor((operationsPerSecond * Math.min(t, writePhaseMs)) / 1000)
         for (; operations < due; operations++) {
           if (this.random() < workload.readFraction) this.issueRead(readSeq++)
           else this.issueWrite(writeSeq++)
