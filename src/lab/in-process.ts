@@ -37,8 +37,8 @@ const TICK_MS = 5
 const RANDOM_CHORDS = 2
 /** Peers started at once (key generation and node start are the heavy part). */
 const START_BATCH = 10
-/** The longest the peers may take to connect before the run gives up. */
-const READY_TIMEOUT_MS = 60_000
+/** The longest the peers may take to connect before the run gives up (plus 0.5 s a peer). */
+const READY_TIMEOUT_MS = 30_000
 const CONVERGENCE_POLL_MS = 50
 const DIAL_TIMEOUT_MS = 10_000
 /** Quiet: QUIET_ROUNDS timer probes in a row late by less than QUIET_LAG_MS. */
@@ -379,12 +379,18 @@ class InProcessRun {
     }
     if (this.hub !== undefined) await this.startMesh(this.hub)
     const first = this.peers.filter((p) => !lateJoiners.has(p.index))
-    for (let i = 0; i < first.length; i += START_BATCH)
+    const phase = (what: string) => this.progress(`${this.shape} n=${this.n}: ${what}`)
+    for (let i = 0; i < first.length; i += START_BATCH) {
       await Promise.all(first.slice(i, i + START_BATCH).map((p) => this.startMesh(p)))
+      phase(`${Math.min(first.length, i + START_BATCH)}/${first.length} peers started`)
+    }
     // Peers started before their neighbours could not reach them yet.
-    for (let i = 0; i < first.length; i += START_BATCH)
+    for (let i = 0; i < first.length; i += START_BATCH) {
       await Promise.all(first.slice(i, i + START_BATCH).map((p) => this.dialNeighbours(p)))
+      phase(`${Math.min(first.length, i + START_BATCH)}/${first.length} peers dialled their neighbours`)
+    }
     await this.waitUntilConnected()
+    phase('every peer has a neighbour on the topic; waiting for the process to settle')
     await this.waitUntilQuiet()
   }
 
@@ -411,12 +417,13 @@ class InProcessRun {
   /** Every live peer has a neighbour on the namespace's topic (or the run gives up). */
   private async waitUntilConnected(): Promise<void> {
     const topic = meshTopic(MESH_NAME, NAMESPACE)
-    const deadline = performance.now() + READY_TIMEOUT_MS
+    const timeoutMs = READY_TIMEOUT_MS + 500 * this.n
+    const deadline = performance.now() + timeoutMs
     const waiting = () => this.live().filter((p) => (p.mesh?.node.topicPeers(topic).length ?? 0) === 0)
     while (waiting().length > 0) {
       if (performance.now() > deadline)
         throw new Error(
-          `${this.shape} n=${this.n}: ${waiting().length} peers had no neighbour after ${READY_TIMEOUT_MS / 1000} s`,
+          `${this.shape} n=${this.n}: ${waiting().length} peers had no neighbour after ${timeoutMs / 1000} s`,
         )
       await sleep(50)
     }

@@ -455,7 +455,13 @@ function bytesPerNSpec(runs: RunResult[]): TopLevelSpec | undefined {
     data: { values: rows.map((r) => ({ ...r, bytes: Math.max(r.bytes, 1) })) },
     mark: { type: 'line', point: true },
     encoding: {
-      x: { field: 'n', type: 'quantitative', title: 'N (peers, or clients of the hub)' },
+      x: {
+        field: 'n',
+        type: 'quantitative',
+        scale: { type: 'log', base: 2 },
+        axis: { values: [...new Set(rows.map((r) => r.n))].sort((a, b) => a - b), format: 'd' },
+        title: 'N (peers, or clients of the hub; log)',
+      },
       y: {
         field: 'bytes',
         type: 'quantitative',
