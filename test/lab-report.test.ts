@@ -200,6 +200,7 @@ describe('lab report', () => {
     expect(hub8).toContain('360.0 KiB / 60.0 KiB') // the hub's egress, 1.5 × payload × n
     expect(markdown).toContain('| http-hub n=8 | kill-hub | 3000 ms – 6000 ms | 120 | 0 | 30 | 30 |')
     expect(markdown).toContain('| hub n=4 | restart-hub | 6000 ms | 420 ms |')
+    expect(markdown).not.toContain('## Notes')
 
     const plots = ['latency-cdf', 'bytes-per-n', 'convergence', 'hub-restart']
     expect(files.map((f) => f.slice(dir.length + 1)).sort()).toEqual(
@@ -233,8 +234,12 @@ describe('lab report', () => {
       run.availability = []
     }
     expect(plotSpecs(results).map((p) => p.name)).toEqual(['latency-cdf'])
+    results.runs[0].process = { cpuMs: 8846, rssBytes: 613 * 1024 * 1024 }
+    results.runs[0].notes = ['Jitter (10 ms) is not emulated in one process.']
     const dir = await writeResults(results)
     const { files, markdown } = await renderReport(dir)
+    expect(markdown).toContain('- mesh n=8: the whole process used 8846 ms of CPU, peak RSS 613.0 MiB.')
+    expect(markdown).toContain('- mesh n=8: Jitter (10 ms) is not emulated in one process.')
     expect(files.map((f) => f.slice(dir.length + 1))).toEqual(['report.md', 'plots/latency-cdf.svg'])
     expect(markdown).not.toContain('## Convergence')
     expect(markdown).not.toContain('## Availability')

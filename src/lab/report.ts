@@ -357,7 +357,14 @@ export function reportMarkdown(results: LabResults, plots: string[] = []): strin
         '',
       )
   }
-  const notes = results.runs.flatMap((run) => (run.notes ?? []).map((note) => `- ${runLabel(run)}: ${note}`))
+  const notes = results.runs.flatMap((run) => [
+    ...(run.process === undefined
+      ? []
+      : [
+          `- ${runLabel(run)}: the whole process used ${formatMs(run.process.cpuMs)} of CPU, peak RSS ${formatBytes(run.process.rssBytes)}.`,
+        ]),
+    ...(run.notes ?? []).map((note) => `- ${runLabel(run)}: ${note}`),
+  ])
   if (notes.length > 0) out.push('## Notes', '', ...notes, '')
   if (plots.length > 0) {
     out.push('## Plots', '')
