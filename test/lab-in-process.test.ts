@@ -128,6 +128,24 @@ describe('in-process lab', () => {
     expect(result.timeline.some((s) => s.peersEqualFraction < 1)).toBe(true)
     expect(result.timeline.at(-1)!.peersEqualFraction).toBe(1)
   })
+
+  it('churn: a peer that leaves and joins again and a late joiner catch up; writes to a left writer are refused', async () => {
+    const result = await run('mesh', 6, {
+      workload: { writers: 3, ratePerSecond: 30, keys: 8, valueBytes: 64, durationMs: 2000, readFraction: 0 },
+      timeline: [
+        { atMs: 300, kind: 'leave', peers: [2] },
+        { atMs: 600, kind: 'late-join', peers: [5] },
+        { atMs: 1200, kind: 'join', peers: [2] },
+      ],
+    })
+    expect(result.writes.lost).toBe(0)
+    // Peer 2 writes every third write; while it is away those writes cannot be made.
+    expect(result.writes.refused).toBeGreaterThan(0)
+    expect(result.writes.acknowledged + result.writes.refused).toBe(result.writes.attempted)
+    expect(result.convergence.map((c) => c.event)).toEqual(['late-join', 'join'])
+    for (const c of result.convergence) expect(c.convergedAfterMs).not.toBeNull()
+    expect(result.timeline.at(-1)!.peersEqualFraction).toBe(1)
+  })
 })
 
 describe('in-process lab, pure parts', () => {

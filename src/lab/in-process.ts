@@ -41,6 +41,8 @@ const START_BATCH = 10
 const READY_TIMEOUT_MS = 30_000
 const CONVERGENCE_POLL_MS = 50
 const DIAL_TIMEOUT_MS = 10_000
+/** An event this late is reported: the figures around it are distorted. */
+const LATE_EVENT_MS = 1000
 /** Quiet: QUIET_ROUNDS timer probes in a row late by less than QUIET_LAG_MS. */
 const QUIET_PROBE_MS = 100
 const QUIET_LAG_MS = 40
@@ -577,7 +579,12 @@ class InProcessRun {
   // ---- timeline events ----
 
   private async fire(event: TimelineEvent, index: number): Promise<void> {
+    const late = this.now() - event.atMs
     this.progress(`${this.shape} n=${this.n}: ${event.kind} at ${Math.round(this.now())} ms`)
+    if (late > LATE_EVENT_MS)
+      this.notes.push(
+        `${event.kind} (at ${event.atMs} ms) ran ${(late / 1000).toFixed(1)} s late: the process was too busy to keep the timeline.`,
+      )
     switch (event.kind) {
       case 'leave':
         for (const i of event.peers.filter((i) => i < this.n)) {
@@ -707,7 +714,10 @@ class InProcessRun {
     const lastEventMs = events.at(-1)?.event.atMs ?? 0
     const writePhaseMs = workload.durationMs
     const endOfEvents = Math.max(writePhaseMs, lastEventMs)
-    const hardEnd = endOfEvents + this.scenario.settleMs
+    // The settle time counts from when the workload and the events are really done: a busy process
+    // may reach them late, and must not lose its settle time to that.
+    let settleFrom: number | undefined
+    const absoluteEnd = 2 * (endOfEvents + this.scenario.settleMs) + 60_000
     const operationsPerSecond =
       workload.ratePerSecond / Math.max(0.01, 1 - Math.min(0.99, Math.max(0, workload.readFraction)))
     const cpuStart = process.cpuUsage()
@@ -721,7 +731,7 @@ class InProcessRun {
     let lastProgress = -1
     let eventChain: Promise<unknown> = Promise.resolve()
     let eventsRunning = 0
-    for (let ticks = 0; ticks < Math.ceil(hardEnd / TICK_MS) * 4 + 1000; ticks++) {
+    for (let ticks = 0; ticks < Math.ceil(absoluteEnd / TICK_MS) + 1000; ticks++) {
       const t = this.now()
       // Events run one after another, beside the workload (a partition of 100 peers takes a while).
       while (nextEvent < events.length && events[nextEvent].event.atMs <= t) {
@@ -748,7 +758,7 @@ class InProcessRun {
       }
       if (t >= nextSample) {
         this.sample()
-        nextSample += SAMPLE_EVERY_MS
+        nextSample = (Math.floor(t / SAMPLE_EVERY_MS) + 1) * SAMPLE_EVERY_MS
         const second = Math.floor(t / 1000)
         if (second !== lastProgress) {
           lastProgress = second
@@ -759,14 +769,24 @@ class InProcessRun {
           )
         }
       }
-      const settled =
+      if (
+        settleFrom === undefined &&
         t >= endOfEvents &&
         nextEvent >= events.length &&
         eventsRunning === 0 &&
-        this.inFlight.size === 0 &&
+        this.inFlight.size === 0
+      )
+        settleFrom = t
+      const settled =
+        settleFrom !== undefined &&
         this.completed >= this.writes.length &&
         this.waitingConvergence.length === 0
-      if (settled || t >= hardEnd) break
+      if (
+        settled ||
+        (settleFrom !== undefined && t >= settleFrom + this.scenario.settleMs) ||
+        t >= absoluteEnd
+      )
+        break
       await sleep(TICK_MS)
     }
     await Promise.race([Promise.allSettled([...this.inFlight, eventChain]), sleep(5000)])
