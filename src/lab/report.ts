@@ -5,8 +5,7 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
-import { parse, View } from 'vega'
-import { compile, type TopLevelSpec } from 'vega-lite'
+import type { TopLevelSpec } from 'vega-lite'
 import { LAB_SHAPES, type LabResults, type PeerFigures, type RunResult, type TimelineEvent } from './types.ts'
 
 export const RESULTS_FILE = 'results.json'
@@ -598,6 +597,8 @@ export function plotSpecs(results: LabResults): PlotSpec[] {
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   // Legends name runs in full (the default cuts labels at 160 px).
   const config = { legend: { labelLimit: 0 }, font: 'sans-serif', ...spec.config }
+  // Loaded on first use: the plotting libraries are large and most hearsay commands never draw.
+  const [{ parse, View }, { compile }] = await Promise.all([import('vega'), import('vega-lite')])
   const view = new View(parse(compile({ ...spec, config } as TopLevelSpec).spec), { renderer: 'none' })
   try {
     return await view.toSVG()
