@@ -299,7 +299,7 @@ export function reportMarkdown(results: LabResults, plots: string[] = []): strin
     out.push(
       '## Convergence',
       '',
-      'After each heal, hub restart, join or late join: how long until every live peer held an equal namespace digest.',
+      'After each heal, hub restart, join or late join: how long until every live peer held every write acknowledged before the event.',
       '',
       table(['run', 'event', 'at', 'all peers equal after'], convergence),
       '',
