@@ -118,6 +118,8 @@ describe('in-process lab', () => {
       ],
     })
     expect(result.writes.lost).toBe(0)
+    expect(result.firedEvents!.map((e) => e.kind)).toEqual(['partition', 'heal'])
+    for (const e of result.firedEvents!) expect(e.firedAtMs).toBeGreaterThanOrEqual(e.atMs)
     const [heal] = result.convergence
     expect(heal).toMatchObject({ event: 'heal', atMs: 1300 })
     expect(heal.convergedAfterMs).not.toBeNull()

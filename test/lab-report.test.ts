@@ -246,6 +246,21 @@ describe('lab report', () => {
     await expect(stat(join(dir, 'plots', 'convergence.svg'))).rejects.toThrow()
   })
 
+  it('marks events where the runner says they really took effect', () => {
+    const results = buildResults(1, ['mesh'], [8])
+    results.runs[0].firedEvents = [
+      { kind: 'partition', atMs: 7000, firedAtMs: 7400 },
+      { kind: 'heal', atMs: 9000, firedAtMs: 9800 },
+    ]
+    const convergence = plotSpecs(results).find((p) => p.name === 'convergence')!
+    const rules = (convergence.spec as unknown as { layer: { data: { values: unknown[] } }[] }).layer[1].data
+      .values
+    expect(rules).toEqual([
+      { seconds: 7.4, event: 'partition' },
+      { seconds: 9.8, event: 'heal' },
+    ])
+  })
+
   it('refuses a bad results.json with a message naming the file and the field', async () => {
     const missing = await tempDir()
     await expect(renderReport(missing)).rejects.toThrow(/results\.json does not exist/)

@@ -193,6 +193,7 @@ class InProcessRun {
   }[] = []
   private readonly timeline: TimelineSample[] = []
   private readonly notes: string[] = []
+  private readonly firedEvents: NonNullable<RunResult['firedEvents']> = []
   private writesIssued = 0
   private writesAccepted = 0
   private writesRefused = 0
@@ -580,6 +581,7 @@ class InProcessRun {
 
   private async fire(event: TimelineEvent, index: number): Promise<void> {
     const late = this.now() - event.atMs
+    this.firedEvents.push({ kind: event.kind, atMs: event.atMs, firedAtMs: Math.round(this.now()) })
     this.progress(`${this.shape} n=${this.n}: ${event.kind} at ${Math.round(this.now())} ms`)
     if (late > LATE_EVENT_MS)
       this.notes.push(
@@ -840,6 +842,7 @@ class InProcessRun {
       timeline: this.timeline,
       durationMs,
       crashes: [],
+      firedEvents: this.firedEvents,
       notes: this.notes,
       process: { cpuMs: round(cpuMs), rssBytes: this.peakRss },
     }

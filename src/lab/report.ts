@@ -495,7 +495,19 @@ function timelineSpec(
       series: runLabel(run),
     })),
   )
-  const marks = events.map((e) => ({ seconds: e.atMs / 1000, event: e.kind }))
+  // Where the runner says when the events really took effect, mark those times.
+  const kinds = new Set(events.map((e) => e.kind))
+  const fired = runs.flatMap((run) => (run.firedEvents ?? []).filter((e) => kinds.has(e.kind)))
+  const times =
+    fired.length > 0
+      ? fired.map((e) => ({ t: e.firedAtMs, kind: e.kind }))
+      : events.map((e) => ({ t: e.atMs, kind: e.kind }))
+  const marks = [...new Map(times.map((e) => [`${e.kind}@${Math.round(e.t / 100)}`, e])).values()].map(
+    (e) => ({
+      seconds: e.t / 1000,
+      event: e.kind,
+    }),
+  )
   const panel = (field: (typeof panels)[number]['field'], axisTitle: string) => ({
     width: WIDTH,
     height: Math.round(HEIGHT * (panels.length > 1 ? 0.6 : 1)),

@@ -144,6 +144,8 @@ export interface RunResult {
   durationMs: number
   /** Peers that exited unexpectedly, with the tail of their log. */
   crashes: { index: number; code: number | null; signal: string | null; logTail: string }[]
+  /** When each timeline event really took effect (a busy runner may be late); plots mark these. */
+  firedEvents?: { kind: TimelineEvent['kind']; atMs: number; firedAtMs: number }[]
   /** What the runner could not measure or emulate as asked, in words; the report lists them. */
   notes?: string[]
   /** The lab process itself where every peer shares it (in-process mode): CPU over the run and peak RSS. */
