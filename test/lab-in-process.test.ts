@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest'
 import {
   equalFraction,
   meshNeighbours,
+  partitioned,
   partitionGroups,
   runInProcess,
   summarizeLatencies,
@@ -163,8 +164,14 @@ describe('in-process lab, pure parts', () => {
     expect(meshNeighbours(2, 1)).toEqual([[1], [0]])
   })
 
-  it('partition groups: unnamed peers form a group of their own', () => {
-    expect(partitionGroups([[0, 1], [2]], 5)).toEqual([0, 0, 1, 2, 2])
+  it('partition groups: the groups are cut from each other, a peer in no group reaches all', () => {
+    const groups = partitionGroups([[0, 1], [2]], 5)
+    expect(groups).toEqual([0, 0, 1, -1, -1])
+    expect(partitioned(groups, 0, 2)).toBe(true)
+    expect(partitioned(groups, 0, 1)).toBe(false)
+    expect(partitioned(groups, 2, 3)).toBe(false)
+    expect(partitioned(groups, 3, 4)).toBe(false)
+    expect(partitioned(undefined, 0, 2)).toBe(false)
   })
 
   it('latency summary: percentiles, and a CDF that stays below 1 when writes never showed', () => {

@@ -67,13 +67,19 @@ export function meshNeighbours(n: number, seed: number, chords = RANDOM_CHORDS):
   })
 }
 
-/** The group of every peer under a partition; peers no group names are a group of their own. */
+/** The group of every peer under a partition; -1 for a peer no group names, which reaches every peer. */
 export function partitionGroups(groups: number[][], peers: number): number[] {
-  const groupOf = new Array<number>(peers).fill(groups.length)
+  const groupOf = new Array<number>(peers).fill(-1)
   groups.forEach((group, g) => {
     for (const peer of group) if (peer >= 0 && peer < peers) groupOf[peer] = g
   })
   return groupOf
+}
+
+/** Whether a partition (from partitionGroups) cuts the link between peers a and b. */
+export function partitioned(groupOf: number[] | undefined, a: number, b: number): boolean {
+  if (groupOf === undefined) return false
+  return groupOf[a] !== -1 && groupOf[b] !== -1 && groupOf[a] !== groupOf[b]
 }
 
 /**
@@ -312,7 +318,7 @@ class InProcessRun {
 
   /** Whether a partition holds between two peers. */
   private cut(p: LabPeer, q: LabPeer): boolean {
-    return this.partition !== undefined && this.partition[p.index] !== this.partition[q.index]
+    return partitioned(this.partition, p.index, q.index)
   }
 
   private async stopMesh(p: LabPeer): Promise<void> {
@@ -359,7 +365,7 @@ class InProcessRun {
   /** Whether peer i can reach the hub (http-hub: the hub is up and no partition is between them). */
   private reachesHub(i: number): boolean {
     if (!this.hubUp) return false
-    return this.partition === undefined || this.partition[i] === this.partition[this.n]
+    return !partitioned(this.partition, i, this.n)
   }
 
   async start(): Promise<void> {
@@ -645,7 +651,7 @@ class InProcessRun {
     const groups = this.partition
     if (groups === undefined || p.mesh === undefined) return
     for (const q of this.allMeshPeers()) {
-      if (q === p || groups[q.index] === groups[p.index]) continue
+      if (q === p || !partitioned(groups, q.index, p.index)) continue
       await Promise.all([p.mesh.block(q.peerId), q.mesh!.block(p.peerId)])
     }
   }
@@ -655,7 +661,7 @@ class InProcessRun {
     const meshPeers = this.allMeshPeers()
     for (const [k, p] of meshPeers.entries())
       for (const q of meshPeers.slice(k + 1))
-        if (groups[q.index] !== groups[p.index])
+        if (partitioned(groups, q.index, p.index))
           await Promise.all([p.mesh!.block(q.peerId), q.mesh!.block(p.peerId)])
   }
 
