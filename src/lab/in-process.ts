@@ -41,6 +41,8 @@ const START_BATCH = 10
 const READY_TIMEOUT_MS = 30_000
 const CONVERGENCE_POLL_MS = 50
 const DIAL_TIMEOUT_MS = 10_000
+/** A peer still without a neighbour dials its links again this often while the run waits. */
+const REDIAL_WAITING_MS = 5_000
 /** An event this late is reported: the figures around it are distorted. */
 const LATE_EVENT_MS = 1000
 /** Quiet: QUIET_ROUNDS timer probes in a row late by less than QUIET_LAG_MS. */
@@ -429,11 +431,17 @@ class InProcessRun {
     const timeoutMs = READY_TIMEOUT_MS + 500 * this.n
     const deadline = performance.now() + timeoutMs
     const waiting = () => this.live().filter((p) => (p.mesh?.node.topicPeers(topic).length ?? 0) === 0)
+    let redialAt = performance.now() + REDIAL_WAITING_MS
     while (waiting().length > 0) {
       if (performance.now() > deadline)
         throw new Error(
           `${this.shape} n=${this.n}: ${waiting().length} peers had no neighbour after ${timeoutMs / 1000} s`,
         )
+      // On a busy machine a peer's first dials may all time out: dial its links again.
+      if (performance.now() > redialAt) {
+        await Promise.all(waiting().map((p) => this.dialNeighbours(p)))
+        redialAt = performance.now() + REDIAL_WAITING_MS
+      }
       await sleep(50)
     }
   }
