@@ -45,6 +45,7 @@ const DIAL_TIMEOUT_MS = 10_000
 const REDIAL_WAITING_MS = 5_000
 /** An event this late is reported: the figures around it are distorted. */
 const LATE_EVENT_MS = 1000
+const MAX_LAGGARDS_NOTED = 5
 /** Quiet: QUIET_ROUNDS timer probes in a row late by less than QUIET_LAG_MS. */
 const QUIET_PROBE_MS = 100
 const QUIET_LAG_MS = 40
@@ -831,6 +832,7 @@ class InProcessRun {
       rssBytes: Math.round(rssShare),
     }))
     this.noteCaveats()
+    this.noteLaggards()
     return {
       shape: this.shape,
       n: this.n,
@@ -887,6 +889,18 @@ class InProcessRun {
         readsFailed: count('read', false),
       }
     })
+  }
+
+  /** Names the peers that still missed writes at the end, with their connections: where to look. */
+  private noteLaggards(): void {
+    const laggards = this.peers.filter((p) => p.up && this.pendingAt[p.index].size > 0)
+    for (const p of laggards.slice(0, MAX_LAGGARDS_NOTED))
+      this.notes.push(
+        `At the end peer ${p.index} still missed ${this.pendingAt[p.index].size} writes` +
+          (p.mesh === undefined ? '.' : `, with ${p.mesh.node.peers().length} connected peers.`),
+      )
+    if (laggards.length > MAX_LAGGARDS_NOTED)
+      this.notes.push(`${laggards.length - MAX_LAGGARDS_NOTED} more peers still missed writes at the end.`)
   }
 
   private noteCaveats(): void {
