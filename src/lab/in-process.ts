@@ -422,7 +422,7 @@ class InProcessRun {
     }
     if (calm < QUIET_ROUNDS)
       this.notes.push(
-        `The peers were still busy connecting after ${QUIET_TIMEOUT_MS / 1000} s when the run began.`,
+        `The process was still busy (timers ${QUIET_LAG_MS} ms late or more) ${timeoutMs / 1000} s after the peers connected, when the run began.`,
       )
   }
 
