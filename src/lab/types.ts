@@ -166,6 +166,12 @@ export interface RunResult {
   unseenByPeer?: number[]
   /** Timeline events that could not be played (a peer that did not start again in time), with why. */
   failedEvents?: string[]
+  /** When each timeline event really took effect (a busy runner may be late); plots mark these. */
+  firedEvents?: { kind: TimelineEvent['kind']; atMs: number; firedAtMs: number }[]
+  /** What the runner could not measure or emulate as asked, in words; the report lists them. */
+  notes?: string[]
+  /** The lab process itself where every peer shares it (in-process mode): CPU over the run and peak RSS. */
+  process?: { cpuMs: number; rssBytes: number }
 }
 
 export interface LabResults {
