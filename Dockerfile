@@ -9,7 +9,10 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --ignore-scripts
+# The same steps as `npm run build`: compile, then the daemon as one bundle that `hearsay up` loads.
+RUN npx tsc -p tsconfig.build.json \
+ && npx rolldown dist/daemon/daemon.js --platform node --format esm --logLevel warn --file dist/daemon/daemon.bundle.js \
+ && npm prune --omit=dev --ignore-scripts
 
 # Run: no compiler, no dev dependencies, not root.
 FROM node:22-bookworm-slim
@@ -24,6 +27,8 @@ WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+# The dashboard's page and styles are served from the source tree, beside dist/.
+COPY --from=build /src/src/daemon/dashboard ./src/daemon/dashboard
 COPY bin ./bin
 # The data dir belongs to the unprivileged `node` user of the base image, owner-only (it holds keys).
 RUN ln -s /app/bin/hearsay.cjs /usr/local/bin/hearsay \

@@ -54,6 +54,9 @@ describe('Dockerfile', () => {
     expect(final).toContain('COPY --from=build /src/dist ./dist')
     expect(final).toContain('COPY --from=build /src/node_modules ./node_modules')
     expect(stages[0]).toContain('npm prune --omit=dev')
+    // The daemon bundle `hearsay up` loads, and the dashboard's files it serves from beside dist/.
+    expect(stages[0]).toContain('--file dist/daemon/daemon.bundle.js')
+    expect(final).toContain('COPY --from=build /src/src/daemon/dashboard ./src/daemon/dashboard')
     expect(final).toMatch(/^USER node$/m)
     expect(final).not.toMatch(/^USER root$/m)
     expect(final).toMatch(/^VOLUME \["\/data"\]$/m)
