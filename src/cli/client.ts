@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { apiTokenPath, readApiToken } from '../daemon/access.ts'
 import { readLock } from '../daemon/lock.ts'
 import { dataDirFiles, type Env, resolveDataDir } from '../daemon/paths.ts'
@@ -85,6 +86,71 @@ export interface RequestOptions {
   signal?: AbortSignal
   /** Statuses to hand back instead of throwing (e.g. 404 for `get`). */
   accept?: number[]
+  /**
+   * Hand back the body as it arrives (SSE, exports). Otherwise the whole body is read before the
+   * response is returned, so the connection goes back to the pool even when nobody reads it.
+   */
+  stream?: boolean
+}
+
+/** Response headers by lower-case name, read like a fetch `Headers`. */
+export class ResponseHeaders {
+  private readonly raw: IncomingHttpHeaders
+
+  constructor(raw: IncomingHttpHeaders) {
+    this.raw = raw
+  }
+
+  get(name: string): string | null {
+    const value = this.raw[name.toLowerCase()]
+    if (value === undefined) return null
+    return Array.isArray(value) ? value.join(', ') : value
+  }
+}
+
+/**
+ * A daemon's answer. The client speaks node:http rather than `fetch` because loading fetch (undici)
+ * costs a short command like `hearsay get` more than its whole round trip; so the response is this
+ * small type, not a fetch `Response`. `body` is the byte stream (live when requested with `stream`);
+ * read it once, either through `body` or through `bytes()`/`text()`/`json()`.
+ */
+export class DaemonResponse {
+  readonly status: number
+  readonly statusText: string
+  readonly headers: ResponseHeaders
+  readonly body: AsyncIterable<Uint8Array>
+  private readonly buffered: Buffer | undefined
+
+  constructor(message: IncomingMessage, buffered?: Buffer) {
+    this.buffered = buffered
+    this.status = message.statusCode ?? 0
+    this.statusText = message.statusMessage ?? ''
+    this.headers = new ResponseHeaders(message.headers)
+    this.body = buffered === undefined ? message : singleChunk(buffered)
+  }
+
+  get ok(): boolean {
+    return this.status >= 200 && this.status < 300
+  }
+
+  async bytes(): Promise<Uint8Array> {
+    if (this.buffered !== undefined) return this.buffered
+    return readAll(this.body)
+  }
+
+  async text(): Promise<string> {
+    return Buffer.from(await this.bytes()).toString('utf8')
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text())
+  }
+}
+
+/** Whether a read of a response body failed because the connection went away mid-stream. */
+export function isConnectionLost(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return code === 'ECONNRESET' || code === 'EPIPE' || (error as Error | undefined)?.message === 'aborted'
 }
 
 export class DaemonClient {
@@ -96,24 +162,22 @@ export class DaemonClient {
     this.token = typeof target === 'string' ? undefined : target.token
   }
 
-  async request(path: string, options: RequestOptions = {}): Promise<Response> {
-    let response: Response
+  async request(path: string, options: RequestOptions = {}): Promise<DaemonResponse> {
+    let response: DaemonResponse
     try {
-      response = await fetch(this.baseUrl + path, {
-        method: options.method ?? 'GET',
+      response = await send(new URL(this.baseUrl + path), {
+        ...options,
         headers:
           this.token === undefined
             ? options.headers
             : { ...options.headers, authorization: `Bearer ${this.token}` },
-        body: options.body,
-        signal: options.signal,
       })
     } catch (error) {
-      if ((error as Error).name === 'AbortError') throw error
-      const cause = (error as { cause?: { code?: string; message?: string } }).cause
+      if (options.signal?.aborted === true) throw abortReason(options.signal, error)
+      const code = (error as NodeJS.ErrnoException).code
       throw new CliError(
         EXIT.NO_DAEMON,
-        `cannot reach the daemon at ${this.baseUrl} (${cause?.code ?? cause?.message ?? (error as Error).message}); is \`hearsay up\` running?`,
+        `cannot reach the daemon at ${this.baseUrl} (${code ?? (error as Error).message}); is \`hearsay up\` running?`,
       )
     }
     if (response.ok || options.accept?.includes(response.status)) return response
@@ -123,7 +187,7 @@ export class DaemonClient {
   async json<T = Record<string, unknown>>(
     path: string,
     options: RequestOptions = {},
-  ): Promise<{ status: number; body: T; headers: Headers }> {
+  ): Promise<{ status: number; body: T; headers: ResponseHeaders }> {
     const response = await this.request(path, options)
     const text = await response.text()
     return {
@@ -134,13 +198,51 @@ export class DaemonClient {
   }
 }
 
-async function errorFrom(response: Response): Promise<CliError> {
+/** One request over node:http(s); resolves once the status line and headers are in. */
+async function send(url: URL, options: RequestOptions): Promise<DaemonResponse> {
+  // Not `import`: an ES import of node:http reads all its exports, and its lazy `WebSocket` export
+  // loads undici, the very cost this client avoids.
+  const transport =
+    url.protocol === 'https:' ? process.getBuiltinModule('node:https') : process.getBuiltinModule('node:http')
+  const body = options.body === undefined ? undefined : Buffer.from(options.body)
+  const headers: Record<string, string> = { ...options.headers }
+  if (body !== undefined) headers['content-length'] = String(body.length)
+  return new Promise((resolvePromise, reject) => {
+    const request = transport.request(
+      url,
+      { method: options.method ?? 'GET', headers, signal: options.signal },
+      (message) => {
+        if (options.stream === true) return resolvePromise(new DaemonResponse(message))
+        readAll(message).then((buffered) => resolvePromise(new DaemonResponse(message, buffered)), reject)
+      },
+    )
+    request.once('error', reject)
+    request.end(body)
+  })
+}
+
+async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const chunks: Uint8Array[] = []
+  for await (const chunk of body) chunks.push(chunk)
+  return Buffer.concat(chunks)
+}
+
+async function* singleChunk(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  if (bytes.length > 0) yield bytes
+}
+
+/** What an aborted request rejects with: the signal's reason (a timeout stays a TimeoutError), as fetch does. */
+function abortReason(signal: AbortSignal, error: unknown): unknown {
+  return signal.reason instanceof Error ? signal.reason : error
+}
+
+async function errorFrom(response: DaemonResponse): Promise<CliError> {
   let code = `HTTP_${response.status}`
   let message = response.statusText
   try {
-    const body = (await response.json()) as { error?: { code?: string; message?: string } }
-    if (body.error?.code !== undefined) code = body.error.code
-    if (body.error?.message !== undefined) message = body.error.message
+    const body = (await response.json()) as { error?: { code?: string; message?: string } } | null
+    if (body?.error?.code !== undefined) code = body.error.code
+    if (body?.error?.message !== undefined) message = body.error.message
   } catch {
     // Not our error shape (a proxy?): keep the HTTP status.
   }

@@ -360,8 +360,10 @@ export const eventsCommand: Command = {
     process.once('SIGTERM', onSignal)
     let seen = 0
     try {
-      const response = await context.client().request('/v1/events', { signal: controller.signal })
-      for await (const event of parseSse(response.body!)) {
+      const response = await context
+        .client()
+        .request('/v1/events', { signal: controller.signal, stream: true })
+      for await (const event of parseSse(response.body)) {
         if (event.event === 'ready') continue
         if (event.event === 'overflow' || event.event === 'shutdown') {
           throw new CliError(

@@ -1,5 +1,5 @@
-import { LAB_USAGE, labMain } from '../lab/main.ts'
 import type { ScenarioFlags } from '../lab/scenario.ts'
+import { LAB_USAGE } from '../lab/usage.ts'
 import type { Command, OptionSpec } from './command.ts'
 
 /** `hearsay lab`: the P2P versus client-server lab (docs/experiments.md). */
@@ -54,6 +54,8 @@ Events (--event kind@time[:peers]): leave@2s:1  join@4s:1  late-join@3s:2
   },
   async run(context) {
     const values = context.values as ScenarioFlags & { json?: boolean; compare?: boolean }
+    // The lab pulls in libp2p: loaded only when run, so other commands start fast.
+    const { labMain } = await import('../lab/main.ts')
     return labMain(context.positionals, values, context.io)
   },
 }

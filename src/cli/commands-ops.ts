@@ -16,7 +16,6 @@ import {
 } from 'node:fs'
 import { resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { acquireLock, readLock } from '../daemon/lock.ts'
 import { dataDirFiles, resolveDataDir } from '../daemon/paths.ts'
@@ -217,10 +216,9 @@ content type, ETag and siblings; a counter's value; a set's members. \`hearsay i
     for (const ns of (context.values.namespace as string[] | undefined) ?? []) params.append('namespace', ns)
     if (typeof context.values.prefix === 'string') params.set('prefix', context.values.prefix)
     const query = params.size === 0 ? '' : `?${params}`
-    const response = await context.client().request(`/v1/admin/export${query}`)
-    if (response.body === null) return EXIT.OK
+    const response = await context.client().request(`/v1/admin/export${query}`, { stream: true })
     const out = context.values.out
-    const source = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>)
+    const source = response.body
     if (typeof out === 'string') {
       const partial = `${resolve(out)}.partial`
       await pipeline(source, createWriteStream(partial))

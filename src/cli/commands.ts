@@ -228,7 +228,7 @@ export const getCommand: Command = {
       return EXIT.OK
     }
     const response = await context.client().request(path)
-    const value = new Uint8Array(await response.arrayBuffer())
+    const value = await response.bytes()
     const contentType = response.headers.get('content-type') ?? 'application/octet-stream'
     const etag = (response.headers.get('etag') ?? '').replace(/^"|"$/g, '')
     const siblings = Number(response.headers.get('x-hearsay-siblings') ?? '1')

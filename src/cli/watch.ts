@@ -1,4 +1,4 @@
-import { nsPath } from './client.ts'
+import { type DaemonResponse, isConnectionLost, nsPath } from './client.ts'
 import type { Command, CommandContext } from './command.ts'
 import { CliError, EXIT } from './exit-codes.ts'
 import { preview } from './format.ts'
@@ -152,19 +152,19 @@ async function follow(
   if (prefix !== '') params.set('prefix', prefix)
   if (since !== '') params.set('since', since)
   const query = params.toString()
-  let response: Response
+  let response: DaemonResponse
   try {
     response = await context
       .client()
       .request(`${nsPath(context.ns)}/watch${query === '' ? '' : `?${query}`}`, {
         headers: { accept: 'text/event-stream' },
         signal,
+        stream: true,
       })
   } catch (error) {
     if (signal.aborted) return 'done'
     throw error
   }
-  if (response.body === null) return 'closed'
   try {
     for await (const event of parseSse(response.body)) {
       if (event.id !== undefined) onId(event.id)
@@ -200,7 +200,7 @@ async function follow(
     }
   } catch (error) {
     if (signal.aborted) return 'done'
-    if ((error as Error).name === 'TypeError' || (error as Error).name === 'SocketError') return 'closed'
+    if (isConnectionLost(error)) return 'closed'
     throw error
   }
   return signal.aborted ? 'done' : 'closed'

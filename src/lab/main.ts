@@ -16,6 +16,9 @@ import {
   scenarioFromFlags,
 } from './scenario.ts'
 import type { LabProgress, LabResults } from './types.ts'
+import { LAB_USAGE } from './usage.ts'
+
+export { LAB_USAGE }
 
 /**
  * `hearsay lab run <scenario.json> [flags]`, `hearsay lab report <dir>`,
@@ -179,11 +182,6 @@ async function renderOrCompare(positionals: string[], compare: boolean, io: LabI
   io.stdout.write(`${result.markdown}\n`)
   return 0
 }
-
-export const LAB_USAGE = `hearsay lab run [scenario.json] [flags]   run an experiment (results.json,
-                                          results.md and plots in --out)
-hearsay lab report <dir>                  render a past run's report again
-hearsay lab report --compare <a> <b>      lay two runs side by side`
 
 /** Dispatches `lab <run|report> …`. */
 export async function labMain(
