@@ -91,6 +91,8 @@ describe('replication figures from gossip', () => {
     expect(membership.get(relay.mesh.peerId)?.seen.get('ns')?.has(last.replica, last.counter)).toBe(true)
     expect(membership.hasDot(relay.mesh.peerId, 'ns', last.replica, last.counter)).toBe(false)
     expect(membership.holdersOf('ns', last.replica, last.counter)).toBe(0)
+    // Publishing teaches the writer nothing: gossip has no receipt.
+    expect(writer.mesh.membership.get(relay.mesh.peerId)?.seen.has('ns')).toBe(false)
     // The writer, known at the reader only as the author of gossip, has no durable context there.
     expect(row(reader, writer)).toMatchObject({ contextKnown: false, theyLack: null, weLack: null })
     expect(membership.get(writer.mesh.peerId)?.holds.has('ns')).toBe(false)
