@@ -86,6 +86,27 @@ describe('dotHolders', () => {
     })
   })
 
+  it('counts what gossip showed a peer with, and leaves a peer known only from gossip unknown otherwise', () => {
+    const withGossip: MemberView[] = [
+      {
+        peerId: 'p1',
+        holds: new Map([['ns', ctx({ r: [1, 2] })]]),
+        seen: new Map([['ns', ctx({ r: [1, 4] })]]),
+      },
+      { peerId: 'p2', holds: new Map(), seen: new Map([['ns', ctx({ r: [4, 4] })]]) },
+    ]
+    expect(dotHolders('ns', { replica: 'r', counter: 4 }, withGossip, 'me')).toEqual({
+      heldBy: ['me', 'p1', 'p2'],
+      notYetAt: [],
+      unknown: [],
+    })
+    expect(dotHolders('ns', { replica: 'r', counter: 5 }, withGossip, 'me')).toEqual({
+      heldBy: ['me'],
+      notYetAt: ['p1'],
+      unknown: ['p2'],
+    })
+  })
+
   it("counts a write's author among its holders, whatever its last known context says", () => {
     expect(dotHolders('ns', { replica: 'p2~x1', counter: 9 }, members, 'me')).toEqual({
       heldBy: ['me', 'p2'],
@@ -220,6 +241,38 @@ describe('replicationRows', () => {
       lastContactAt: null,
     })
     expect(p9.connection.lastFailure).toEqual({ at: new Date(time.now()).toISOString(), reason: 'no route' })
+  })
+
+  it('counts lag against what sessions and gossip taught together, and waits for a session', () => {
+    const activity = new PeerActivity({ now: clock().now })
+    const own = ctx({ me: [1, 6] })
+    const members: MemberView[] = [
+      // A session taught 1..2; gossip since showed it with 3..5.
+      {
+        peerId: 'p1',
+        holds: new Map([['ns', ctx({ me: [1, 2] })]]),
+        seen: new Map([['ns', ctx({ me: [1, 5] })]]),
+      },
+      // Gossip only: what it lacks is not known.
+      { peerId: 'p2', holds: new Map(), seen: new Map([['ns', ctx({ me: [6, 6] })]]) },
+      // A session, no gossip.
+      { peerId: 'p3', holds: new Map([['ns', ctx({ me: [1, 2] })]]) },
+    ]
+    const rows = replicationRows({
+      namespace: 'ns',
+      own,
+      members,
+      activity,
+      connected: new Set(),
+      self: 'me',
+    })
+    expect(
+      rows.map(({ peerId, contextKnown, theyLack, weLack }) => ({ peerId, contextKnown, theyLack, weLack })),
+    ).toEqual([
+      { peerId: 'p1', contextKnown: true, theyLack: 1, weLack: 0 },
+      { peerId: 'p2', contextKnown: false, theyLack: null, weLack: null },
+      { peerId: 'p3', contextKnown: true, theyLack: 4, weLack: 0 },
+    ])
   })
 })
 

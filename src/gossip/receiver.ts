@@ -15,8 +15,11 @@ export interface BatchReceiverInit {
   /** Where an accepted batch is merged (the namespace's replica); resolves to what it added. */
   replica: { merge(delta: Delta): Promise<{ added: readonly unknown[] }> }
   counters: GossipCounters
-  /** An accepted batch: its author and the neighbour that delivered it were heard from. */
-  heard(author: string, neighbour: string): void
+  /**
+   * An accepted batch: its author and the neighbour that delivered it were heard from, and both
+   * have seen its dots (the author wrote them; the neighbour forwarded only after accepting them).
+   */
+  heard(author: string, neighbour: string, delta: Delta): void
   /** A refused batch or a failed merge (logged once per peer and kind by the caller). */
   problem(kind: 'gossip' | 'merge', peer: string, message: string, fields?: object): void
 }
@@ -43,7 +46,7 @@ export function batchReceiver(init: BatchReceiverInit): MessageReceiver {
     const author = result.signer
     counters.gossipReceived++
     counters.gossipBytesReceived += message.data.length
-    init.heard(author, message.from.toString())
+    init.heard(author, message.from.toString(), result.delta)
     init.replica
       .merge(result.delta)
       .then((change) => {

@@ -314,9 +314,14 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
         budget: validationTurns,
         replica,
         counters,
-        heard: (author, neighbour) => {
+        heard: (author, neighbour, delta) => {
           membership.saw(author)
           membership.saw(neighbour, { connected: true })
+          // Seen, not held: the neighbour forwards before its merge is durable, so acks and garbage
+          // collection never count this; the replication figures do. We publish with no receipt, so
+          // our own batches teach nothing.
+          membership.sawDots(author, replica.namespace, delta.context)
+          if (neighbour !== author) membership.sawDots(neighbour, replica.namespace, delta.context)
         },
         problem: (kind, peerId, message, fields) => logOnce(kind, peerId, message, fields),
       }),

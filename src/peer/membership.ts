@@ -2,8 +2,13 @@ import type { CausalContext } from '../crdt/context.ts'
 
 /**
  * Who is in the mesh, as far as this peer can tell: peers it is connected to, peers whose signed
- * gossip it has relayed, and what each is known to hold per namespace (from anti-entropy). Pure:
- * the clock is injected.
+ * gossip it has relayed, and what each is known to hold per namespace. Pure: the clock is injected.
+ *
+ * Two kinds of knowledge are kept apart. `holds` comes from anti-entropy sessions, which end only
+ * once the other side has merged: it is durable there, and acknowledgements and garbage collection
+ * rest on it. `seen` adds what gossip shows: the author of a batch and the neighbour that forwarded
+ * it (gossipsub forwards only after its validator accepted, and the merge may still be under way or
+ * fail). It only feeds the replication figures, never acks or collection.
  *
  * Removals are collected only once every member seen within `memberTtlMs` is known to hold them. A
  * member that stays away longer no longer holds collection back; when it returns it is behind the
@@ -19,6 +24,11 @@ export interface Member {
   lastSeen: number
   /** Namespaces the member replicates, with the context it is known to hold at least. */
   holds: Map<string, CausalContext>
+  /**
+   * Per namespace, `holds` plus the dots gossip showed the member with; present only once gossip
+   * taught something beyond the sessions. Not durable: for the replication figures alone.
+   */
+  seen: Map<string, CausalContext>
 }
 
 export interface MembershipInit {
@@ -46,7 +56,14 @@ export class Membership {
     if (peerId === this.self) return undefined
     let member = this.members.get(peerId)
     if (member === undefined) {
-      member = { peerId, connected: false, addresses: [], lastSeen: this.now(), holds: new Map() }
+      member = {
+        peerId,
+        connected: false,
+        addresses: [],
+        lastSeen: this.now(),
+        holds: new Map(),
+        seen: new Map(),
+      }
       this.members.set(peerId, member)
     }
     return member
@@ -74,6 +91,27 @@ export class Membership {
     const known = member.holds.get(namespace)
     if (known === undefined) member.holds.set(namespace, context.clone())
     else known.merge(context)
+    member.seen.get(namespace)?.merge(context)
+  }
+
+  /**
+   * Gossip showed the peer with these dots (the author of an accepted batch, or the neighbour that
+   * forwarded it): recorded in `seen` only. Costs a merge of the batch's small context; the peer's
+   * durable context is copied once, the first time gossip teaches anything of the namespace.
+   */
+  sawDots(peerId: string, namespace: string, dots: CausalContext): void {
+    const member = this.member(peerId)
+    if (member === undefined) return
+    const seen = member.seen.get(namespace)
+    if (seen !== undefined) {
+      seen.merge(dots)
+      return
+    }
+    const held = member.holds.get(namespace)
+    if (held?.covers(dots) === true) return
+    const union = held === undefined ? dots.clone() : held.clone()
+    if (held !== undefined) union.merge(dots)
+    member.seen.set(namespace, union)
   }
 
   /** True when the peer is known to hold the dot. */

@@ -250,8 +250,9 @@ export class PeerActivity {
 
 /**
  * Writes (dots) in our context that their last known context lacks, and the reverse; null when we
- * never learned their context. Their context is what they held at least when we last synced, so
- * `theyLack` may overstate (gossip since) but never understates what anti-entropy would send.
+ * never learned their context. Their context is what they held at least when we last synced, plus
+ * what gossip has shown them with since, so `theyLack` may overstate (gossip that did not reach us,
+ * or was not relayed through them) but never understates what anti-entropy would send.
  */
 export function lackFigures(
   own: CausalContext,
@@ -300,8 +301,15 @@ export interface MemberView {
   /** ms since epoch, when we last heard from it (directly or through gossip). */
   lastSeen?: number
   rttMs?: number
-  /** Per namespace, the context it is known to hold at least. */
+  /** Per namespace, the context it is known to hold at least (from sync sessions: durable). */
   holds: ReadonlyMap<string, CausalContext>
+  /** Per namespace, `holds` plus what gossip showed it with (not durable); absent: `holds` alone. */
+  seen?: ReadonlyMap<string, CausalContext>
+}
+
+/** What a member is known to have at least seen of a namespace: its sessions' context and gossip's. */
+function seenContext(member: MemberView | undefined, namespace: string): CausalContext | undefined {
+  return member?.seen?.get(namespace) ?? member?.holds.get(namespace)
 }
 
 export interface PeerReplication {
@@ -376,7 +384,13 @@ export function replicationRows(input: {
       },
       lastContactAt: lastContact === 0 ? null : iso(lastContact),
       contextKnown: known !== undefined,
-      ...lackFigures(input.own, input.lackFor === undefined || input.lackFor(peerId) ? known : undefined),
+      // Gossip alone (no session yet) would make every older write look missing: figures wait for one.
+      ...lackFigures(
+        input.own,
+        known !== undefined && (input.lackFor === undefined || input.lackFor(peerId))
+          ? seenContext(member, input.namespace)
+          : undefined,
+      ),
       lastSync:
         sync === undefined
           ? null
@@ -400,8 +414,9 @@ export function replicationRows(input: {
 }
 
 /**
- * Which known peers hold a dot (from their last known contexts) and which do not yet; peers whose
- * context for the namespace we never learned are `unknown`. This peer holds every dot it shows.
+ * Which known peers hold a dot (from their last known contexts, sessions' and gossip's) and which do
+ * not yet; peers whose context for the namespace we never learned are `unknown`. This peer holds
+ * every dot it shows.
  */
 export function dotHolders(
   namespace: string,
@@ -415,11 +430,12 @@ export function dotHolders(
   const unknown: string[] = []
   for (const member of [...members].sort((a, b) => (a.peerId < b.peerId ? -1 : 1))) {
     if (member.peerId === self) continue
-    const known = member.holds.get(namespace)
     // A write's author holds it from the moment it was made, whatever we last learned of it.
     if (member.peerId === author) heldBy.push(member.peerId)
-    else if (known === undefined) unknown.push(member.peerId)
-    else if (known.has(dot.replica, dot.counter)) heldBy.push(member.peerId)
+    else if (seenContext(member, namespace)?.has(dot.replica, dot.counter) === true)
+      heldBy.push(member.peerId)
+    // Gossip alone does not tell what a peer lacks: only a session's context does.
+    else if (member.holds.get(namespace) === undefined) unknown.push(member.peerId)
     else notYetAt.push(member.peerId)
   }
   return { heldBy, notYetAt, unknown }
