@@ -206,8 +206,14 @@ export class WatchHub {
     const replica = this.peer.namespace(event.namespace)
     if (burst === undefined) {
       // The first change of a commit: the context now is exactly what that commit made durable.
-      const context = replica.context()
-      this.committed.set(event.namespace, context)
+      // Expiries are announced outside commits, when a merge may be applied in memory and not yet
+      // committed (nor shown): their token is the last commit's, or resuming from it would skip
+      // that merge.
+      let context = this.committed.get(event.namespace)
+      if (event.origin !== 'expire' || context === undefined) {
+        context = replica.context()
+        this.committed.set(event.namespace, context)
+      }
       burst = {
         namespace: event.namespace,
         context,

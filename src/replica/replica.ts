@@ -652,18 +652,23 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       for (const entry of change.removed)
         if (entry.kind === EntryKind.Value) added.set(entry.key, (added.get(entry.key) ?? 0) - 1)
     }
-    const seen = new Set<string>()
+    // One event per key, in first-touched order, with the origin of the first change that was not
+    // collection: a key collected and written again in one batch changed by that write, and
+    // listeners that ignore `gc` must still see it.
+    const origins = new Map<string, ChangeOrigin>()
     for (const [change, origin] of batch.changes) {
       for (const list of [change.added, change.removed]) {
         for (const entry of list) {
-          if (seen.has(entry.key)) continue
-          seen.add(entry.key)
-          const parsed = parseInternalKey(entry.key)
-          const event: ChangeEvent = { namespace: this.namespace, ...parsed, origin }
-          if (parsed.type === 'register') event.siblingsAdded = added.get(entry.key) ?? 0
-          this.emit('change', event)
+          const known = origins.get(entry.key)
+          if (known === undefined || (known === 'gc' && origin !== 'gc')) origins.set(entry.key, origin)
         }
       }
+    }
+    for (const [key, origin] of origins) {
+      const parsed = parseInternalKey(key)
+      const event: ChangeEvent = { namespace: this.namespace, ...parsed, origin }
+      if (parsed.type === 'register') event.siblingsAdded = added.get(key) ?? 0
+      this.emit('change', event)
     }
   }
 
