@@ -321,12 +321,13 @@ const explainedEntry: Schema = {
     heldBy: {
       type: 'array',
       items: { type: 'string' },
-      description: 'This peer, and known peers whose last known context holds the dot',
+      description:
+        "This peer, the write's author, and known peers that hold the dot: by their context from the last sync session, or because gossip showed them with it",
     },
     notYetAt: {
       type: 'array',
       items: { type: 'string' },
-      description: 'Known peers whose last known context lacks the dot',
+      description: 'Known peers that, as far as sync sessions and gossip have shown, lack the dot',
     },
     unknown: {
       type: 'array',
@@ -373,11 +374,11 @@ const insightSchemas = {
       contextKnown: { type: 'boolean' },
       theyLack: nullable({
         type: 'integer',
-        description: 'Writes in our context that their last known context lacks',
+        description: 'Writes in our context that they lack, as far as sync sessions and gossip have shown',
       }),
       weLack: nullable({
         type: 'integer',
-        description: 'Writes in their last known context that ours lacks',
+        description: 'Writes they hold (as far as sessions and gossip have shown) that our context lacks',
       }),
       lastSync: nullable({
         type: 'object',
