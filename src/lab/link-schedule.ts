@@ -1,5 +1,7 @@
 import { LINK_PRESETS, type LinkConditions } from './types.ts'
 
+export { seededRandom } from '../seeded-random.ts'
+
 /**
  * When each chunk of one direction of a TCP stream leaves the lab's link emulator. A chunk arriving
  * at `now` leaves at `now + delay ± jitter`, but never before the chunk ahead of it: a byte stream
@@ -24,18 +26,6 @@ export class DelaySchedule {
     const wanted = now + Math.max(0, this.delayMs + jitter)
     this.lastRelease = Math.max(this.lastRelease, wanted)
     return this.lastRelease
-  }
-}
-
-/** A small seeded random source (mulberry32): enough for jitter, repeatable per seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
 

@@ -1,4 +1,7 @@
+import { seededRandom } from '../seeded-random.ts'
 import type { Workload } from './types.ts'
+
+export { seededRandom }
 
 /**
  * The operations of a run, planned in advance from the workload and the seed, so two runs of one
@@ -19,18 +22,6 @@ export interface PlannedOp {
   key: string
   /** Per-writer sequence number of a write (1, 2, …); 0 for reads. */
   seq: number
-}
-
-/** mulberry32: small, fast, good enough to spread reads and writes; seeded for repeatable runs. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 export function keyOf(writer: number, index: number): string {

@@ -8,6 +8,9 @@
  */
 import type { MultiaddrConnection, Transport, Upgrader } from '@libp2p/interface'
 import { type MemoryTransportComponents, memory } from '@libp2p/memory'
+import { seededRandom } from '../seeded-random.ts'
+
+export { seededRandom }
 
 export interface LinkLoss {
   /** Chance, from 0 to 1, that a buffer sent on a connection is lost (and the connection reset). */
@@ -28,18 +31,6 @@ export interface LossyMemoryInit {
 /** The error a connection is reset with when the link loses one of its buffers. */
 export class LinkLostError extends Error {
   override name = 'LinkLostError'
-}
-
-/** mulberry32: a small seeded generator of floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** Checks a loss setting; throws RangeError for a rate outside [0, 1] or a seed that is not an integer. */
