@@ -1,3 +1,4 @@
+import type { PeerReplication } from '../peer/replication-state.ts'
 import { keyPath, nsPath } from './client.ts'
 import type { Command, CommandContext } from './command.ts'
 import { contentTypeOf, need } from './commands.ts'
@@ -10,25 +11,8 @@ import { parseSse } from './watch.ts'
  * does (`explain`), the keys with concurrent values (`conflicts`, `resolve`), and the mesh's events.
  */
 
-interface PeerRow {
-  peerId: string
-  connected: boolean
-  connection: { state: string; since: string | null; lastFailure: { at: string; reason: string } | null }
-  lastContactAt: string | null
-  contextKnown: boolean
-  theyLack: number | null
-  weLack: number | null
-  lastSync: {
-    at: string
-    reason: string
-    role: string
-    durationMs: number
-    bytesSent: number
-    bytesReceived: number
-  } | null
-  lastSyncFailure: { at: string; reason: string } | null
-  rttMs: number | null
-}
+/** A row of `GET /v1/ns/{ns}/replication`, as the daemon builds it. */
+type PeerRow = PeerReplication
 
 function ago(iso: string | null, now = Date.now()): string {
   if (iso === null) return '-'

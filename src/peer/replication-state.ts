@@ -324,16 +324,8 @@ export interface PeerReplication {
   contextKnown: boolean
   theyLack: number | null
   weLack: number | null
-  lastSync: {
-    at: string
-    reason: string
-    role: SyncRole
-    durationMs: number
-    bytesSent: number
-    bytesReceived: number
-    entriesReceived: number
-    equal: boolean
-  } | null
+  /** The last session's figures, its time as an ISO string. */
+  lastSync: (SyncFigures & { at: string; reason: SyncCause }) | null
   lastSyncFailure: { at: string; reason: string } | null
   rttMs: number | null
 }
