@@ -1,6 +1,6 @@
 import type { Replica } from '../replica/replica.ts'
 import type { AppInit } from './app.ts'
-import { MAX_JSON_BODY_BYTES } from './constants.ts'
+import { DEFAULT_LIST_LIMIT, MAX_JSON_BODY_BYTES, MAX_LIST_LIMIT } from './constants.ts'
 import { ApiError } from './errors.ts'
 import { type ApiRequest, type ApiResponse, header } from './http.ts'
 import { jsonTextProblem, MAX_JSON_DEPTH } from './json-text.ts'
@@ -102,6 +102,16 @@ export function intParam(
     throw new ApiError(400, 'INVALID_PARAMETER', `${name} must be from ${min} to ${max}, got ${value}`)
   }
   return value
+}
+
+/** The paging parameters of a key listing: `prefix`, `limit` and `cursor` (empty: the first page). */
+export function pageParams(query: URLSearchParams): { prefix: string; limit: number; cursor?: string } {
+  const cursor = query.get('cursor') ?? ''
+  return {
+    prefix: query.get('prefix') ?? '',
+    limit: intParam(query, 'limit', 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT),
+    cursor: cursor === '' ? undefined : cursor,
+  }
 }
 
 /** A boolean query flag: present as `1`, `true`, `yes` or empty (`?siblings`). */

@@ -3,10 +3,8 @@ import { keyProblem, setElementProblem } from '../replica/keys.ts'
 import { MAX_TTL_MS, MIN_TTL_MS, type Replica, type WriteAck } from '../replica/replica.ts'
 import {
   DEFAULT_ACK_TIMEOUT_MS,
-  DEFAULT_LIST_LIMIT,
   MAX_ACK_PEERS,
   MAX_ACK_TIMEOUT_MS,
-  MAX_LIST_LIMIT,
   MAX_SET_ELEMENTS_PER_REQUEST,
   MAX_VALUE_BYTES,
 } from './constants.ts'
@@ -17,6 +15,7 @@ import {
   flagParam,
   intParam,
   json,
+  pageParams,
   type Route,
   type RouteContext,
   readJsonObject,
@@ -54,11 +53,9 @@ export const listRoute: Route = {
   methods: {
     GET(context) {
       const replica = context.existing()
-      const prefix = context.query.get('prefix') ?? ''
-      const limit = intParam(context.query, 'limit', 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT)
-      const cursor = context.query.get('cursor') ?? undefined
+      const { prefix, limit, cursor } = pageParams(context.query)
       const values = context.query.has('values') ? flagParam(context.query, 'values') : true
-      const page = replica.list(prefix, { cursor: cursor === '' ? undefined : cursor, limit })
+      const page = replica.list(prefix, { cursor, limit })
       const items = page.items.map(({ key, read }) => ({
         key,
         etag: read.etag,

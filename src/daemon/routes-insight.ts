@@ -4,9 +4,8 @@ import type { HearsayPeer } from '../peer/peer.ts'
 import { dotHolders, type MemberView, replicationRows } from '../peer/replication-state.ts'
 import { replicaBase } from '../replica/incarnation.ts'
 import type { Replica } from '../replica/replica.ts'
-import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from './constants.ts'
 import { ApiError } from './errors.ts'
-import { intParam, json, type Route } from './route.ts'
+import { json, pageParams, type Route } from './route.ts'
 import { encodeValue } from './values.ts'
 
 /**
@@ -245,10 +244,8 @@ export const conflictsRoute: Route = {
   methods: {
     GET(context) {
       const replica = context.existing()
-      const prefix = context.query.get('prefix') ?? ''
-      const limit = intParam(context.query, 'limit', 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT)
-      const raw = context.query.get('cursor') ?? ''
-      const page = findConflicts(replica, prefix, { cursor: raw === '' ? undefined : raw, limit })
+      const { prefix, limit, cursor } = pageParams(context.query)
+      const page = findConflicts(replica, prefix, { cursor, limit })
       return json(200, { namespace: replica.namespace, prefix, ...page })
     },
   },
