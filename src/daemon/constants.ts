@@ -94,6 +94,12 @@ export const DEFAULT_API_MAX_CONNECTIONS = 256
 export const BODY_IDLE_TIMEOUT_MS = 5_000
 
 /**
+ * After answering a request whose body we stopped reading (408, 503), how long the connection may
+ * go on delivering bytes we drop before it is closed: long enough for the client to read the answer.
+ */
+export const BODY_LINGER_MS = 2_000
+
+/**
  * Request body bytes held in memory across all requests at once: 64 values of 1 MiB arriving
  * together. Beyond it a request is answered 503 SERVER_BUSY (with Retry-After), so clients that
  * trickle bodies cannot make the daemon hold apiMaxConnections × 1 MiB.

@@ -1,9 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { App } from './app.ts'
 import {
   BODY_IDLE_TIMEOUT_MS,
+  BODY_LINGER_MS,
   DEFAULT_API_MAX_CONNECTIONS,
   HEADERS_TIMEOUT_MS,
   KEEP_ALIVE_TIMEOUT_MS,
@@ -226,10 +227,10 @@ class NodeRequest implements ApiRequest {
         this.release()
         reject(error)
       }
-      // A body abandoned mid-way is not read further: the answer says why, then the connection closes.
+      // A body abandoned mid-way is not kept: the answer says why, then the connection closes.
       const abandon = (error: ApiError) => {
         fail(error)
-        this.res.once('finish', () => this.req.destroy())
+        lingerOnClose(this.req.socket)
       }
       const onIdle = () =>
         abandon(
@@ -270,6 +271,26 @@ class NodeRequest implements ApiRequest {
         if (!this.req.complete) fail(new Error('the client closed the request before its body ended'))
       })
     })
+  }
+}
+
+/**
+ * A connection whose request body is still arriving is closed without losing the answer: closing a
+ * socket with unread bytes makes the kernel send a reset, and a reset can discard the answer before
+ * the client reads it. node:http ends a `connection: close` answer with `destroySoon()`; on this
+ * socket that instead sends our end (FIN), keeps reading and dropping what still arrives, and closes
+ * for good when the client ends too or after BODY_LINGER_MS.
+ */
+function lingerOnClose(socket: Socket): void {
+  socket.destroySoon = () => {
+    if (socket.destroyed) return
+    const timer = setTimeout(() => socket.destroy(), BODY_LINGER_MS)
+    timer.unref()
+    socket.once('close', () => clearTimeout(timer))
+    socket.once('end', () => socket.destroy())
+    socket.on('data', () => {})
+    socket.resume()
+    socket.end()
   }
 }
 
