@@ -151,6 +151,40 @@ describe('catch-up from several neighbours', () => {
     expect(hub.digest()).toBe(c.digest())
   }, 60_000)
 
+  it("a hub merging one client's writes takes another client's own writes at once, and refuses a session that brings the same", async () => {
+    const { a, b: hub } = await holdersAndJoiner()
+    // After the hub restarts, each client holds writes of its own that the hub lacks.
+    const client = async (name: string) => {
+      const replica = Replica.open({ namespace: 'ns', store: createMemoryStore() })
+      await replica.merge(a.deltasSince(replica.context()))
+      await replica.put(`own-${name}`, enc.encode(`written by ${name}`), 'text/plain')
+      return replica
+    }
+    const [c, d] = await Promise.all([client('c'), client('d')])
+    // e holds c's write too: it would bring something c's session brings.
+    const e = Replica.open({ namespace: 'ns', store: createMemoryStore() })
+    await e.merge(c.deltasSince(e.context()))
+    const slow = heldMerges(hub, 'first')
+    const [eh, ec, ed, ee] = await Promise.all([endpoint(slow.proxy), endpoint(c), endpoint(d), endpoint(e)])
+    for (const other of [ec, ed, ee]) await other.node.dial(eh.node.addresses()[0].toString())
+
+    const fromC = ec.sync.syncWith(eh.node.peerId, 'ns')
+    await eventually(() => slow.state.merges === 1, { timeout: 20_000, message: "the hub merges c's write" })
+    // c's session holds its turn (its merge is held); d's brings only d's writer: it runs beside it.
+    await ed.sync.syncWith(eh.node.peerId, 'ns')
+    expect(hub.context().max(d.replicaId)).toBeGreaterThan(0)
+    expect(eh.sync.busy.refused).toBe(0)
+    // e brings c's write as well: refused BUSY while c's session holds it, then tried again.
+    const fromE = ee.sync.syncWith(eh.node.peerId, 'ns')
+    await eventually(() => eh.sync.busy.refused >= 1, { timeout: 20_000, message: 'the hub refused e' })
+    slow.letGo()
+    await Promise.all([fromC, fromE])
+    expect(hub.context().covers(c.context())).toBe(true)
+    expect(hub.context().covers(d.context())).toBe(true)
+    // c's write came once: from c, not again from e.
+    expect(received(eh.events)).toBe(2)
+  }, 60_000)
+
   it('stops reading while merges lag behind (backpressure), and finishes once they catch up', async () => {
     // More than yamux's first window (256 KiB), so pausing the stream holds part of it at the sender.
     const source = Replica.open({ namespace: 'ns', store: createMemoryStore() })

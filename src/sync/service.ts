@@ -287,8 +287,13 @@ export class SyncService {
       // A turn is needed only to receive: not when the digests are equal (EQUAL, nothing merged),
       // nor when our context covers the peer's (it has nothing we lack: a hub answering a client).
       // Otherwise a session of this namespace under way means BUSY: never wait on another's behalf.
-      const receivesNothing = frame.digest === replica.digest() || replica.context().covers(frame.context)
-      let release = receivesNothing ? NO_TURN : this.gate.tryEnter(namespace)
+      // A session that brings only writers no running session brings goes ahead beside them.
+      const brings =
+        frame.digest === replica.digest() ? undefined : frame.context.difference(replica.context())
+      let release =
+        brings === undefined || brings.isEmpty()
+          ? NO_TURN
+          : this.gate.tryEnter(namespace, new Set(brings.replicas()))
       // A holder that stalled (its peer stopped answering) does not make us refuse: answer anyway.
       if (release === undefined && !this.gate.busyWithin(namespace, this.stallMs)) release = NO_TURN
       if (release === undefined) {
