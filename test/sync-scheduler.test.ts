@@ -96,6 +96,24 @@ describe('SyncScheduler', () => {
       periodic: 0,
       'publish-reached-nobody': 0,
       ack: 1,
+      relay: 0,
     })
+  })
+
+  it('a hub relays a session that brought entries to every connected peer, once per delay', () => {
+    const hub = new SyncScheduler({ self: 'h', neverInitiate: true, relaysSessions: true })
+    expect(hub.received('ns', 0)).toBe(false)
+    expect(hub.received('ns', 3)).toBe(true)
+    // Pending already: a second session before the push changes nothing.
+    expect(hub.received('ns', 5)).toBe(false)
+    expect(hub.relayDue('ns', ['a', 'b'])).toEqual([
+      { peer: 'a', namespace: 'ns', reason: 'relay' },
+      { peer: 'b', namespace: 'ns', reason: 'relay' },
+    ])
+    expect(hub.relayDue('ns', ['a'])).toEqual([])
+    expect(hub.requested.relay).toBe(2)
+    // A peer that is no hub passes nothing on: its neighbours gossip and sync among themselves.
+    const member = new SyncScheduler({ self: 'm' })
+    expect(member.received('ns', 3)).toBe(false)
   })
 })

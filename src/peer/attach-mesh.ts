@@ -191,6 +191,12 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
           if (event.role === 'initiator') membership.holds(remote, event.namespace, event.localContext)
         }
         acks.changed()
+        // A hub passes on what a session brought: its clients meet only through it.
+        if (!stopped && scheduler.received(event.namespace, event.stats.entriesReceived))
+          setTimeout(
+            () => runAll(scheduler.relayDue(event.namespace, connectedPeers())),
+            scheduler.pushDelayMs,
+          ).unref()
         activity.syncCompleted(remote, event.namespace, {
           role: event.role,
           durationMs: event.durationMs,
@@ -247,12 +253,13 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     alwaysInitiate: hubMode,
     onRequest: (request) => activity.requested(request.peer, request.namespace, request.reason),
     neverInitiate: options.isHub === true,
+    relaysSessions: options.isHub === true,
   })
   const runAll = (requests: SyncRequest[]): void => {
     for (const request of requests)
       void sync
         .syncWith(peerIdFromString(request.peer), request.namespace, undefined, {
-          push: request.reason === 'publish-reached-nobody',
+          push: request.reason === 'publish-reached-nobody' || request.reason === 'relay',
         })
         .catch(() => {})
   }

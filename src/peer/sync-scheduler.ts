@@ -12,9 +12,13 @@
  *   still forming just after a connect), or publishing failed: push to every connected peer soon,
  *   at most once per `pushDelayMs` per namespace.
  * - `ack`: a `?ack=N` write waits for a peer to hold it (the ack tracker asks).
+ * - `relay`: a hub took writes in a session (a client that was cut off, or wrote while the hub was
+ *   down): its other clients reach those writes only through the hub, and gossip does not carry
+ *   what anti-entropy delivered, so push to every connected client soon, at most once per
+ *   `pushDelayMs` per namespace, rather than at each client's next periodic round.
  */
 
-export type SyncReason = 'connected' | 'joined' | 'periodic' | 'publish-reached-nobody' | 'ack'
+export type SyncReason = 'connected' | 'joined' | 'periodic' | 'publish-reached-nobody' | 'ack' | 'relay'
 
 export const SYNC_REASONS: readonly SyncReason[] = [
   'connected',
@@ -22,6 +26,7 @@ export const SYNC_REASONS: readonly SyncReason[] = [
   'periodic',
   'publish-reached-nobody',
   'ack',
+  'relay',
 ]
 
 export interface SyncRequest {
@@ -36,6 +41,8 @@ export interface SyncSchedulerInit {
   alwaysInitiate?: boolean
   /** Leave the session on connect to the other side (a hub: its clients always start one). */
   neverInitiate?: boolean
+  /** Pass on what sessions bring to every other connected peer (a hub: its clients meet only through it). */
+  relaysSessions?: boolean
   /** Returns a number in [0, 1). Default Math.random. */
   random?: () => number
   /** Delay of a push after gossip reached nobody, and the least gap between two. Default 250 ms. */
@@ -54,10 +61,12 @@ export class SyncScheduler {
     periodic: 0,
     'publish-reached-nobody': 0,
     ack: 0,
+    relay: 0,
   }
   private readonly init: SyncSchedulerInit
   private readonly random: () => number
   private readonly pendingPushes = new Set<string>()
+  private readonly pendingRelays = new Set<string>()
 
   constructor(init: SyncSchedulerInit) {
     this.init = init
@@ -106,6 +115,23 @@ export class SyncScheduler {
   pushDue(namespace: string, peers: Iterable<string>): SyncRequest[] {
     if (!this.pendingPushes.delete(namespace)) return []
     return this.count([...peers].map((peer) => ({ peer, namespace, reason: 'publish-reached-nobody' })))
+  }
+
+  /**
+   * A session of the namespace ended having brought `entries` entries. True when the shell should
+   * call `relayDue` after `pushDelayMs`: we relay sessions, it brought something, and no relay of
+   * the namespace is pending already.
+   */
+  received(namespace: string, entries: number): boolean {
+    if (this.init.relaysSessions !== true || entries === 0 || this.pendingRelays.has(namespace)) return false
+    this.pendingRelays.add(namespace)
+    return true
+  }
+
+  /** The pending relay of a namespace is due: one push session with every connected peer. */
+  relayDue(namespace: string, peers: Iterable<string>): SyncRequest[] {
+    if (!this.pendingRelays.delete(namespace)) return []
+    return this.count([...peers].map((peer) => ({ peer, namespace, reason: 'relay' })))
   }
 
   /** The ack tracker pushes a namespace to a peer that lacks a write. */
