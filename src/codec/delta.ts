@@ -3,25 +3,32 @@ import { CausalContext } from '../crdt/context.ts'
 import { type Covers, type Entry, EntryKind, NO_COVERS } from '../crdt/entry.ts'
 import { DecodeError } from './errors.ts'
 import { type CodecLimits, DEFAULT_LIMITS } from './limits.ts'
+import { HASH_BYTES, MAX_TREE_LEAVES, parseProof, pathLength } from './proof.ts'
 import { SIGNATURE_BYTES } from './signature.ts'
 import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
 
 /**
- * Binary encoding of deltas, version 2 (version 1 had no signatures).
+ * Binary encoding of deltas, version 3 (version 1 had no signatures, version 2 a fixed 64-byte
+ * signature per entry).
  *
  *   frame   = version:u8 type:u8 body
  *   delta   = strings entries context
  *   strings = n:uint (utf8-string){n}              replica ids and content types, by first use
  *   entry   = key:string kind:u8 replica:uint(idx) counter:uint wall:int(Δ previous) logical:uint
- *             [expires-at:uint, when kind has bit 0x80] signature:64 covers:context-body
+ *             [expires-at:uint, when kind has bit 0x80] proof covers:context-body
  *             value: contentType:uint(idx) bytes | counter: increments:uint decrements:uint
+ *   proof   = 0:u8 signature:64                               signed alone
+ *           | 1:u8 signature:64 index:uint leaves:uint path   a leaf of a signed tree (proof.ts)
+ *           | 2:u8 index:uint path                            a leaf of the previous entry's tree:
+ *                                                             its signature and leaf count
  *   context = n:uint (replica:uint(idx) ranges:(m:uint (gap:uint len:uint){m})){n}
  *
  * Replica ids (long PeerIds) are written once per frame, wall clocks as differences from the
  * previous entry, and context ranges as gaps and lengths, so a frame costs a few bytes per entry
- * beyond its keys and values, plus the author's 64-byte signature (see signature.ts). An entry
- * without a signature (the pure CRDT layer, size benchmarks) is written with 64 zero bytes, which
- * no verifier accepts.
+ * beyond its keys and values, plus the author's proof (see proof.ts): a 64-byte signature for an
+ * entry signed alone; for entries signed together in one turn, the signature once and per entry its
+ * leaf index and path (32 bytes per tree level). An entry without a signature (the pure CRDT layer,
+ * size benchmarks) is written with 64 zero bytes, which no verifier accepts.
  *
  * An expiring value entry (TTL) sets bit 0x80 of its kind byte and carries its absolute expiry (HLC
  * wall ms) after `logical`. Frames without expiring entries are byte for byte what they were, so the
@@ -32,7 +39,7 @@ import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
 /** Bit of the kind byte that says an expiry follows `logical`. */
 const EXPIRES_FLAG = 0x80
 
-export const CODEC_VERSION = 2
+export const CODEC_VERSION = 3
 
 export const FrameType = {
   Delta: 1,
@@ -61,10 +68,17 @@ class StringTable {
 
 /**
  * About how many bytes an entry takes in a frame, without encoding it: its key and value, ~32 bytes
- * of kind, dot, clock and framing, 64 of signature, and ~8 per range of what it covers. For sizing batches and chunks.
+ * of kind, dot, clock and framing, its proof (64 bytes when signed alone), and ~8 per range of what
+ * it covers. For sizing batches and chunks.
  */
 export function estimateEncodedSize(entry: Entry): number {
-  return entry.key.length + (entry.value?.length ?? 0) + 96 + entry.covers.rangeCount() * 8
+  return (
+    entry.key.length +
+    (entry.value?.length ?? 0) +
+    32 +
+    (entry.signature?.length ?? SIGNATURE_BYTES) +
+    entry.covers.rangeCount() * 8
+  )
 }
 
 export function encodeDelta(delta: Delta): Uint8Array {
@@ -73,6 +87,7 @@ export function encodeDelta(delta: Delta): Uint8Array {
   const body = new Writer(64 + delta.entries.length * 96)
   body.uint(delta.entries.length)
   let previousWall = 0
+  let previousProof: Uint8Array | undefined
   for (const entry of delta.entries) {
     body.string(entry.key)
     const expires = entry.expiresAt !== undefined
@@ -83,7 +98,9 @@ export function encodeDelta(delta: Delta): Uint8Array {
     previousWall = entry.wall
     body.uint(entry.logical)
     if (expires) body.uint(entry.expiresAt!)
-    body.raw(entry.signature ?? UNSIGNED)
+    const proof = entry.signature ?? UNSIGNED
+    writeEntryProof(body, proof, previousProof)
+    previousProof = proof
     writeContextBody(body, entry.covers, table)
     if (entry.kind === EntryKind.Value) {
       body.uint(table.id(entry.contentType!))
@@ -108,9 +125,11 @@ export function encodeDelta(delta: Delta): Uint8Array {
 export function decodeDelta(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIMITS): Delta {
   const reader = openFrame(bytes, FrameType.Delta, limits)
   const strings = readStrings(reader, limits)
-  const entryCount = reader.count('entry count', limits.maxEntries, 6 + SIGNATURE_BYTES)
+  // The smallest entry shares its tree's signature: a tag, an index and one path hash.
+  const entryCount = reader.count('entry count', limits.maxEntries, 8 + HASH_BYTES)
   const entries: Entry[] = new Array(entryCount)
   let previousWall = 0
+  let previousProof: Uint8Array | undefined
   for (let i = 0; i < entryCount; i++) {
     const key = reader.string('key', limits.maxKeyBytes, 'key-too-long')
     const kindByte = reader.byte('kind')
@@ -134,7 +153,8 @@ export function decodeDelta(bytes: Uint8Array, limits: CodecLimits = DEFAULT_LIM
     previousWall = wall
     const logical = reader.uint('logical')
     const expiresAt = expires ? reader.uint('expires at') : undefined
-    const signature = reader.fixed('signature', SIGNATURE_BYTES).slice()
+    const signature = readEntryProof(reader, previousProof, i)
+    previousProof = signature
     const encodedCovers = readContextBody(reader, strings, limits)
     const covers: Covers = encodedCovers.isEmpty() ? NO_COVERS : encodedCovers
     if (kind === EntryKind.Value) {
@@ -223,6 +243,69 @@ export function entryOf(
 }
 
 const UNSIGNED = new Uint8Array(SIGNATURE_BYTES)
+
+const ProofTag = { Alone: 0, Tree: 1, SameTree: 2 } as const
+
+/** Bytes of a tree proof's index and leaf count (each below 128, one byte). */
+const TREE_POSITION_BYTES = 2
+
+/** True when `proof` and `previous` are tree proofs with the same signature and leaf count. */
+function sameTree(proof: Uint8Array, previous: Uint8Array | undefined): boolean {
+  if (previous === undefined || proof.length === SIGNATURE_BYTES || previous.length === SIGNATURE_BYTES)
+    return false
+  if (proof[SIGNATURE_BYTES + 1] !== previous[SIGNATURE_BYTES + 1]) return false
+  for (let i = 0; i < SIGNATURE_BYTES; i++) if (proof[i] !== previous[i]) return false
+  return true
+}
+
+function writeEntryProof(writer: Writer, proof: Uint8Array, previous: Uint8Array | undefined): void {
+  if (proof.length === SIGNATURE_BYTES) {
+    writer.byte(ProofTag.Alone)
+    writer.raw(proof)
+  } else if (sameTree(proof, previous)) {
+    writer.byte(ProofTag.SameTree)
+    writer.byte(proof[SIGNATURE_BYTES])
+    writer.raw(proof.subarray(SIGNATURE_BYTES + TREE_POSITION_BYTES))
+  } else {
+    writer.byte(ProofTag.Tree)
+    writer.raw(proof)
+  }
+}
+
+/** Reads an entry's proof as writeEntryProof wrote it; returns the whole proof (a fresh copy). */
+function readEntryProof(reader: Reader, previous: Uint8Array | undefined, i: number): Uint8Array {
+  const tag = reader.byte('proof tag')
+  if (tag === ProofTag.Alone) return reader.fixed('signature', SIGNATURE_BYTES).slice()
+  let proof: Uint8Array
+  if (tag === ProofTag.Tree) {
+    // Signature, index and leaf count (one byte each, checked below), then the path they imply.
+    const head = reader.fixed('proof', SIGNATURE_BYTES + TREE_POSITION_BYTES)
+    proof = withPath(reader, head, head[SIGNATURE_BYTES], head[SIGNATURE_BYTES + 1], i)
+  } else if (tag === ProofTag.SameTree) {
+    if (previous === undefined || previous.length === SIGNATURE_BYTES)
+      throw new DecodeError('invalid-field', `entry ${i}: shares the tree of an entry that has none`)
+    const head = new Uint8Array(SIGNATURE_BYTES + TREE_POSITION_BYTES)
+    head.set(previous.subarray(0, SIGNATURE_BYTES + TREE_POSITION_BYTES))
+    head[SIGNATURE_BYTES] = reader.byte('proof index')
+    proof = withPath(reader, head, head[SIGNATURE_BYTES], head[SIGNATURE_BYTES + 1], i)
+  } else {
+    throw new DecodeError('invalid-field', `entry ${i}: proof tag ${tag}`)
+  }
+  const parsed = parseProof(proof)
+  if (typeof parsed === 'string') throw new DecodeError('invalid-field', `entry ${i}: ${parsed}`)
+  return proof
+}
+
+/** The proof `head` (signature, index, leaf count) followed by the path hashes read after it. */
+function withPath(reader: Reader, head: Uint8Array, index: number, leaves: number, i: number): Uint8Array {
+  if (leaves < 2 || leaves > MAX_TREE_LEAVES || index >= leaves)
+    throw new DecodeError('invalid-field', `entry ${i}: proof for leaf ${index} of ${leaves}`)
+  const path = reader.fixed('proof path', pathLength(index, leaves) * HASH_BYTES)
+  const proof = new Uint8Array(head.length + path.length)
+  proof.set(head)
+  proof.set(path, head.length)
+  return proof
+}
 
 // ---- causal contexts ----------------------------------------------------------------------
 

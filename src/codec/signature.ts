@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import type { SignedHead } from '../crdt/attest.ts'
 import { type Entry, EntryKind } from '../crdt/entry.ts'
 import { DecodeError } from './errors.ts'
+import { readProof, writeProof } from './proof.ts'
 import type { Reader, Writer } from './wire.ts'
 import { Writer as ByteWriter } from './wire.ts'
 
@@ -68,19 +69,40 @@ export function entrySigningMessage(
   return writer.finish()
 }
 
-/** Writes a list of signed heads: n:uint (replica:string counter:uint body-hash:32 signature:64){n}. */
+/**
+ * Writes a list of signed heads: n:uint (replica:string counter:uint body-hash:32 proof:bytes){n}.
+ * The proof (see proof.ts) is length-prefixed: 64 bytes for an entry signed alone, up to
+ * MAX_PROOF_BYTES for one signed in a tree.
+ */
 export function writeHeads(writer: Writer, heads: readonly SignedHead[]): void {
   writer.uint(heads.length)
   for (const head of heads) {
     writer.string(head.replica)
     writer.uint(head.counter)
     writer.raw(head.bodyHash)
-    writer.raw(head.signature)
+    writeProof(writer, head.signature)
   }
 }
 
 /** Reads what writeHeads wrote, at most `max` heads. */
 export function readHeads(reader: Reader, max: number, maxStringBytes: number): SignedHead[] {
+  return readHeadList(reader, max, maxStringBytes, (field) => readProof(reader, field).slice())
+}
+
+/**
+ * Reads heads as writeHeads wrote them before proofs: each with a fixed 64-byte signature (stored
+ * head lists of older stores).
+ */
+export function readLegacyHeads(reader: Reader, max: number, maxStringBytes: number): SignedHead[] {
+  return readHeadList(reader, max, maxStringBytes, (field) => reader.fixed(field, SIGNATURE_BYTES).slice())
+}
+
+function readHeadList(
+  reader: Reader,
+  max: number,
+  maxStringBytes: number,
+  readSignature: (field: string) => Uint8Array,
+): SignedHead[] {
   const count = reader.count('head count', max, 2 + BODY_HASH_BYTES + SIGNATURE_BYTES)
   const heads: SignedHead[] = new Array(count)
   for (let i = 0; i < count; i++) {
@@ -88,7 +110,7 @@ export function readHeads(reader: Reader, max: number, maxStringBytes: number): 
     const counter = reader.uint('head counter')
     if (counter < 1) throw new DecodeError('invalid-field', 'head counter must be >= 1')
     const bodyHash = reader.fixed('head body hash', BODY_HASH_BYTES).slice()
-    const signature = reader.fixed('head signature', SIGNATURE_BYTES).slice()
+    const signature = readSignature('head signature')
     heads[i] = { replica, counter, bodyHash, signature }
   }
   return heads
