@@ -259,12 +259,14 @@ const headText = (head: SignedHead) => ({
 })
 
 /** A delta of `count` writes of one replica, signed together as one commit turn. */
-function signedTurn(count: number): Delta {
+function signedTurn(count: number, each = false): Delta {
   const author = generateEntrySigner()
   const doc = new CrdtDocument({ replica: `${author.peerId}~x` })
   for (let i = 0; i < count; i++) doc.put(`k${i}`, te.encode(`{"i":${i}}`), 'application/json')
   const delta = doc.snapshot()
-  const heads = signEntries(author, 'ns', delta.entries)
+  const heads = each
+    ? delta.entries.map((entry) => signEntry(author, 'ns', entry))
+    : signEntries(author, 'ns', delta.entries)
   delta.entries.forEach((entry, i) => {
     entry.signature = heads[i].signature
   })
@@ -272,15 +274,21 @@ function signedTurn(count: number): Delta {
 }
 
 describe('entry proofs on the wire and on disk', () => {
-  it('round-trips the entries of a tree, writing its signature once', () => {
+  it('round-trips the entries of a tree, writing its signature and each of its nodes once', () => {
     const alone = signedTurn(1)
     const tree = signedTurn(16)
     const back = decodeDelta(encodeDelta(tree))
     expectSameDelta(back, tree)
     expect(back.entries.every((entry) => verifyEntry('ns', entry))).toBe(true)
-    // Per entry beyond the first: a tag, an index and four path hashes instead of 65 bytes.
+    // The tree's signature and each of its nodes travel once: about what a signature each cost.
     const perEntry = (delta: Delta) => encodeDelta(delta).length / delta.entries.length
-    expect(perEntry(tree)).toBeLessThan(perEntry(alone) - 64 + 1 + 1 + 4 * 32 + 8)
+    expect(perEntry(tree)).toBeLessThan(perEntry(signedTurn(16, true)) + 8)
+    // Without its first entry, the frame names the tree with the second and still carries every path.
+    const partial = { entries: tree.entries.slice(1), context: tree.context }
+    const partialBack = decodeDelta(encodeDelta(partial))
+    expect(partialBack.entries.map((e) => hex(e.signature!))).toEqual(
+      partial.entries.map((e) => hex(e.signature!)),
+    )
     // Out of order, an entry of the same tree after one of another still decodes to its own proof.
     const mixed = { entries: [tree.entries[3], alone.entries[0], tree.entries[5]], context: tree.context }
     mixed.context = tree.context.clone()
@@ -316,7 +324,7 @@ describe('entry proofs on the wire and on disk', () => {
     expect(broken).toBeGreaterThan(0)
   })
 
-  it('refuses a proof beyond the maximum, or one sharing the tree of an entry signed alone', () => {
+  it('refuses a proof beyond the maximum, one naming a tree the frame has not named, an unknown tag', () => {
     const entry = signedTurn(2).entries[0]
     const stored = encodeEntryBody(entry)
     // The proof's length prefix.
@@ -333,7 +341,7 @@ describe('entry proofs on the wire and on disk', () => {
     writer.uint(MAX_PROOF_BYTES + 32)
     writer.raw(new Uint8Array(MAX_PROOF_BYTES + 32))
     expect(() => readHeads(new Reader(writer.finish()), 10, 256)).toThrow(DecodeError)
-    // An entry that claims its predecessor's tree when that one was signed alone.
+    // An entry that names a tree by number when the frame has named none (its predecessor was signed alone).
     const alone = signedTurn(1)
     const tree = signedTurn(2)
     const context = alone.context.clone()

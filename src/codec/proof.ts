@@ -83,6 +83,22 @@ export function pathLength(index: number, leaves: number): number {
   return length
 }
 
+/**
+ * The tree nodes leaf `index`'s path holds, in path order, each as level × 64 + position within its
+ * level: leaves of one tree whose paths name the same node carry the same hash there.
+ */
+export function pathNodes(index: number, leaves: number): number[] {
+  const nodes: number[] = []
+  let level = 0
+  for (let width = leaves; width > 1; width = Math.ceil(width / 2)) {
+    const sibling = index ^ 1
+    if (sibling < width) nodes.push(level * 64 + sibling)
+    index >>= 1
+    level++
+  }
+  return nodes
+}
+
 /** The root that leaf `index` of `leaves` and its path lead to. */
 export function rootFromPath(
   leaf: Uint8Array,
