@@ -10,7 +10,7 @@ import {
   pathLength,
   rootFromPath,
 } from '../src/codec/proof.ts'
-import { entryBodyHash } from '../src/codec/signature.ts'
+import { entryBodyHash, entryLeafHash, entrySigningMessage } from '../src/codec/signature.ts'
 import { CrdtDocument, type Entry } from '../src/crdt/index.ts'
 import {
   type EntrySigner,
@@ -78,6 +78,11 @@ describe('Merkle trees of entry proofs', () => {
     expect(levels.map((level) => level.length)).toEqual([3, 2, 1])
     expect(levels[1][1]).toBe(c)
     expect(merklePath(levels, 2)).toEqual([levels[1][0]])
+    // An entry's leaf is the hash of its signing message, however it is computed.
+    const bodyHash = new Uint8Array(32).fill(9)
+    expect(entryLeafHash('ns', 'r~1', 300, bodyHash)).toEqual(
+      leafHash(entrySigningMessage('ns', 'r~1', 300, bodyHash)),
+    )
     // A leaf is not a node: the same bytes hashed as a leaf give another hash.
     expect(leafHash(new Uint8Array([...a, ...b]))).not.toEqual(levels[1][0])
   })

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { DecodeError } from './errors.ts'
 import { type Reader, Writer } from './wire.ts'
 
@@ -34,16 +34,24 @@ const MAX_PATH_HASHES = 5
 /** The largest proof: signature, index and leaf count (one byte each below 128), the deepest path. */
 export const MAX_PROOF_BYTES = SIGNATURE_BYTES + 2 + MAX_PATH_HASHES * HASH_BYTES
 
-const LEAF_PREFIX = new Uint8Array([0])
-const NODE_PREFIX = new Uint8Array([1])
-
-/** The leaf of an entry: the hash of what a one-leaf proof signs. */
+/**
+ * The leaf of an entry: the hash of what a one-leaf proof signs (signature.ts's entryLeafHash
+ * computes the same from the entry's dot and body hash, without this copy).
+ */
 export function leafHash(entryMessage: Uint8Array): Uint8Array {
-  return createHash('sha256').update(LEAF_PREFIX).update(entryMessage).digest()
+  const input = new Uint8Array(1 + entryMessage.length)
+  input.set(entryMessage, 1)
+  return hash('sha256', input, 'buffer')
 }
 
+/** 0x01 ‖ left ‖ right, reused: one-shot hashing of one buffer costs less than a Hash object. */
+const nodeInput = new Uint8Array(1 + 2 * HASH_BYTES)
+nodeInput[0] = 1
+
 function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest()
+  nodeInput.set(left, 1)
+  nodeInput.set(right, 1 + HASH_BYTES)
+  return hash('sha256', nodeInput, 'buffer')
 }
 
 /** Every level of the tree over `leaves` (at least one), leaves first, the root last. */

@@ -14,7 +14,6 @@ import { DEFAULT_LIMITS } from '../codec/limits.ts'
 import {
   batchSigningMessage,
   encodeTreeProof,
-  leafHash,
   MAX_TREE_LEAVES,
   merkleLevels,
   merklePath,
@@ -23,6 +22,7 @@ import {
 } from '../codec/proof.ts'
 import {
   entryBodyHash,
+  entryLeafHash,
   entrySigningMessage,
   readHeads,
   readLegacyHeads,
@@ -152,7 +152,7 @@ export function signEntries(signer: EntrySigner, namespace: string, entries: rea
     }
     const bodyHashes = tree.map((entry) => entryBodyHash(entry))
     const leaves = tree.map((entry, i) =>
-      leafHash(entrySigningMessage(namespace, entry.replica, entry.counter, bodyHashes[i])),
+      entryLeafHash(namespace, entry.replica, entry.counter, bodyHashes[i]),
     )
     const levels = merkleLevels(leaves)
     const root = levels[levels.length - 1][0]
@@ -229,11 +229,12 @@ export function verifyProof(
   roots: VerifiedRoots = verifiedRootsOf(verifier),
 ): boolean {
   const author = replicaAuthor(replica)
-  const message = entrySigningMessage(namespace, replica, counter, bodyHash)
-  if (proof.length === SIGNATURE_BYTES) return verifier(author, message, proof)
+  if (proof.length === SIGNATURE_BYTES)
+    return verifier(author, entrySigningMessage(namespace, replica, counter, bodyHash), proof)
   const parsed = parseProof(proof)
   if (typeof parsed === 'string') return false
-  const root = rootFromPath(leafHash(message), parsed.index, parsed.leaves, parsed.path)
+  const leaf = entryLeafHash(namespace, replica, counter, bodyHash)
+  const root = rootFromPath(leaf, parsed.index, parsed.leaves, parsed.path)
   if (root === undefined) return false
   const key = `${author} ${namespace} ${parsed.leaves} ${Buffer.from(root).toString('hex')}`
   if (roots.has(key, parsed.signature)) return true
