@@ -71,17 +71,13 @@ class StringTable {
 
 /**
  * About how many bytes an entry takes in a frame, without encoding it: its key and value, ~32 bytes
- * of kind, dot, clock and framing, its proof (64 bytes when signed alone), and ~8 per range of what
- * it covers. For sizing batches and chunks.
+ * of kind, dot, clock and framing, ~64 of proof (a signature; the entries of a tree that travel
+ * together share theirs and each tree node once, about as much per entry; an entry that travels
+ * without the rest of its tree costs up to 160 bytes more), and ~8 per range of what it covers. For
+ * sizing batches and chunks.
  */
 export function estimateEncodedSize(entry: Entry): number {
-  return (
-    entry.key.length +
-    (entry.value?.length ?? 0) +
-    32 +
-    (entry.signature?.length ?? SIGNATURE_BYTES) +
-    entry.covers.rangeCount() * 8
-  )
+  return entry.key.length + (entry.value?.length ?? 0) + 96 + entry.covers.rangeCount() * 8
 }
 
 export function encodeDelta(delta: Delta): Uint8Array {
