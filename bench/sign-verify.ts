@@ -8,15 +8,24 @@
  * 68-byte JSON values, as the receive bench's. The verifier starts each scheme with no verified
  * roots, as a receiver that has not seen the turn does.
  *
+ * Last, what a reader spends per delivered write on gossip batches of 16 writes (checkBatch, then
+ * Replica.merge into SQLite, one commit per batch), written one per turn (a signature each) or 16
+ * per turn (one tree): each batch is checked once, as a receiver meets it.
+ *
  * Options: --entries 3200 (total entries per scheme; a multiple of 32).
  */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { encodeEntryBody } from '../src/codec/stored.ts'
 import type { Delta } from '../src/crdt/causal-map.ts'
 import { CrdtDocument } from '../src/crdt/document.ts'
 import type { Entry } from '../src/crdt/entry.ts'
-import { encodeBatch } from '../src/gossip/batch.ts'
+import { checkBatch, encodeBatch } from '../src/gossip/batch.ts'
 import { coalesce } from '../src/gossip/batcher.ts'
+import { meshTopic } from '../src/mesh/topics.ts'
+import { Replica } from '../src/replica/replica.ts'
 import {
   type EntrySigner,
   generateEntrySigner,
@@ -26,6 +35,8 @@ import {
   verifyEd25519,
   verifyEntry,
 } from '../src/replica/signing.ts'
+import { createMemoryStore } from '../src/store/memory.ts'
+import { openSqliteStore } from '../src/store/sqlite.ts'
 
 const NAMESPACE = 'default'
 const PAYLOAD_BYTES = 68
@@ -140,4 +151,62 @@ for (const [label, count, turn] of [
   console.log(
     `  ${label.padEnd(44)} gossip ${f(gossip).padStart(6)} (${f(gossip / PAYLOAD_BYTES, 2)}× payload)  stored ${f(stored).padStart(6)}`,
   )
+}
+
+/** Gossip messages of `batches` × 16 writes by a real replica, `perTurn` writes per commit turn. */
+async function authorBatches(batches: number, perTurn: number): Promise<Uint8Array[]> {
+  const author = Replica.open({ namespace: NAMESPACE, store: createMemoryStore() })
+  const deltas: Delta[] = []
+  author.on('delta', (delta: Delta) => deltas.push(delta))
+  const te = new TextEncoder()
+  for (let i = 0; i < batches * 16; i += perTurn) {
+    await Promise.all(
+      Array.from({ length: perTurn }, (_, j) =>
+        author.put(
+          `e2e-${i + j}`,
+          te.encode(`{"seq":${i + j}}`.padEnd(PAYLOAD_BYTES, ' ')),
+          'application/json',
+        ),
+      ),
+    )
+  }
+  const messages: Uint8Array[] = []
+  for (let i = 0; i < deltas.length; i += 16) messages.push(encodeBatch(coalesce(deltas.slice(i, i + 16))))
+  return messages
+}
+
+/** CPU µs per write a reader spends checking and merging `messages` (16 writes each) into SQLite. */
+async function readerPerWrite(messages: Uint8Array[], dir: string, name: string): Promise<number> {
+  const topic = meshTopic('bench', NAMESPACE)
+  const reader = Replica.open({
+    namespace: NAMESPACE,
+    store: openSqliteStore({ path: join(dir, `${name}.db`) }),
+  })
+  const receive = async (message: Uint8Array) => {
+    const checked = await checkBatch(topic, message, 'a-reader', NAMESPACE)
+    if (checked.delta === undefined) throw new Error(`refused: ${checked.reason}`)
+    await reader.merge(checked.delta)
+  }
+  // Warm-up on batches of their own, so every measured batch is new to the verified roots.
+  const warm = Math.ceil(messages.length / 10)
+  for (const message of messages.slice(0, warm)) await receive(message)
+  const start = cpuUs()
+  for (const message of messages.slice(warm)) await receive(message)
+  const us = (cpuUs() - start) / ((messages.length - warm) * 16)
+  await reader.close()
+  return us
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'hearsay-sign-verify-'))
+try {
+  const batches = Math.max(20, total / 16)
+  const alone = await readerPerWrite(await authorBatches(batches, 1), dir, 'alone')
+  const together = await readerPerWrite(await authorBatches(batches, 16), dir, 'together')
+  console.log(`\nreader CPU per delivered write, gossip batches of 16 (checkBatch + merge into SQLite):`)
+  console.log(`  written one per turn (a signature each)       ${f(alone).padStart(6)} µs`)
+  console.log(
+    `  written 16 per turn (one tree)                ${f(together).padStart(6)} µs  (×${f(together / alone, 3)})`,
+  )
+} finally {
+  rmSync(dir, { recursive: true, force: true })
 }
