@@ -16,7 +16,7 @@ import { SYNC_FRAME_VERSION } from './constants.ts'
  *   CONTEXT context:bytes                                      "send me what this context lacks"
  *   DELTAS  flags:u8 delta:bytes [heads] [held:bytes]          a chunk of what the other side lacks;
  *                                                              the final one (flag 1) ends with signed
- *                                                              heads (codec/signature.ts), and (flag 2) with the dots the
+ *                                                              heads, and (flag 2) with the dots the
  *                                                              sender holds, when both contexts are
  *                                                              equal but the states are not
  *   ERROR   code:string message:string                         refusal; the stream ends after it
