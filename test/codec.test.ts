@@ -13,9 +13,22 @@ import {
   tokenKeyTag,
   withLimits,
 } from '../src/codec/index.ts'
-import { entryBodyHash } from '../src/codec/signature.ts'
+import { MAX_PROOF_BYTES } from '../src/codec/proof.ts'
+import { entryBodyHash, readHeads, writeHeads } from '../src/codec/signature.ts'
+import { Reader, Writer } from '../src/codec/wire.ts'
+import type { SignedHead } from '../src/crdt/attest.ts'
 import { CausalContext, CrdtDocument, type Delta, type Entry, HybridClock } from '../src/crdt/index.ts'
-import { generateEntrySigner, signEntry, verifyEntry } from '../src/replica/signing.ts'
+import {
+  decodeHeadList,
+  encodeHeadList,
+  generateEntrySigner,
+  headOf,
+  signEntries,
+  signEntry,
+  verifyEntry,
+  verifyHead,
+} from '../src/replica/signing.ts'
+import { decodeSyncFrame, encodeSyncFrame } from '../src/sync/frames.ts'
 
 const te = new TextEncoder()
 
@@ -235,6 +248,177 @@ describe('signed entries on the wire', () => {
     delta.entries[0].signature = new Uint8Array(64).fill(1)
     expect(encodeDelta(delta).length).toBe(unsigned)
     expect(decodeDelta(encodeDelta(delta)).entries[0].signature).toEqual(new Uint8Array(64).fill(1))
+  })
+})
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex')
+const headText = (head: SignedHead) => ({
+  ...head,
+  bodyHash: hex(head.bodyHash),
+  signature: hex(head.signature),
+})
+
+/** A delta of `count` writes of one replica, signed together as one commit turn. */
+function signedTurn(count: number, each = false): Delta {
+  const author = generateEntrySigner()
+  const doc = new CrdtDocument({ replica: `${author.peerId}~x` })
+  for (let i = 0; i < count; i++) doc.put(`k${i}`, te.encode(`{"i":${i}}`), 'application/json')
+  const delta = doc.snapshot()
+  const heads = each
+    ? delta.entries.map((entry) => signEntry(author, 'ns', entry))
+    : signEntries(author, 'ns', delta.entries)
+  delta.entries.forEach((entry, i) => {
+    entry.signature = heads[i].signature
+  })
+  return delta
+}
+
+describe('entry proofs on the wire and on disk', () => {
+  it('round-trips the entries of a tree, writing its signature and each of its nodes once', () => {
+    const alone = signedTurn(1)
+    const tree = signedTurn(16)
+    const back = decodeDelta(encodeDelta(tree))
+    expectSameDelta(back, tree)
+    expect(back.entries.every((entry) => verifyEntry('ns', entry))).toBe(true)
+    // The tree's signature and each of its nodes travel once: about what a signature each cost.
+    const perEntry = (delta: Delta) => encodeDelta(delta).length / delta.entries.length
+    expect(perEntry(tree)).toBeLessThan(perEntry(signedTurn(16, true)) + 8)
+    // Without its first entry, the frame names the tree with the second and still carries every path.
+    const partial = { entries: tree.entries.slice(1), context: tree.context }
+    const partialBack = decodeDelta(encodeDelta(partial))
+    expect(partialBack.entries.map((e) => hex(e.signature!))).toEqual(
+      partial.entries.map((e) => hex(e.signature!)),
+    )
+    // Out of order, an entry of the same tree after one of another still decodes to its own proof.
+    const mixed = { entries: [tree.entries[3], alone.entries[0], tree.entries[5]], context: tree.context }
+    mixed.context = tree.context.clone()
+    mixed.context.merge(alone.context)
+    const decoded = decodeDelta(encodeDelta(mixed))
+    expect(decoded.entries.map((e) => hex(e.signature!))).toEqual(mixed.entries.map((e) => hex(e.signature!)))
+  })
+
+  it('a bit flip in a frame of tree proofs fails to decode, breaks a proof, or changes nothing signed', () => {
+    const delta = signedTurn(3)
+    const bytes = encodeDelta(delta)
+    const original = new Set(delta.entries.map((e) => Buffer.from(entryBodyHash(e)).toString('hex')))
+    let broken = 0
+    for (let i = 0; i < bytes.length; i++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const flipped = bytes.slice()
+        flipped[i] ^= 1 << bit
+        let decoded: Delta
+        try {
+          decoded = decodeDelta(flipped)
+        } catch (error) {
+          expect(error).toBeInstanceOf(DecodeError)
+          continue
+        }
+        if (!decoded.entries.every((e) => verifyEntry('ns', e))) {
+          broken++
+          continue
+        }
+        for (const e of decoded.entries)
+          expect(original.has(Buffer.from(entryBodyHash(e)).toString('hex'))).toBe(true)
+      }
+    }
+    expect(broken).toBeGreaterThan(0)
+  })
+
+  it('refuses a proof beyond the maximum, one naming a tree the frame has not named, an unknown tag', () => {
+    const entry = signedTurn(2).entries[0]
+    const stored = encodeEntryBody(entry)
+    // The proof's length prefix.
+    const at = Buffer.from(stored).indexOf(Buffer.from(entry.signature!.subarray(0, 16))) - 1
+    expect(stored[at]).toBeGreaterThan(64)
+    const long = stored.slice()
+    long[at] = MAX_PROOF_BYTES + 1
+    expect(() => decodeEntryBody('rk0', 'r', 1, long)).toThrow(DecodeError)
+    const writer = new Writer()
+    writer.uint(1)
+    writer.string('r~1')
+    writer.uint(1)
+    writer.raw(new Uint8Array(32))
+    writer.uint(MAX_PROOF_BYTES + 32)
+    writer.raw(new Uint8Array(MAX_PROOF_BYTES + 32))
+    expect(() => readHeads(new Reader(writer.finish()), 10, 256)).toThrow(DecodeError)
+    // An entry that names a tree by number when the frame has named none (its predecessor was signed alone).
+    const alone = signedTurn(1)
+    const tree = signedTurn(2)
+    const context = alone.context.clone()
+    context.merge(tree.context)
+    const bytes = encodeDelta({ entries: [alone.entries[0], tree.entries[0]], context })
+    const tag = Buffer.from(bytes).indexOf(Buffer.from(tree.entries[0].signature!.subarray(0, 16))) - 1
+    expect(bytes[tag]).toBe(1)
+    expect(hex(decodeDelta(bytes).entries[1].signature!)).toEqual(hex(tree.entries[0].signature!))
+    const claimed = bytes.slice()
+    claimed[tag] = 2
+    expect(() => decodeDelta(claimed)).toThrow(DecodeError)
+    const unknown = bytes.slice()
+    unknown[tag] = 3
+    expect(() => decodeDelta(unknown)).toThrow(DecodeError)
+  })
+
+  it('carries tree proofs in signed heads, and reads head lists stored before proofs', () => {
+    const entries = signedTurn(3).entries
+    const heads = entries.map((entry) => headOf(entry))
+    const back = decodeHeadList(encodeHeadList(heads))
+    expect(back.map(headText)).toEqual(heads.map(headText))
+    expect(back.every((head) => verifyHead('ns', head))).toBe(true)
+    const frame = decodeSyncFrame(
+      encodeSyncFrame({
+        type: 'deltas',
+        final: true,
+        delta: { entries: [], context: new CausalContext() },
+        heads,
+      }),
+    )
+    expect(frame.type === 'deltas' && frame.heads?.map(headText)).toEqual(heads.map(headText))
+    // The layout before proofs: the heads alone, 64-byte signatures.
+    const single = headOf(signedTurn(1).entries[0])
+    const legacy = new Writer()
+    legacy.uint(1)
+    legacy.string(single.replica)
+    legacy.uint(single.counter)
+    legacy.raw(single.bodyHash)
+    legacy.raw(single.signature)
+    const old = decodeHeadList(legacy.finish())
+    expect(old.map(headText)).toEqual([headText(single)])
+    expect(verifyHead('ns', old[0])).toBe(true)
+    expect(decodeHeadList(new Uint8Array([0]))).toEqual([])
+    // writeHeads is what sync frames carry: length-prefixed proofs.
+    const wire = new Writer()
+    writeHeads(wire, [single])
+    expect(readHeads(new Reader(wire.finish()), 1, 256).map(headText)).toEqual([headText(single)])
+  })
+
+  it('reads stored bodies of the layout before proofs (versions 2 and 3, a fixed 64-byte signature)', () => {
+    const author = generateEntrySigner()
+    const doc = new CrdtDocument({ replica: `${author.peerId}~x` })
+    const plain = doc.put('k', te.encode('{"a":1}'), 'application/json').entry
+    const expiring = doc.put('t', te.encode('{"b":2}'), 'application/json', undefined, 60_000).entry
+    for (const entry of [plain, expiring]) {
+      entry.signature = signEntry(author, 'ns', entry).signature
+      const writer = new Writer()
+      writer.byte(entry.expiresAt === undefined ? 2 : 3)
+      writer.byte(entry.kind)
+      writer.uint(entry.wall)
+      writer.uint(entry.logical)
+      if (entry.expiresAt !== undefined) writer.uint(entry.expiresAt)
+      writer.raw(entry.signature)
+      writer.uint(0) // no covers
+      writer.string(entry.contentType!)
+      writer.bytes(entry.value!)
+      const back = decodeEntryBody(entry.key, entry.replica, entry.counter, writer.finish())
+      expect({ ...back, covers: back.covers.entries(), signature: hex(back.signature!) }).toEqual({
+        ...entry,
+        covers: entry.covers.entries(),
+        signature: hex(entry.signature),
+      })
+      expect(verifyEntry('ns', back)).toBe(true)
+      // Written again, it takes the new layout and reads back the same.
+      const again = decodeEntryBody(entry.key, entry.replica, entry.counter, encodeEntryBody(back))
+      expect(hex(again.signature!)).toEqual(hex(entry.signature))
+    }
   })
 })
 

@@ -7,7 +7,8 @@ import { checkBatch, contextIsSigned, encodeBatch } from '../src/gossip/batch.ts
 import { coalesce } from '../src/gossip/batcher.ts'
 import { decodeGossipBatch, encodeGossipBatch, GOSSIP_VERSION } from '../src/gossip/envelope.ts'
 import { meshTopic } from '../src/mesh/topics.ts'
-import { signEntries } from './helpers/forge.ts'
+import { verifiedRootsOf, verifyEd25519 } from '../src/replica/signing.ts'
+import { signAsTurn, signEntries } from './helpers/forge.ts'
 
 const te = new TextEncoder()
 const topic = meshTopic('default', 'ns')
@@ -18,7 +19,7 @@ async function author() {
   return { key, id, doc: new CrdtDocument({ replica: `${id}~a` }) }
 }
 
-describe('gossip batches (version 2: entry signatures only)', () => {
+describe('gossip batches (version 3: entry proofs only)', () => {
   it('a one-write batch of a signed entry is accepted, and the merge need not verify it again', async () => {
     const { key, id, doc } = await author()
     const delta = signEntries(key, 'ns', doc.put('k', te.encode('v'), 'text/plain').delta)
@@ -83,5 +84,24 @@ describe('gossip batches (version 2: entry signatures only)', () => {
     const refused = await checkBatch(topic, old, 'x')
     expect(refused.verdict).toBe('reject')
     expect(refused.reason).toMatch(/gossip version/)
+  })
+
+  it('a batch of one turn costs one signature check; a tampered entry of it is refused', async () => {
+    const { key, doc } = await author()
+    for (let i = 0; i < 16; i++) doc.put(`k${i}`, te.encode(`v${i}`), 'text/plain')
+    const turn = signAsTurn(key, 'ns', doc.snapshot())
+    const roots = verifiedRootsOf(verifyEd25519)
+    const before = roots.size
+    const checked = await checkBatch(topic, encodeBatch(turn), 'x')
+    expect(checked.verdict).toBe('accept')
+    expect(checked.delta?.entries).toHaveLength(16)
+    expect(roots.size).toBe(before + 1)
+    // Same proofs, one value changed: its leaf no longer leads to the signed root.
+    const entries = [...turn.entries]
+    entries[7] = { ...entries[7], value: te.encode('forged') }
+    const refused = await checkBatch(topic, encodeBatch({ entries, context: turn.context }), 'x')
+    expect(refused.verdict).toBe('reject')
+    expect(refused.reason).toMatch(/bad entry signature/)
+    expect(roots.size).toBe(before + 1)
   })
 })

@@ -103,8 +103,8 @@ describe('identity', () => {
 describe('topics', () => {
   it('names, parses and allowlists namespace topics', () => {
     const t = meshTopic('home', 'notes')
-    expect(t).toBe('hearsay/home/notes/v2')
-    expect(parseMeshTopic(t)).toEqual({ mesh: 'home', namespace: 'notes', version: 2 })
+    expect(t).toBe('hearsay/home/notes/v3')
+    expect(parseMeshTopic(t)).toEqual({ mesh: 'home', namespace: 'notes', version: 3 })
     expect(() => meshTopic('home', 'a/b')).toThrow(expect.objectContaining({ name: 'TopicNotAllowedError' }))
 
     const allow = topicAllowlist([meshTopicPattern('home'), 'extra/topic', /^x$/g])

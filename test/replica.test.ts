@@ -3,9 +3,20 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { decodeDelta, encodeDelta } from '../src/codec/index.ts'
+import { parseProof } from '../src/codec/proof.ts'
+import { decodeEntryBody } from '../src/codec/stored.ts'
+import { Writer } from '../src/codec/wire.ts'
 import { CausalContext, type Delta } from '../src/crdt/index.ts'
 import { type ChangeEvent, Replica } from '../src/replica/replica.ts'
-import { type EntrySigner, generateEntrySigner } from '../src/replica/signing.ts'
+import {
+  type EntrySigner,
+  generateEntrySigner,
+  type SignatureVerifier,
+  signEntry,
+  verifyEd25519,
+  verifyEntry,
+  verifyHead,
+} from '../src/replica/signing.ts'
 import { createMemoryStore } from '../src/store/memory.ts'
 import { openSqliteStore } from '../src/store/sqlite.ts'
 import type { Store } from '../src/store/types.ts'
@@ -329,6 +340,107 @@ describe('Replica', () => {
     await sync(b, a)
     expect(a.get('k')).toBeUndefined()
     expect(a.context().covers(b.context())).toBe(true)
+  })
+
+  it('signs the writes of one turn together: one signature per tree of up to 32, one check per tree', async () => {
+    const signer = signerOf('turn')
+    let signatures = 0
+    const counting: EntrySigner = {
+      peerId: signer.peerId,
+      sign: (message) => {
+        signatures++
+        return signer.sign(message)
+      },
+    }
+    const writer = Replica.open({ namespace: 'ns', store: createMemoryStore(), signer: counting })
+    await Promise.all(Array.from({ length: 33 }, (_, i) => writer.put(`k${i}`, te.encode(`${i}`), json)))
+    expect(signatures).toBe(2)
+    await writer.put('alone', te.encode('1'), json)
+    expect(signatures).toBe(3)
+    const delta = writer.deltasSince(new CausalContext())
+    const leaves = delta.entries.map((entry) => parseProof(entry.signature!))
+    expect(leaves.filter((p) => typeof p !== 'string' && p.leaves === 32)).toHaveLength(32)
+    expect(delta.entries.filter((entry) => entry.signature!.length === 64)).toHaveLength(2)
+    // The head of the turn's highest entry vouches on its own.
+    expect(verifyHead('ns', writer.head(writer.replicaId)!)).toBe(true)
+
+    let checks = 0
+    const verifier: SignatureVerifier = (author, message, signature) => {
+      checks++
+      return verifyEd25519(author, message, signature)
+    }
+    const reader = Replica.open({ namespace: 'ns', store: createMemoryStore(), verifier })
+    await reader.merge(decodeDelta(encodeDelta(delta)))
+    expect(reader.digest()).toBe(writer.digest())
+    expect(checks).toBe(3)
+    // A tampered entry of a verified tree is refused, and nothing of its delta is merged.
+    const late = Replica.open({ namespace: 'ns', store: createMemoryStore(), verifier })
+    const decoded = decodeDelta(encodeDelta(delta))
+    const entries = [...decoded.entries]
+    entries[5] = { ...entries[5], value: te.encode('forged') }
+    const tampered: Delta = { entries, context: decoded.context }
+    await expect(late.merge(tampered)).rejects.toMatchObject({ name: 'SignatureError' })
+    expect(late.get('k0')).toBeUndefined()
+  })
+
+  it('opens a database stored before proofs (64-byte signatures, old head lists) and its entries verify', async () => {
+    const path = join(dir, 'before-proofs.db')
+    const signer = signerOf('old-format')
+    const store = openSqliteStore({ path })
+    const replica = Replica.open({ namespace: 'ns', store, signer })
+    await Promise.all([replica.put('a', te.encode('1'), json), replica.put('b', te.encode('2'), json)])
+    await replica.increment('n', 3)
+    const digest = replica.digest()
+    // Rewrite every row and head the way stores wrote them before proofs: body version 2, each entry
+    // signed alone, head lists without a version.
+    const snapshot = store.load('ns')
+    const rows = snapshot.entries.map((row) => {
+      const entry = decodeEntryBody(row.key, row.replica, row.counter, row.data)
+      const signature = signEntry(signer, 'ns', entry).signature
+      const body = new Writer()
+      body.byte(2)
+      body.byte(entry.kind)
+      body.uint(entry.wall)
+      body.uint(entry.logical)
+      body.raw(signature)
+      body.uint(0) // no covers: these writes superseded nothing
+      if (entry.contentType !== undefined) {
+        body.string(entry.contentType)
+        body.bytes(entry.value!)
+      } else {
+        body.uint(entry.increments!)
+        body.uint(entry.decrements!)
+      }
+      return { ...row, data: body.finish(), signature, entry }
+    })
+    const top = rows.reduce((a, b) => (a.counter > b.counter ? a : b))
+    const heads = new Writer()
+    heads.uint(1)
+    heads.string(top.replica)
+    heads.uint(top.counter)
+    heads.raw(signEntry(signer, 'ns', top.entry).bodyHash)
+    heads.raw(top.signature)
+    store.commit('ns', {
+      put: rows.map(({ replica: r, counter, key, data }) => ({ replica: r, counter, key, data })),
+      remove: [],
+      meta: [[`head/${top.replica}`, heads.finish()]],
+    })
+    store.close()
+
+    const again = openSqliteStore({ path })
+    const reopened = Replica.open({ namespace: 'ns', store: again, signer })
+    expect(reopened.digest()).toBe(digest)
+    expect(text(reopened, 'b')).toBe('2')
+    const stored = reopened.deltasSince(new CausalContext())
+    expect(stored.entries.every((entry) => entry.signature!.length === 64)).toBe(true)
+    expect(stored.entries.every((entry) => verifyEntry('ns', entry))).toBe(true)
+    expect(verifyHead('ns', reopened.head(reopened.replicaId)!)).toBe(true)
+    // A peer accepts them, and the store keeps working: new writes take the new layout.
+    const peer = open('old-format-peer')
+    await peer.merge(decodeDelta(encodeDelta(stored)))
+    expect(peer.digest()).toBe(digest)
+    await reopened.put('c', te.encode('3'), json)
+    again.close()
   })
 })
 

@@ -1,7 +1,8 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { SignedHead } from '../crdt/attest.ts'
 import { type Entry, EntryKind } from '../crdt/entry.ts'
 import { DecodeError } from './errors.ts'
+import { readProof, writeProof } from './proof.ts'
 import type { Reader, Writer } from './wire.ts'
 import { Writer as ByteWriter } from './wire.ts'
 
@@ -49,7 +50,7 @@ export function entryBodyHash(entry: Entry): Uint8Array {
   // Last and only when present: bodies of entries without expiry hash as they always did. The
   // value before it is length-prefixed, so the encoding stays unambiguous.
   if (entry.expiresAt !== undefined) writer.uint(entry.expiresAt)
-  return createHash('sha256').update(writer.finish()).digest()
+  return hash('sha256', writer.view(), 'buffer')
 }
 
 /** The bytes an author signs for the entry (replica, counter) whose body hashes to `bodyHash`. */
@@ -59,28 +60,92 @@ export function entrySigningMessage(
   counter: number,
   bodyHash: Uint8Array,
 ): Uint8Array {
-  const writer = new ByteWriter(ENTRY_SIGNATURE_DOMAIN.length + namespace.length + replica.length + 48)
-  writer.string(ENTRY_SIGNATURE_DOMAIN)
-  writer.string(namespace)
-  writer.string(replica)
-  writer.uint(counter)
-  writer.raw(bodyHash)
-  return writer.finish()
+  return encodeEntryMessage(namespace, replica, counter, bodyHash, 0)
 }
 
-/** Writes a list of signed heads: n:uint (replica:string counter:uint body-hash:32 signature:64){n}. */
+/** SHA-256(0x00 ‖ entrySigningMessage(...)): the entry's leaf in a signed tree (see proof.ts). */
+export function entryLeafHash(
+  namespace: string,
+  replica: string,
+  counter: number,
+  bodyHash: Uint8Array,
+): Uint8Array {
+  // The leading byte is left 0: the leaf prefix.
+  return hash('sha256', encodeEntryMessage(namespace, replica, counter, bodyHash, 1), 'buffer')
+}
+
+/**
+ * The encoded "domain namespace replica" that starts every message of one replica: a few replicas
+ * write all entries a peer sees, so it is encoded once per replica, not per entry.
+ */
+const messagePrefixes = new Map<string, Uint8Array>()
+const MAX_CACHED_PREFIXES = 10_000
+
+function encodeEntryMessage(
+  namespace: string,
+  replica: string,
+  counter: number,
+  bodyHash: Uint8Array,
+  leading: number,
+): Uint8Array {
+  const name = `${namespace.length}:${namespace}${replica}`
+  let prefix = messagePrefixes.get(name)
+  if (prefix === undefined) {
+    const writer = new ByteWriter(ENTRY_SIGNATURE_DOMAIN.length + namespace.length + replica.length + 8)
+    writer.string(ENTRY_SIGNATURE_DOMAIN)
+    writer.string(namespace)
+    writer.string(replica)
+    prefix = writer.finish()
+    if (messagePrefixes.size >= MAX_CACHED_PREFIXES) messagePrefixes.clear()
+    messagePrefixes.set(name, prefix)
+  }
+  const out = new Uint8Array(leading + prefix.length + 8 + bodyHash.length)
+  out.set(prefix, leading)
+  let at = leading + prefix.length
+  let value = counter
+  while (value >= 0x80) {
+    out[at++] = (value % 0x80) | 0x80
+    value = Math.floor(value / 0x80)
+  }
+  out[at++] = value
+  out.set(bodyHash, at)
+  return out.subarray(0, at + bodyHash.length)
+}
+
+/**
+ * Writes a list of signed heads: n:uint (replica:string counter:uint body-hash:32 proof:bytes){n}.
+ * The proof (see proof.ts) is length-prefixed: 64 bytes for an entry signed alone, up to
+ * MAX_PROOF_BYTES for one signed in a tree.
+ */
 export function writeHeads(writer: Writer, heads: readonly SignedHead[]): void {
   writer.uint(heads.length)
   for (const head of heads) {
     writer.string(head.replica)
     writer.uint(head.counter)
     writer.raw(head.bodyHash)
-    writer.raw(head.signature)
+    writeProof(writer, head.signature)
   }
 }
 
 /** Reads what writeHeads wrote, at most `max` heads. */
 export function readHeads(reader: Reader, max: number, maxStringBytes: number): SignedHead[] {
+  return readHeadList(reader, max, maxStringBytes, (field) => readProof(reader, field).slice())
+}
+
+/**
+ * Reads heads as writeHeads wrote them before proofs: each with a fixed 64-byte signature (stored
+ * head lists of older stores).
+ */
+export function readLegacyHeads(reader: Reader, max: number, maxStringBytes: number): SignedHead[] {
+  return readHeadList(reader, max, maxStringBytes, (field) => reader.fixed(field, SIGNATURE_BYTES).slice())
+}
+
+function readHeadList(
+  reader: Reader,
+  max: number,
+  maxStringBytes: number,
+  readSignature: (field: string) => Uint8Array,
+): SignedHead[] {
   const count = reader.count('head count', max, 2 + BODY_HASH_BYTES + SIGNATURE_BYTES)
   const heads: SignedHead[] = new Array(count)
   for (let i = 0; i < count; i++) {
@@ -88,7 +153,7 @@ export function readHeads(reader: Reader, max: number, maxStringBytes: number): 
     const counter = reader.uint('head counter')
     if (counter < 1) throw new DecodeError('invalid-field', 'head counter must be >= 1')
     const bodyHash = reader.fixed('head body hash', BODY_HASH_BYTES).slice()
-    const signature = reader.fixed('head signature', SIGNATURE_BYTES).slice()
+    const signature = readSignature('head signature')
     heads[i] = { replica, counter, bodyHash, signature }
   }
   return heads

@@ -4,6 +4,7 @@ import { type Covers, type Entry, EntryKind, NO_COVERS } from '../crdt/entry.ts'
 import { entryOf } from './delta.ts'
 import { DecodeError } from './errors.ts'
 import { DEFAULT_LIMITS } from './limits.ts'
+import { readProof, writeProof } from './proof.ts'
 import { SIGNATURE_BYTES } from './signature.ts'
 import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
 
@@ -12,22 +13,28 @@ import { Reader, readRanges, Writer, writeRanges } from './wire.ts'
  * a store keeps it (its key and dot live in their own columns) and the causal token of an ETag.
  */
 
-/** Stored entry bodies: version 2 added the author's signature (version 1 bodies are refused). */
-const ENTRY_BODY_VERSION = 2
-/** Version 3: version 2 plus an expiry after `logical`; written only for expiring entries. */
-const ENTRY_BODY_VERSION_EXPIRING = 3
+/**
+ * Stored entry bodies. Version 2 added the author's signature (version 1 bodies are refused), version
+ * 3 an expiry; both with a fixed 64-byte signature, and still read. Versions 4 and 5 are 2 and 3 with
+ * the signature replaced by a length-prefixed proof (see proof.ts); only they are written.
+ */
+const ENTRY_BODY_VERSION_SIGNED = 2
+const ENTRY_BODY_VERSION_SIGNED_EXPIRING = 3
+const ENTRY_BODY_VERSION = 4
+const ENTRY_BODY_VERSION_EXPIRING = 5
 const UNSIGNED = new Uint8Array(SIGNATURE_BYTES)
 
-/** version:u8 kind:u8 wall:uint logical:uint [expires-at:uint, v3] signature:64 covers [value | counter totals] */
+/** version:u8 kind:u8 wall:uint logical:uint [expires-at:uint, v5] proof:bytes covers [value | counter totals] */
 export function encodeEntryBody(entry: Entry): Uint8Array {
-  const writer = new Writer(96 + (entry.value?.length ?? 0))
+  const proof = entry.signature ?? UNSIGNED
+  const writer = new Writer(40 + proof.length + (entry.value?.length ?? 0))
   const expires = entry.expiresAt !== undefined
   writer.byte(expires ? ENTRY_BODY_VERSION_EXPIRING : ENTRY_BODY_VERSION)
   writer.byte(entry.kind)
   writer.uint(entry.wall)
   writer.uint(entry.logical)
   if (expires) writer.uint(entry.expiresAt!)
-  writer.raw(entry.signature ?? UNSIGNED)
+  writeProof(writer, proof)
   writeCovers(writer, entry.covers)
   if (entry.kind === EntryKind.Value) {
     writer.string(entry.contentType!)
@@ -46,13 +53,15 @@ export function encodeEntryBody(entry: Entry): Uint8Array {
 export function decodeEntryBody(key: string, replica: string, counter: number, data: Uint8Array): Entry {
   const reader = new Reader(data)
   const version = reader.byte('stored version')
-  if (version !== ENTRY_BODY_VERSION && version !== ENTRY_BODY_VERSION_EXPIRING)
+  if (version < ENTRY_BODY_VERSION_SIGNED || version > ENTRY_BODY_VERSION_EXPIRING)
     throw new DecodeError('unknown-version', `stored entry version ${version}`)
   const kind = reader.byte('kind') as EntryKind
   const wall = reader.uint('wall')
   const logical = reader.uint('logical')
-  const expiresAt = version === ENTRY_BODY_VERSION_EXPIRING ? reader.uint('expires at') : undefined
-  const signature = reader.fixed('signature', SIGNATURE_BYTES)
+  const expiring = version === ENTRY_BODY_VERSION_EXPIRING || version === ENTRY_BODY_VERSION_SIGNED_EXPIRING
+  const expiresAt = expiring ? reader.uint('expires at') : undefined
+  const signature =
+    version >= ENTRY_BODY_VERSION ? readProof(reader, 'proof') : reader.fixed('signature', SIGNATURE_BYTES)
   const covers = readCovers(reader)
   let entry: Entry
   if (kind === EntryKind.Value) {

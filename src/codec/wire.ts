@@ -83,6 +83,11 @@ export class Writer {
   finish(): Uint8Array {
     return this.buffer.slice(0, this.offset)
   }
+
+  /** What was written so far, without copying: valid until the next write. */
+  view(): Uint8Array {
+    return this.buffer.subarray(0, this.offset)
+  }
 }
 
 /** Sorted disjoint ranges as (gap from the previous range, length) pairs: small numbers either way. */

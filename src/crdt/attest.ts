@@ -21,7 +21,10 @@ export interface SignedHead {
   readonly counter: number
   /** SHA-256 of the entry's canonical body (32 bytes). */
   readonly bodyHash: Uint8Array
-  /** The author's Ed25519 signature (64 bytes). */
+  /**
+   * The author's proof (codec/proof.ts): its Ed25519 signature (64 bytes) for an entry signed alone,
+   * or for one signed in a tree of one commit turn the tree's signature, the leaf's index and path.
+   */
   readonly signature: Uint8Array
 }
 

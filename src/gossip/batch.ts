@@ -8,11 +8,13 @@ import { replicaAuthor, verifyEd25519, verifyEntry } from '../replica/signing.ts
 import { decodeGossipBatch, encodeGossipBatch } from './envelope.ts'
 
 /**
- * A gossip batch: a delta of one author's entries, each signed by that author. When received, it is
- * decoded once and checked (decode, one author, context claims backed by the entries, each entry's
- * signature) before anything is merged or forwarded. The entry signatures are the batch's only ones:
- * they travel on with the entries (stores, anti-entropy), so one Ed25519 check per entry per hop is
- * all a batch costs (version 1 added a batch signature, a second check per hop for a one-write batch).
+ * A gossip batch: a delta of one author's entries, each carrying its author's proof. When received,
+ * it is decoded once and checked (decode, one author, context claims backed by the entries, each
+ * entry's proof) before anything is merged or forwarded. The entry proofs are the batch's only
+ * signatures: they travel on with the entries (stores, anti-entropy). Entries committed in one turn
+ * share one signed tree root (codec/proof.ts), verified once per hop and then remembered, so a batch
+ * of one turn's writes costs one Ed25519 check per hop, not one per entry (version 1 added a batch
+ * signature, a second check per hop for a one-write batch).
  */
 
 export interface CheckedBatch {
@@ -106,8 +108,9 @@ export async function checkBatch(
     return { verdict: 'reject', reason: 'a batch may claim only dots its entries sign for', signer }
   const namespace = knownNamespace ?? parseMeshTopic(topic)?.namespace
   if (namespace === undefined) return { verdict: 'reject', reason: `not a hearsay topic: ${topic}` }
-  // Each entry's signature travels with it into stores and anti-entropy: checked here, once (the
-  // merge reuses the result), so a bad one never gets stored, served or forwarded.
+  // Each entry's proof travels with it into stores and anti-entropy: checked here, once (the merge
+  // reuses the result), so a bad one never gets stored, served or forwarded. Entries of one tree
+  // cost one signature check between them (the verified root is remembered).
   for (const entry of delta.entries) {
     if (!verifyEntry(namespace, entry, verifyEd25519, { mark: true })) {
       return { verdict: 'reject', reason: `bad entry signature ${entry.replica}:${entry.counter}`, signer }

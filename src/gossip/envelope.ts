@@ -14,10 +14,11 @@ import { Reader, Writer } from '../codec/wire.ts'
  * context claims must be an entry's own dot or one its entries' signed covers supersede (see
  * checkBatch). So everything the batch makes a receiver believe is signed by its author, entry by
  * entry, exactly as the entries travel on through stores and anti-entropy. Relays forward the bytes
- * untouched.
+ * untouched. Version 3 carries delta codec version 3: entry proofs (one signature per commit turn,
+ * see codec/proof.ts) instead of one signature per entry.
  */
 
-export const GOSSIP_VERSION = 2
+export const GOSSIP_VERSION = 3
 const BATCH = 3
 
 /** Encodes an encoded delta (see delta.ts) as a gossip message. */

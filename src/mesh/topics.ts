@@ -25,9 +25,9 @@ const NAME_RE = new RegExp(`^${NAME}$`)
 /**
  * The version in the topic names this peer publishes on: the gossip message format's
  * (gossip/envelope.ts, GOSSIP_VERSION), so peers of two formats never share a topic. 1: batches with
- * a batch signature; 2: entry signatures only.
+ * a batch signature; 2: entry signatures only; 3: entry proofs (one signature per commit turn).
  */
-export const TOPIC_VERSION = 2
+export const TOPIC_VERSION = 3
 
 /** `hearsay/<mesh>/<namespace>/v<version>`; throws TopicNotAllowedError on a malformed name. */
 export function meshTopic(mesh: string, namespace: string, version = TOPIC_VERSION): string {

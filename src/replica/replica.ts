@@ -37,7 +37,7 @@ import {
   replicaAuthor,
   SignatureError,
   type SignatureVerifier,
-  signEntry,
+  signEntries,
   verifyEd25519,
   verifyEntry,
   verifyHead,
@@ -158,8 +158,12 @@ interface PendingBatch {
   meta: Map<string, Uint8Array>
   /** Heads raised by this batch, persisted with it (one meta value per replica). */
   raisedHeads: Map<string, SignedHead>
+  /** Local entries of this batch, signed together when it is written. */
+  unsigned: Entry[]
 }
 
+/** The body of a local entry until its batch is signed (never stored: sign replaces it). */
+const NOT_ENCODED = new Uint8Array(0)
 const META_CONTEXT = 'context'
 const META_COLLECTED = 'collected'
 /** One meta value per author replica, so raising a head rewrites that head alone. */
@@ -205,6 +209,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
           local: [],
           meta: new Map(),
           raisedHeads: new Map(),
+          unsigned: [],
         }),
         write: (batch, urgent) => this.write(batch, urgent),
         committed: (batch) => this.announce(batch),
@@ -593,17 +598,15 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   private record(batch: PendingBatch, change: Change, origin: ChangeOrigin): void {
     for (const entry of change.added) {
-      // A local write is signed here, once, before it is stored or shown to anyone.
-      if (origin === 'local' && entry.signature === undefined) {
-        const head = signEntry(this.signer, this.namespace, entry)
-        entry.signature = head.signature
-        this.raiseHead(batch, head)
-      }
+      // A local write is signed with the rest of its batch when the batch is written (see sign),
+      // before it is stored or shown to anyone; its body is encoded then, with its proof.
+      const unsigned = origin === 'local' && entry.signature === undefined
+      if (unsigned) batch.unsigned.push(entry)
       batch.put.set(entry, {
         replica: entry.replica,
         counter: entry.counter,
         key: entry.key,
-        data: encodeEntryBody(entry),
+        data: unsigned ? NOT_ENCODED : encodeEntryBody(entry),
       })
     }
     for (const entry of change.removed) {
@@ -616,6 +619,7 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   /** Writes a batch in one store transaction (durably when it holds a local write). */
   private write(batch: PendingBatch, durable: boolean): void {
     if (this.failure !== undefined) throw this.failure
+    if (batch.unsigned.length > 0) this.sign(batch)
     const meta: Array<[string, Uint8Array]> = [...batch.meta]
     // Any recorded change may have grown the context: encode it once per batch, at commit time,
     // however many writes and merges the batch holds.
@@ -627,6 +631,22 @@ export class Replica extends EventEmitter<ReplicaEvents> {
       { put: [...batch.put.values()], remove: batch.remove, meta },
       { durable },
     )
+  }
+
+  /**
+   * Signs the batch's local entries: one signature per tree of up to 32 of them instead of one per
+   * entry (see codec/proof.ts). Entries added and removed within the batch are signed too: they
+   * may still raise this replica's head.
+   */
+  private sign(batch: PendingBatch): void {
+    const heads = signEntries(this.signer, this.namespace, batch.unsigned)
+    batch.unsigned.forEach((entry, i) => {
+      entry.signature = heads[i].signature
+      this.raiseHead(batch, heads[i])
+      const stored = batch.put.get(entry)
+      if (stored !== undefined) batch.put.set(entry, { ...stored, data: encodeEntryBody(entry) })
+    })
+    batch.unsigned = []
   }
 
   /** The first store failure closes the replica to writes. */

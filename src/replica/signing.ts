@@ -9,11 +9,23 @@ import {
 import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
+import { DecodeError } from '../codec/errors.ts'
 import { DEFAULT_LIMITS } from '../codec/limits.ts'
 import {
+  batchSigningMessage,
+  encodeTreeProof,
+  MAX_TREE_LEAVES,
+  merkleLevels,
+  merklePath,
+  parseProof,
+  rootFromPath,
+} from '../codec/proof.ts'
+import {
   entryBodyHash,
+  entryLeafHash,
   entrySigningMessage,
   readHeads,
+  readLegacyHeads,
   SIGNATURE_BYTES,
   writeHeads,
 } from '../codec/signature.ts'
@@ -27,6 +39,11 @@ import { HearsayError } from '../errors.ts'
  * the replica id (`<PeerId>~<incarnation>`; an Ed25519 PeerId embeds its public key), so any peer can
  * check any entry wherever it came from. node:crypto signs and verifies synchronously (~50 µs and
  * ~130 µs), which keeps signing inside the commit path.
+ *
+ * The entries a replica commits in one turn are signed together: one signature over the root of a
+ * Merkle tree of them, and per entry a proof of its leaf (codec/proof.ts). A peer that verified a
+ * root remembers it (VerifiedRoots), so the other entries of that turn cost a few hashes each,
+ * wherever and in whatever order they arrive; an entry signed alone costs one verification as before.
  */
 
 /** Signs with one peer's identity key. */
@@ -113,11 +130,117 @@ export function replicaAuthor(replica: string): string {
   return at < 0 ? replica : replica.slice(0, at)
 }
 
-/** Signs an entry of `namespace`; returns its head (the signature and the body hash it covers). */
+/** Signs an entry of `namespace` alone; returns its head (the signature and the body hash it covers). */
 export function signEntry(signer: EntrySigner, namespace: string, entry: Entry): SignedHead {
   const bodyHash = entryBodyHash(entry)
   const signature = signer.sign(entrySigningMessage(namespace, entry.replica, entry.counter, bodyHash))
   return { replica: entry.replica, counter: entry.counter, bodyHash, signature }
+}
+
+/**
+ * Signs entries of `namespace` written together: one signature per tree of up to MAX_TREE_LEAVES
+ * entries (a tree of one is a plain signature). Returns each entry's head, in order; its `signature`
+ * is the entry's proof.
+ */
+export function signEntries(signer: EntrySigner, namespace: string, entries: readonly Entry[]): SignedHead[] {
+  const heads: SignedHead[] = []
+  for (let start = 0; start < entries.length; start += MAX_TREE_LEAVES) {
+    const tree = entries.slice(start, start + MAX_TREE_LEAVES)
+    if (tree.length === 1) {
+      heads.push(signEntry(signer, namespace, tree[0]))
+      continue
+    }
+    const bodyHashes = tree.map((entry) => entryBodyHash(entry))
+    const leaves = tree.map((entry, i) =>
+      entryLeafHash(namespace, entry.replica, entry.counter, bodyHashes[i]),
+    )
+    const levels = merkleLevels(leaves)
+    const root = levels[levels.length - 1][0]
+    const signature = signer.sign(batchSigningMessage(namespace, tree.length, root))
+    tree.forEach((entry, i) => {
+      heads.push({
+        replica: entry.replica,
+        counter: entry.counter,
+        bodyHash: bodyHashes[i],
+        signature: encodeTreeProof(signature, i, tree.length, merklePath(levels, i)),
+      })
+    })
+  }
+  return heads
+}
+
+/**
+ * Tree roots whose signature checked out, per author and namespace, with that signature: a proof
+ * whose path leads to one of them, carrying the same signature, needs no verification of its own.
+ * Only verified roots enter; bounded (cleared when full: a refill costs one verification per tree).
+ */
+export class VerifiedRoots {
+  private readonly roots = new Map<string, Uint8Array>()
+  private readonly max: number
+
+  constructor(max = 10_000) {
+    this.max = max
+  }
+
+  get size(): number {
+    return this.roots.size
+  }
+
+  has(key: string, signature: Uint8Array): boolean {
+    const known = this.roots.get(key)
+    return known !== undefined && Buffer.compare(known, signature) === 0
+  }
+
+  add(key: string, signature: Uint8Array): void {
+    if (this.roots.size >= this.max) this.roots.clear()
+    this.roots.set(key, signature.slice())
+  }
+
+  clear(): void {
+    this.roots.clear()
+  }
+}
+
+/** One cache per verifier: a root another verifier accepted says nothing about this one. */
+const rootCaches = new WeakMap<SignatureVerifier, VerifiedRoots>()
+
+/** The verified roots `verifier`'s checks share in this process. */
+export function verifiedRootsOf(verifier: SignatureVerifier): VerifiedRoots {
+  let roots = rootCaches.get(verifier)
+  if (roots === undefined) {
+    roots = new VerifiedRoots()
+    rootCaches.set(verifier, roots)
+  }
+  return roots
+}
+
+/**
+ * Checks that `proof` proves the author of `replica` wrote (replica, counter) with body hash
+ * `bodyHash` in `namespace`: a signature over the entry alone, or a path to a tree root the author
+ * signed. A root is verified once per `roots` (then remembered); a root whose signature fails is not.
+ */
+export function verifyProof(
+  namespace: string,
+  replica: string,
+  counter: number,
+  bodyHash: Uint8Array,
+  proof: Uint8Array,
+  verifier: SignatureVerifier = verifyEd25519,
+  roots: VerifiedRoots = verifiedRootsOf(verifier),
+): boolean {
+  const author = replicaAuthor(replica)
+  if (proof.length === SIGNATURE_BYTES)
+    return verifier(author, entrySigningMessage(namespace, replica, counter, bodyHash), proof)
+  const parsed = parseProof(proof)
+  if (typeof parsed === 'string') return false
+  const leaf = entryLeafHash(namespace, replica, counter, bodyHash)
+  const root = rootFromPath(leaf, parsed.index, parsed.leaves, parsed.path)
+  if (root === undefined) return false
+  const key = `${author} ${namespace} ${parsed.leaves} ${Buffer.from(root).toString('hex')}`
+  if (roots.has(key, parsed.signature)) return true
+  if (!verifier(author, batchSigningMessage(namespace, parsed.leaves, root), parsed.signature)) return false
+  roots.add(key, parsed.signature)
+  return true
 }
 
 /**
@@ -127,24 +250,25 @@ export function signEntry(signer: EntrySigner, namespace: string, entry: Entry):
 const verified = new WeakMap<Entry, string>()
 
 /**
- * Checks an entry's signature by its author. With `mark`, remembers the result for the next check
- * of the same entry object in the same namespace (which consumes it): the gossip validator marks,
- * the merge that follows does not verify twice.
+ * Checks an entry's proof by its author. With `mark`, remembers the result for the next check of
+ * the same entry object in the same namespace (which consumes it): the gossip validator marks, the
+ * merge that follows does not verify twice.
  */
 export function verifyEntry(
   namespace: string,
   entry: Entry,
   verifier: SignatureVerifier = verifyEd25519,
-  options: { mark?: boolean } = {},
+  options: { mark?: boolean; roots?: VerifiedRoots } = {},
 ): boolean {
   if (verified.get(entry) === namespace) {
     verified.delete(entry)
     return true
   }
-  const signature = entry.signature
-  if (signature === undefined || signature.length !== SIGNATURE_BYTES) return false
-  const message = entrySigningMessage(namespace, entry.replica, entry.counter, entryBodyHash(entry))
-  if (!verifier(replicaAuthor(entry.replica), message, signature)) return false
+  const proof = entry.signature
+  if (proof === undefined) return false
+  const bodyHash = entryBodyHash(entry)
+  if (!verifyProof(namespace, entry.replica, entry.counter, bodyHash, proof, verifier, options.roots))
+    return false
   if (options.mark === true) verified.set(entry, namespace)
   return true
 }
@@ -161,14 +285,14 @@ export function headOf(entry: Entry): SignedHead {
   }
 }
 
-/** Checks a signed head by its replica's author. */
+/** Checks a signed head (its proof) by its replica's author. */
 export function verifyHead(
   namespace: string,
   head: SignedHead,
   verifier: SignatureVerifier = verifyEd25519,
+  roots?: VerifiedRoots,
 ): boolean {
-  const message = entrySigningMessage(namespace, head.replica, head.counter, head.bodyHash)
-  return verifier(replicaAuthor(head.replica), message, head.signature)
+  return verifyProof(namespace, head.replica, head.counter, head.bodyHash, head.signature, verifier, roots)
 }
 
 /** A remote entry or head whose signature does not check out: nothing of the delta was merged. */
@@ -180,16 +304,34 @@ export class SignatureError extends HearsayError<'INVALID_SIGNATURE'> {
   }
 }
 
-/** Heads as a replica persists them (meta `head/<replica>`): n:uint (replica counter hash signature){n}. */
+/**
+ * Heads as a replica persists them (meta `head/<replica>`): 0:u8 version:u8 heads (writeHeads). Lists
+ * stored before proofs are the heads alone, with fixed 64-byte signatures: they start with a count,
+ * and the only one that starts with 0 is the empty list, a single byte.
+ */
+const HEAD_LIST_VERSION = 2
+
 export function encodeHeadList(heads: Iterable<SignedHead>): Uint8Array {
   const writer = new Writer()
+  writer.byte(0)
+  writer.byte(HEAD_LIST_VERSION)
   writeHeads(writer, [...heads])
   return writer.finish()
 }
 
 export function decodeHeadList(bytes: Uint8Array): SignedHead[] {
   const reader = new Reader(bytes)
-  const heads = readHeads(reader, DEFAULT_LIMITS.maxStrings, DEFAULT_LIMITS.maxStringBytes)
+  const { maxStrings, maxStringBytes } = DEFAULT_LIMITS
+  let heads: SignedHead[]
+  if (bytes.length > 1 && bytes[0] === 0) {
+    reader.byte('head list marker')
+    const version = reader.byte('head list version')
+    if (version !== HEAD_LIST_VERSION)
+      throw new DecodeError('unknown-version', `head list version ${version}`)
+    heads = readHeads(reader, maxStrings, maxStringBytes)
+  } else {
+    heads = readLegacyHeads(reader, maxStrings, maxStringBytes)
+  }
   reader.end()
   return heads
 }

@@ -1,8 +1,11 @@
 /** The anti-entropy protocol id; the version in it changes only with an incompatible frame format. */
-export const SYNC_PROTOCOL = '/hearsay/sync/2.0.0'
+export const SYNC_PROTOCOL = '/hearsay/sync/3.0.0'
 
-/** Version byte at the start of every sync frame. */
-export const SYNC_FRAME_VERSION = 2
+/**
+ * Version byte at the start of every sync frame. 3: deltas of codec version 3 and heads with
+ * length-prefixed proofs (one signature per commit turn, see codec/proof.ts).
+ */
+export const SYNC_FRAME_VERSION = 3
 
 /** Largest DELTAS frame we produce: big enough to amortise framing, small enough to interleave. */
 export const DEFAULT_CHUNK_BYTES = 256 * 1024

@@ -9,7 +9,7 @@ import { CrdtDocument, internalKey } from '../../src/crdt/document.ts'
 import { HybridClock } from '../../src/crdt/hlc.ts'
 import { encodeBatch } from '../../src/gossip/batch.ts'
 import { encodePexFrame } from '../../src/mesh/peer-exchange.ts'
-import { createEntrySigner, signEntry } from '../../src/replica/signing.ts'
+import { createEntrySigner, headOf, signEntries, signEntry } from '../../src/replica/signing.ts'
 import { encodeSyncFrame } from '../../src/sync/frames.ts'
 import { SyncSession } from '../../src/sync/session.ts'
 import { Rng } from './rng.ts'
@@ -143,6 +143,35 @@ export async function buildCorpus(seed: number): Promise<Corpus> {
       if (other !== doc) corpus.delta.push(encodeDelta(doc.deltasSince(other.context())))
     corpus.http.push(te.encode(`c1.${Buffer.from(encodeContext(doc.context())).toString('base64url')}`))
   }
+
+  // One commit turn of a writer, signed together: tree proofs, most sharing the previous entry's
+  // signature in the delta codec, in deltas, gossip, stored bodies and signed heads.
+  const turn = [0, 1, 2, 3, 4].map((n) =>
+    docs[1].put(`turn/${n}`, te.encode(`{"n":${n}}`), 'application/json'),
+  )
+  const heads = signEntries(
+    signers[1],
+    NAMESPACE,
+    turn.map((result) => result.entry),
+  )
+  const turnEntries = turn.map((result, n) => ({ ...result.entry, signature: heads[n].signature }))
+  const turnContext = turn[0].delta.context.clone()
+  for (const result of turn) turnContext.merge(result.delta.context)
+  const turnDelta = { entries: turnEntries, context: turnContext }
+  corpus.delta.push(encodeDelta(turnDelta))
+  corpus.gossip.push(encodeBatch(turnDelta))
+  for (const entry of turnEntries) {
+    corpus.storedEntry.push(encodeEntryBody(entry))
+    corpus.storedMeta.push({ key: entry.key, replica: entry.replica, counter: entry.counter })
+  }
+  corpus.syncFrame.push(
+    encodeSyncFrame({
+      type: 'deltas',
+      final: true,
+      delta: { entries: turnEntries.slice(0, 2), context: turnContext },
+      heads: turnEntries.slice(2).map((entry) => headOf(entry)),
+    }),
+  )
 
   // Real anti-entropy sessions, small chunks so middle chunks appear too; then an EQUAL one.
   for (const [a, b] of [
