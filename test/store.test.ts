@@ -225,6 +225,15 @@ describe('SQLite store', () => {
       expect(sha(path)).toBe(before)
     })
 
+    it('opens a version 2 file (signatures only) and marks it version 3, its entries unchanged', () => {
+      const path = filledFile(10)
+      raw(path, (db) => db.exec('PRAGMA user_version = 2'))
+      const store = openAt(path)
+      expect(store.load('ns').entries).toHaveLength(10)
+      store.close()
+      raw(path, (db) => expect(pragma(db, 'PRAGMA user_version')).toBe(3))
+    })
+
     it('refuses a version 1 file (entries without signatures) as STORE_CORRUPT and leaves it untouched', () => {
       const path = filledFile(10)
       raw(path, (db) => db.exec('PRAGMA user_version = 1'))

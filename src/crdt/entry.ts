@@ -50,8 +50,8 @@ export interface Entry {
    */
   readonly expiresAt?: number
   /**
-   * The author's Ed25519 signature (64 bytes) over the entry's dot and body hash (see
-   * codec/signature.ts). Absent only on entries not yet committed, and in the pure CRDT layer.
+   * The author's proof: an Ed25519 signature (64 bytes) over the entry's dot and body hash, or over
+   * the root of its commit turn's Merkle tree with the entry's path to it (codec/proof.ts). Absent only on entries not yet committed, and in the pure CRDT layer.
    */
   signature?: Uint8Array
 }

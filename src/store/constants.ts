@@ -2,8 +2,11 @@
  * Schema version of the SQLite file, kept in `PRAGMA user_version`. Bump it with a migration.
  * Version 2: entry bodies carry their author's signature. Version 1 files are refused (their
  * entries cannot be signed after the fact; peers sync the data back into a new file).
+ * Version 3: entry bodies may carry a Merkle proof instead of a lone signature. The tables are the
+ * same and version 2 bodies still decode, so a version 2 file is marked 3 when opened; a hearsay
+ * that knows only version 2 then refuses it as newer instead of failing on a body it cannot read.
  */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 3
 
 /** The oldest schema version this hearsay opens. */
 export const OLDEST_SCHEMA_VERSION = 2

@@ -322,7 +322,18 @@ function configure(db: DatabaseSync, path: string, synchronous: 'FULL' | 'NORMAL
       throw err
     }
   }
-  // Future schema versions migrate here, one step at a time, each in its own transaction.
+  // Schema versions migrate here, one step at a time, each in its own transaction.
+  if (version === 2) {
+    db.exec('BEGIN IMMEDIATE')
+    try {
+      // Version 3 adds body layouts only: nothing to rewrite.
+      if (Number(pragmaValue(db, 'PRAGMA user_version')) === 2) db.exec('PRAGMA user_version = 3')
+      db.exec('COMMIT')
+    } catch (err) {
+      if (db.isTransaction) db.exec('ROLLBACK')
+      throw err
+    }
+  }
 }
 
 interface Statements {
