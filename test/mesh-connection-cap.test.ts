@@ -124,6 +124,36 @@ describe('mesh connection cap', () => {
     )
   })
 
+  it('trims a node that everyone dials to its maximum, but not a hub, whose maximum is its client count', async () => {
+    const grace = { graceMs: 300, maintainIntervalMs: 100 }
+    // A hub as attachMesh configures it: maxConnections 1024, no redial; a mesh node: the defaults.
+    const hub = await createMeshNode({
+      mdns: false,
+      loopbackTesting: true,
+      peerExchange: false,
+      maxConnections: 1024,
+      connector: { redial: false, ...grace },
+    })
+    const seed = await createMeshNode({ mdns: false, loopbackTesting: true, connector: grace })
+    running.push(hub, seed)
+    const clients: MeshNode[] = []
+    for (let i = 0; i < COUNT; i++) {
+      const client = await createMeshNode({ mdns: false, loopbackTesting: true, peerExchange: false })
+      running.push(client)
+      clients.push(client)
+      await client.dial(hub.addresses()[0]!)
+      await client.dial(seed.addresses()[0]!)
+    }
+    // Every hub connection 1 s old: past its grace, with several trim passes since.
+    const settled = () => hub.libp2p.getConnections().every((c) => Date.now() - c.timeline.open > 1_000)
+    await eventually(() => seed.peers().length === maxConnectionsOf({}) && settled(), {
+      timeout: 20_000,
+      message: () =>
+        `the mesh node trims ${COUNT} peers to ${maxConnectionsOf({})}; has ${seed.peers().length}`,
+    })
+    expect(hub.peers().length).toBe(COUNT)
+  })
+
   it(`keeps ${COUNT} nodes that bootstrap from one seed at most ${MAX} neighbours each, connected, delivering`, async () => {
     const seed = await startNode([])
     const seedAddress = seed.node.addresses()[0]!.toString()

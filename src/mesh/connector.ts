@@ -85,9 +85,9 @@ export interface DiscoveredOptions {
   /** Where the peer came from, for logs: 'mdns', 'bootstrap', 'pex', 'dial'. */
   source: string
   /**
-   * A pinned peer (bootstrap, hub) is never forgotten nor trimmed, is dialled whatever the target, and
-   * is redialled with backoff after a failed dial and after a disconnect that left us with no
-   * neighbour. Default: false.
+   * A pinned peer (bootstrap, hub) is never forgotten nor trimmed, is dialled when pinned whatever the
+   * target, and is redialled with backoff after a failed dial while we are below the target and after
+   * a disconnect that left us with no neighbour. Default: false.
    */
   pinned?: boolean
   /** Dial even when at the connection target (an explicit user request). Default: false. */
@@ -280,11 +280,14 @@ class DefaultConnector implements Connector {
       .catch(() => {}) // a peer store failure only means the dial below has fewer addresses
       .then(() => {
         if (!this.#started || this.#isConnected(k.id) || k.dialing) return
-        if (!k.pinned && options.force !== true && this.#busyCount() >= this.#target) return
+        // Only the pinning source (bootstrap) itself dials past the target: a pinned peer that peer
+        // exchange mentions again is just another peer, or everyone would keep redialling the seed.
+        const exempt = options.force === true || options.pinned === true
+        if (!exempt && this.#busyCount() >= this.#target) return
         // A fresh discovery resets the failure count: the peer is evidently alive somewhere.
         k.attempts = 0
         this.#clearTimer(k)
-        void this.#dial(k, options.force === true)
+        void this.#dial(k, exempt)
       })
   }
 
@@ -464,12 +467,12 @@ class DefaultConnector implements Connector {
     k.timer = undefined
   }
 
-  /** Dials `k`; unless forced or pinned, only while below the target. Retries with backoff on failure. */
+  /** Dials `k`; unless forced, only while below the target. Retries with backoff on failure. */
   async #dial(k: KnownPeer, force = false): Promise<void> {
     if (!this.#started || k.dialing || this.#known.get(k.id.toString()) !== k) return
     if (this.#isConnected(k.id)) return
     // Dials in flight count: a peer-exchange frame hands over up to 8 peers at once.
-    if (!force && !k.pinned && this.#busyCount() >= this.#target) return
+    if (!force && this.#busyCount() >= this.#target) return
     k.dialing = true
     k.abort = new AbortController()
     const options: AbortOptions = {
