@@ -11,7 +11,7 @@
  * publisher's share). Loopback, no swarm key.
  *
  * Options: --n 4,8 (COPIES_N), --rate 200, --messages 1000, --variants all (or some of
- * ours,before,d4,idontwant,d2).
+ * ours,before,d4,idontwant,idontwant128,dhi3,idontwant128-dhi3,d2-out1,d2).
  */
 import { parseArgs } from 'node:util'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -42,6 +42,22 @@ const VARIANTS: Record<string, { label: string; options: Partial<GossipsubOpts> 
   idontwant: {
     label: 'ours + IDONTWANT for every message (threshold 0)',
     options: { idontwantMinDataSize: 0 },
+  },
+  idontwant128: {
+    label: 'ours + IDONTWANT above 128 B (below a one-write batch)',
+    options: { idontwantMinDataSize: 128 },
+  },
+  dhi3: {
+    label: 'D=3, Dlo 2, Dhi 3 (no mesh above D)',
+    options: { Dhi: 3 },
+  },
+  'idontwant128-dhi3': {
+    label: 'D=3, Dlo 2, Dhi 3 + IDONTWANT above 128 B',
+    options: { Dhi: 3, idontwantMinDataSize: 128 },
+  },
+  'd2-out1': {
+    label: 'D=2, Dlo 2, Dhi 3, Dout 1, Dlazy 3',
+    options: { D: 2, Dlo: 2, Dhi: 3, Dout: 1, Dscore: 1 },
   },
   d2: {
     label: 'D=2 (Dlo 1, Dhi 3, Dout 0, Dlazy 2)',

@@ -1,7 +1,7 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { describe, expect, it } from 'vitest'
-import { PEER_EXCHANGE_PROTOCOL } from '../src/mesh/constants.ts'
+import { CONNECTION_HEADROOM, PEER_EXCHANGE_PROTOCOL } from '../src/mesh/constants.ts'
 import { buildLibp2pOptions, generateSwarmKey, type MeshNodeInit } from '../src/mesh/node.ts'
 import { meshTopicPattern, topicAllowlist } from '../src/mesh/topics.ts'
 import { SYNC_PROTOCOL } from '../src/sync/constants.ts'
@@ -36,7 +36,9 @@ describe('buildLibp2pOptions (pure: builds factories, starts nothing)', () => {
   it('relaxes per-host inbound limits only for loopback testing', () => {
     expect(build({}).connectionManager?.inboundConnectionThreshold).toBeUndefined()
     expect(build({ loopbackTesting: true }).connectionManager?.inboundConnectionThreshold).toBeGreaterThan(5)
-    expect(build({ maxConnections: 1024 }).connectionManager?.maxConnections).toBe(1024)
+    // libp2p refuses inbound connections only past the kept maximum plus a headroom for newcomers.
+    expect(build({ maxConnections: 1024 }).connectionManager?.maxConnections).toBe(1024 + CONNECTION_HEADROOM)
+    expect(build({}).connectionManager?.maxConnections).toBe(12 + CONNECTION_HEADROOM)
   })
 
   it('gates dials and connections with the given deny rule', async () => {

@@ -184,6 +184,8 @@ function checkConfig(config: DaemonConfig): void {
   if (config.apiHost === '') throw invalid('apiHost', 'must not be empty')
   // A cap of 0 would refuse every client; a queue under 64 KiB would cut off every watcher.
   if (config.apiMaxConnections < 1) throw invalid('apiMaxConnections', 'must be at least 1')
+  // Fewer neighbours than gossipsub's mesh degree (3) leaves gossip to IHAVE and anti-entropy alone.
+  if (config.meshPeers < 3 || config.meshPeers > 256) throw invalid('meshPeers', 'must be from 3 to 256')
   if (config.watchQueueBytes < 65_536) throw invalid('watchQueueBytes', 'must be at least 65536 (64 KiB)')
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(config.mesh)) {
     throw invalid('mesh', `"${config.mesh}" must be 1-64 letters, digits, '.', '_' or '-'`)

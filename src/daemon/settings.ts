@@ -1,3 +1,4 @@
+import { DEFAULT_TARGET_CONNECTIONS } from '../mesh/constants.ts'
 import {
   DEFAULT_API_HOST,
   DEFAULT_API_MAX_CONNECTIONS,
@@ -23,6 +24,7 @@ export interface Settings {
   bootstrap: string[]
   hub: string[]
   mdns: boolean
+  meshPeers: number
   mesh: string
   namespaces: string[]
   swarmKeyFile: string
@@ -123,6 +125,15 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'boolean',
     default: true,
     description: 'Find peers on the local network with multicast DNS.',
+  },
+  {
+    key: 'meshPeers',
+    flag: 'mesh-peers',
+    env: 'HEARSAY_MESH_PEERS',
+    kind: 'count',
+    default: DEFAULT_TARGET_CONNECTIONS,
+    description:
+      'Neighbours a mesh peer keeps: it dials the peers it discovers until it has this many, and closes connections beyond 1.5 times as many. Not for a hub, which takes all its clients.',
   },
   {
     key: 'mesh',

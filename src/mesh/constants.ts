@@ -52,10 +52,47 @@ export const LOOPBACK_INBOUND_CONNECTION_THRESHOLD = 10_000
 export const LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS = 1_000
 
 /**
- * Connection budget. libp2p's default is 300 (Node); an edge mesh is small and each connection costs
- * a gossipsub peer entry, a yamux session and a noise session, so we cap lower.
+ * Neighbours a mesh peer keeps. Every connection costs idle CPU on both ends (libp2p's liveness ping,
+ * gossipsub heartbeat work and IHAVE gossip, identify, periodic anti-entropy sessions) and the mesh
+ * used to connect everyone to everyone, so the idle cost of N peers grew with N². gossipsub needs
+ * D..Dhi (3..4) neighbours per topic; 8 leaves a margin for anti-entropy partners and for losing a few
+ * neighbours at once. The connector dials discovered peers only while below the target and tops up to
+ * it when neighbours leave.
  */
-export const DEFAULT_MAX_CONNECTIONS = 64
+export const DEFAULT_TARGET_CONNECTIONS = 8
+
+/**
+ * Peers kept at most, as a multiple of the target (8 → 12): beyond it the connector closes the least
+ * useful connections once they are past their grace period. The gap between target and maximum is
+ * hysteresis: a peer that accepted a few newcomers does not cut anyone until it is well above target.
+ */
+export const MAX_CONNECTIONS_PER_TARGET = 1.5
+
+/**
+ * Inbound connections libp2p still accepts above the maximum (its `maxConnections` is our maximum plus
+ * this). Refusing at the maximum would lock newcomers out of a full bootstrap peer: they would never
+ * get the peer exchange that tells them whom else to dial. The excess is trimmed after its grace.
+ */
+export const CONNECTION_HEADROOM = 8
+
+/**
+ * A new connection is never trimmed before this age: long enough for identify, peer exchange and the
+ * anti-entropy session a connect starts (a loopback or LAN exchange takes milliseconds; 10 s covers a
+ * busy 2-core host).
+ */
+export const CONNECTION_GRACE_MS = 10_000
+
+/**
+ * How often the connector checks its neighbour count: tops up below the target, trims above the
+ * maximum. A cheap walk over the connection list; jittered ±20 %.
+ */
+export const CONNECTION_MAINTAIN_MS = 5_000
+
+/**
+ * A peer whose connection closed within this long is dialled by top-up only when no other known peer
+ * is left: it may well have closed the connection for being over its maximum.
+ */
+export const RECENT_DISCONNECT_MS = 60_000
 
 /**
  * Dial timeout. libp2p's default is 10 s; a loopback or LAN dial takes ~20-35 ms (measured), a dial
@@ -206,9 +243,6 @@ export const PEX_MAX_DIALS_PER_FRAME = 8
  * connect still reaches everyone. Only a sample is sent, so this is cheap.
  */
 export const PEX_INTERVAL_MS = 30_000
-
-/** Do not dial learned peers when we already have this many connections (a soft target, not a cap). */
-export const PEX_TARGET_CONNECTIONS = 16
 
 /**
  * Streams of our small protocols per connection: one exchange at a time per direction is the protocol;

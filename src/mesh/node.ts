@@ -40,6 +40,7 @@ import { type LinkLoss, lossyMemory } from '../transport/lossy-memory.ts'
 import { type Connector, type ConnectorInit, connector } from './connector.ts'
 import {
   BOOTSTRAP_DELAY_MS,
+  CONNECTION_HEADROOM,
   CONNECTION_MONITOR_MIN_TIMEOUT_MS,
   DECODE_MAX_CONTROL_MESSAGES,
   DECODE_MAX_IDONTWANT_IDS,
@@ -49,7 +50,7 @@ import {
   DECODE_MAX_PEER_INFOS,
   DECODE_MAX_SUBSCRIPTIONS,
   DEFAULT_LISTEN,
-  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_TARGET_CONNECTIONS,
   DIAL_TIMEOUT_MS,
   GOSSIP_D,
   GOSSIP_DHI,
@@ -65,6 +66,7 @@ import {
   LOOPBACK_CONNECTION_MONITOR_MIN_TIMEOUT_MS,
   LOOPBACK_INBOUND_CONNECTION_THRESHOLD,
   LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS,
+  MAX_CONNECTIONS_PER_TARGET,
   MAX_DNS_LABEL,
   MAX_MESSAGE_BYTES,
   MAX_TOPIC_BYTES_PER_PEER,
@@ -161,7 +163,12 @@ export interface MeshNodeInit {
   swarmKey?: Uint8Array
   /** Largest message data published or accepted. Default: 1 MiB. */
   maxMessageBytes?: number
-  /** libp2p connection budget. Default: 64. */
+  /**
+   * Peers kept connected at most. Beyond it the connector closes the least useful connections once
+   * past their grace period, and libp2p refuses inbound connections beyond it plus a headroom of 8
+   * (room for newcomers to exchange peers with a full node). A hub raises it to take all its clients.
+   * Default: 1.5 × `connector.targetConnections` (8 → 12).
+   */
   maxConnections?: number
   /** Gossip tuning. */
   gossip?: GossipTuning
@@ -301,6 +308,14 @@ export interface MeshNode {
 }
 
 export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode> {
+  for (const [name, value] of [
+    ['maxConnections', init.maxConnections],
+    ['connector.targetConnections', init.connector?.targetConnections],
+  ] as const) {
+    if (value !== undefined && !(Number.isInteger(value) && value >= 1)) {
+      throw new RangeError(`${name} must be a whole number of at least 1, not ${value}`)
+    }
+  }
   const maxMessageBytes = init.maxMessageBytes ?? MAX_MESSAGE_BYTES
   const allowlist = topicAllowlist(init.allowedTopics ?? [meshTopicPattern(init.meshName)])
   // Reporting must never fail in turn: it runs inside catch handlers, where a throw would become an
@@ -342,6 +357,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       peerDiscovery,
       denied,
       discovered: (peer, options) => conn?.discovered(peer, options),
+      reportDegree: (peer, neighbours) => conn?.reportDegree(peer, neighbours),
       onError,
     }),
   )
@@ -350,6 +366,12 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
   const internals = checkInternals(pubsub)
   conn = connector({
     ...init.connector,
+    maxConnections: maxConnectionsOf(init),
+    // Links in a gossip mesh are the ones carrying messages: trimming them costs a regraft.
+    keep: (peer) => {
+      const id = peer.toString()
+      return pubsub.getTopics().some((topic) => internals.getMeshPeers(topic).includes(id))
+    },
     onDialError: (peer, err) => {
       init.connector?.onDialError?.(peer, err)
       onError(err, { where: 'dial', peer })
@@ -675,6 +697,13 @@ function toResult(v: Verdict): TopicValidatorResult {
   }
 }
 
+/** Peers kept at most: the init's, else 1.5 × the connector's target. */
+export function maxConnectionsOf(init: Pick<MeshNodeInit, 'maxConnections' | 'connector'>): number {
+  if (init.maxConnections !== undefined) return init.maxConnections
+  const target = init.connector?.targetConnections ?? DEFAULT_TARGET_CONNECTIONS
+  return Math.ceil(target * MAX_CONNECTIONS_PER_TARGET)
+}
+
 /** Wraps a discovery factory so its 'peer' events also reach `listener`. */
 function tap<C>(
   factory: (components: C) => PeerDiscovery,
@@ -706,6 +735,8 @@ export interface Libp2pOptionParts {
   denied(peer: PeerId): boolean
   /** Where peer exchange hands the peers it learns (the node's connector). */
   discovered: Connector['discovered']
+  /** Where peer exchange reports how many neighbours a peer has (the node's connector). */
+  reportDegree?: Connector['reportDegree']
   /** Reports errors that have no caller (here: failed peer exchanges). */
   onError(err: Error, context: { where: string; peer?: PeerId }): void
 }
@@ -775,7 +806,7 @@ export function buildLibp2pOptions(
     streamMuxers: [guardedYamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })],
     peerDiscovery,
     connectionManager: {
-      maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      maxConnections: maxConnectionsOf(init) + CONNECTION_HEADROOM,
       dialTimeout: DIAL_TIMEOUT_MS,
       ...(loopback
         ? {
@@ -808,7 +839,7 @@ export function buildLibp2pOptions(
         ? {
             peerExchange: peerExchange({
               ...pexInit,
-              connector: { discovered: parts.discovered },
+              connector: { discovered: parts.discovered, reportDegree: parts.reportDegree },
               onError: (peer, err) => {
                 pexInit.onError?.(peer, err)
                 parts.onError(err, { where: 'peer-exchange', peer })

@@ -14,7 +14,9 @@
  * connects (only the side that dialled the connection starts one, so each connect costs one stream) and
  * every `intervalMs` with one random peer, so a peer that joined later still spreads.
  *
- * Received peers go to the connector, which dials the unknown ones (bounded per frame, with backoff).
+ * Received peers go to the connector, which remembers them and dials them only while it has fewer
+ * neighbours than its target (bounded per frame, with backoff); the size of a received sample tells
+ * it how many neighbours the sender has.
  */
 
 import type {
@@ -76,7 +78,7 @@ export interface PeerExchangeComponents {
 }
 
 export interface PeerExchangeServiceInit extends PeerExchangeInit {
-  connector: Pick<Connector, 'discovered'>
+  connector: Pick<Connector, 'discovered'> & Partial<Pick<Connector, 'reportDegree'>>
 }
 
 export interface PeerExchange extends Startable {
@@ -100,7 +102,7 @@ export function peerExchange(
 class DefaultPeerExchange implements PeerExchange {
   readonly [Symbol.toStringTag] = '@hearsay/peer-exchange'
   readonly #c: PeerExchangeComponents
-  readonly #connector: Pick<Connector, 'discovered'>
+  readonly #connector: PeerExchangeServiceInit['connector']
   readonly #protocol: string
   readonly #maxPeers: number
   readonly #maxAddrs: number
@@ -268,6 +270,9 @@ class DefaultPeerExchange implements PeerExchange {
   }
 
   #accept(from: PeerId, entries: PexEntry[]): number {
+    // The sample lists the sender's neighbours but us: its size tells the connector how well connected
+    // the sender is (the trimmer closes links to well-connected peers first).
+    this.#connector.reportDegree?.(from, entries.length + 1)
     let handed = 0
     for (const e of entries) {
       if (handed >= this.#maxDials) break
