@@ -191,6 +191,7 @@ export async function startDaemon(
       mdns: config.mdns,
       hub: config.hub.length > 0 ? config.hub : undefined,
       isHub: config.isHub === true,
+      meshPeers: config.meshPeers,
       loopbackTesting: config.loopbackTesting,
       swarmKey,
       allowPeers: config.allowPeers.length > 0 ? config.allowPeers : undefined,

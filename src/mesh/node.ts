@@ -177,7 +177,7 @@ export interface MeshNodeInit {
   /** Peer exchange options, or false to disable it. Default: enabled with its defaults. */
   peerExchange?: false | PeerExchangeInit
   /**
-   * The anti-entropy protocol (`/hearsay/sync/2.0.0`): when given, the node runs it as the libp2p
+   * The anti-entropy protocol (`/hearsay/sync/3.0.0`): when given, the node runs it as the libp2p
    * service `sync`, reached as `node.libp2p.services.sync`. Default: none.
    */
   sync?: SyncServiceInit

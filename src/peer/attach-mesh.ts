@@ -43,6 +43,11 @@ export interface MeshOptions {
   hub?: string[]
   /** Act as a hub: accept many clients, never go looking for peers. */
   isHub?: boolean
+  /**
+   * Neighbours a mesh peer keeps (it dials more only below this, and trims above 1.5 times it).
+   * Default 8. Not for hubs and their clients.
+   */
+  meshPeers?: number
   /** Gossip batching window, ms. Default 2. */
   batchDelayMs?: number
   /** Period of anti-entropy with one random peer, ms. Default 10 s. */
@@ -151,7 +156,13 @@ export async function attachMesh(peer: HearsayPeer, options: MeshOptions): Promi
     peerExchange: hubMode || options.isHub ? false : undefined,
     // A hub client has no other neighbour: it redials a lost hub at least every HUB_REDIAL_MAX_MS, so
     // it is back within about that long of the hub's restart, however long the hub was away.
-    connector: options.isHub ? { redial: false } : hubMode ? { redialMaxMs: HUB_REDIAL_MAX_MS } : undefined,
+    connector: options.isHub
+      ? { redial: false }
+      : hubMode
+        ? { redialMaxMs: HUB_REDIAL_MAX_MS }
+        : options.meshPeers !== undefined
+          ? { targetConnections: options.meshPeers }
+          : undefined,
     maxConnections: options.isHub ? 1024 : undefined,
     gossip: options.isHub
       ? HUB_GOSSIP
