@@ -270,6 +270,8 @@ describe('configuration', () => {
     expect(attempt({ HEARSAY_NAMESPACES: 'ok,bad name' })).toThrow(/bad name/)
     expect(attempt({ HEARSAY_ALLOW_PEERS: 'not-a-peer-id' })).toThrow(/not a peer id/)
     expect(attempt({ HEARSAY_API_MAX_CONNECTIONS: '0' })).toThrow(/apiMaxConnections/)
+    expect(attempt({ HEARSAY_MESH_PEERS: '2' })).toThrow(/meshPeers/)
+    expect(loadConfig({ dataDir, env: { HEARSAY_MESH_PEERS: '5' } }).config.meshPeers).toBe(5)
     expect(attempt({ HEARSAY_WATCH_QUEUE_BYTES: '1000' })).toThrow(/watchQueueBytes/)
     expect(attempt({ HEARSAY_WATCH_QUEUE_BYTES: '8MiB' })).toThrow(/HEARSAY_WATCH_QUEUE_BYTES/)
     expect(
