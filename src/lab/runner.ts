@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { DEFAULT_TARGET_CONNECTIONS } from '../mesh/constants.ts'
 import { loadOrCreateIdentity } from '../mesh/identity.ts'
 import { type HttpAnswer, LabHttpClient, type WatchStream } from './http.ts'
 import { createLabNetwork } from './links.ts'
@@ -384,7 +385,8 @@ export async function runProcesses(init: ProcessRunInit): Promise<RunResult> {
     // Connected first: a write made before its peer has anyone to gossip to waits for anti-entropy.
     const expectedConnections = (index: number): number => {
       const up = plan.daemons.filter((other) => other !== index && daemons.get(other)!.running)
-      if (shape === 'mesh') return up.length
+      // A mesh peer keeps DEFAULT_TARGET_CONNECTIONS neighbours or more, not everyone.
+      if (shape === 'mesh') return Math.min(up.length, DEFAULT_TARGET_CONNECTIONS)
       return index === plan.hub ? up.length : 1
     }
     const connected = async (index: number): Promise<boolean> => {
