@@ -72,25 +72,38 @@ function flagsOf(context: CommandContext): Partial<Record<keyof Settings, string
   return flags
 }
 
+/** What reading a config needs: the daemon module exports both, so `up` loads them once, from the bundle. */
+interface ConfigReader {
+  loadConfig: typeof import('../daemon/config.ts').loadConfig
+  peerIdFromString: typeof import('@libp2p/peer-id').peerIdFromString
+}
+
+/** Loaded on demand: the config loader pulls in the peer and multiaddr parsing, which client commands never need. */
+async function configReader(): Promise<ConfigReader> {
+  const [{ loadConfig }, { peerIdFromString }] = await Promise.all([
+    import('../daemon/config.ts'),
+    import('@libp2p/peer-id'),
+  ])
+  return { loadConfig, peerIdFromString }
+}
+
 export async function loadFor(
   context: CommandContext,
-  options: { isHub?: boolean } = {},
+  options: { isHub?: boolean; reader?: ConfigReader } = {},
 ): Promise<{ config: DaemonConfig; file: { path: string; found: boolean } }> {
   const dataDir = resolveDataDir({
     flag: context.values['data-dir'] as string | undefined,
     env: context.io.env,
   })
-  // Loaded on demand: the config loader pulls in the peer and multiaddr parsing, which client commands never need.
-  const { loadConfig } = await import('../daemon/config.ts')
+  const { loadConfig, peerIdFromString } = options.reader ?? (await configReader())
   let loaded: ReturnType<typeof loadConfig>
   try {
     loaded = loadConfig({ dataDir, flags: flagsOf(context), env: context.io.env, isHub: options.isHub })
   } catch (error) {
-    if (error instanceof DaemonStartError) throw new CliError(EXIT.START_FAILED, error.message, error.code)
+    if (isDaemonStartError(error)) throw new CliError(EXIT.START_FAILED, error.message, error.code)
     throw error
   }
   const { config, sources, file } = loaded
-  const { peerIdFromString } = await import('@libp2p/peer-id')
   for (const key of ['hub', 'bootstrap'] as const) {
     const setting = SETTINGS.find((candidate) => candidate.key === key)!
     const where =
@@ -272,11 +285,12 @@ ${DAEMON_EXIT_CODES}`,
 
 /** `up` and `hub`: start the daemon, print where it is, run until a signal. */
 async function runDaemon(context: CommandContext, isHub: boolean): Promise<number> {
-  const { config } = await loadFor(context, { isHub })
   quietExperimentalWarnings()
   const tty = context.io.stderr.isTTY === true && !context.json
   if (tty) context.io.stderr.write(`starting hearsay${isHub ? ' as a hub' : ''}…\n`)
-  const { startDaemon, countUnhandledRejection } = await loadDaemonModule()
+  const daemonModule = await loadDaemonModule()
+  const { startDaemon, countUnhandledRejection } = daemonModule
+  const { config } = await loadFor(context, { isHub, reader: daemonModule })
   // Everything the daemon creates (database, WAL, keys, lock) is for its owner's eyes only.
   if (process.platform !== 'win32') process.umask(0o077)
   let daemon: Awaited<ReturnType<typeof startDaemon>>
