@@ -11,7 +11,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 # The same steps as `npm run build`: compile, then the daemon as one bundle that `hearsay up` loads.
 RUN npx tsc -p tsconfig.build.json \
- && npx rolldown dist/daemon/daemon.js --platform node --format esm --logLevel warn --file dist/daemon/daemon.bundle.js \
+ && npx rolldown dist/daemon/daemon.js --platform node --format esm --minify --keepNames --charset ascii --sourcemap --logLevel warn --file dist/daemon/daemon.bundle.js \
  && npm prune --omit=dev --ignore-scripts
 
 # Run: no compiler, no dev dependencies, not root.

@@ -96,6 +96,10 @@ export interface DaemonOptions {
   args?: string[]
   /** Options for node itself, before the CLI path (e.g. --cpu-prof). */
   nodeArgs?: string[]
+  /** The program node runs (default: the CLI's sources); e.g. the installed launcher bin/hearsay.cjs. */
+  entry?: string
+  /** Extra environment for the daemon. */
+  env?: Record<string, string>
   timeoutMs?: number
 }
 
@@ -109,7 +113,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const url = `http://127.0.0.1:${apiPort}`
   const args = [
     ...(options.nodeArgs ?? []),
-    CLI,
+    options.entry ?? CLI,
     options.command,
     '--json',
     '--api-port',
@@ -124,7 +128,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   ]
   const spawnedAt = performance.now()
   const child = spawn(process.execPath, args, {
-    env: cleanEnv({ HEARSAY_HOME: options.home }),
+    env: cleanEnv({ ...options.env, HEARSAY_HOME: options.home }),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   children.add(child)

@@ -11,18 +11,22 @@
  * start), --cpu-prof <dir> with --cpu-prof-roles writer,reader,hub (default reader,hub): those daemons
  * run under `node --cpu-prof` and write a .cpuprofile into <dir> when they stop (only the first reader;
  * summarise with `npx node bench/profile-summary.ts <file>`), --watch-format compact (the daemons'
- * readers ask for `?format=compact` events; default full).
+ * readers ask for `?format=compact` events; default full), --start-only (only the start section: a
+ * lone daemon from the build next to a bare node:http process), --built (the cluster daemons run
+ * the build through bin/hearsay.cjs, as installed, instead of the sources), --root <checkout> (the
+ * start section and --built build and run that checkout instead of this one: before/after in one run).
  */
-import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { seenByAll, WatchReader, Writer, waitSeen } from './e2e-clients.ts'
 import {
   BUILT_CLI,
   cpuMs,
   type Daemon,
+  freePort,
   installCleanup,
   killAllNow,
   memoryMiB,
@@ -44,7 +48,9 @@ const SHAPES: Shape[] = ['mesh', 'hub', 'relay']
 const SEEN_WITHIN_MS = 5000
 const THROUGHPUT_IN_FLIGHT = 16
 const GET_RUNS = 5
-const START_RUNS = 3
+/** The first start of the build runs with an empty compile cache; the others reuse it. */
+const START_RUNS = 4
+const ROOT = resolve(new URL('..', import.meta.url).pathname)
 /** Idle RSS is read this long after /healthz first answers: start-up garbage has had time to go. */
 const IDLE_SETTLE_MS = 2000
 
@@ -64,6 +70,11 @@ interface Options {
   cpuProfRoles: ProfRole[]
   /** The daemons' watch event format the readers ask for (the relay has one format). */
   watchFormat: 'full' | 'compact'
+  startOnly: boolean
+  /** Cluster daemons run the build through the launcher, not the sources. */
+  built: boolean
+  /** The checkout whose build the start section measures. */
+  root: string
 }
 
 type ProfRole = 'writer' | 'reader' | 'hub'
@@ -83,6 +94,9 @@ function parseOptions(argv: string[]): Options {
       'cpu-prof': { type: 'string' },
       'cpu-prof-roles': { type: 'string' },
       'watch-format': { type: 'string' },
+      'start-only': { type: 'boolean' },
+      built: { type: 'boolean' },
+      root: { type: 'string' },
     },
     strict: true,
   })
@@ -111,6 +125,9 @@ function parseOptions(argv: string[]): Options {
     throw new Error(`--watch-format must be full or compact, not '${watchFormat}'`)
   return {
     watchFormat,
+    startOnly: values['start-only'] === true,
+    built: values.built === true,
+    root: resolve(values.root ?? ROOT),
     latencyOnly: values['latency-only'] === true,
     cpuProfDir: values['cpu-prof'],
     cpuProfRoles,
@@ -149,6 +166,8 @@ interface Cluster {
   swarmKey: string
   /** What waiting for the peers found, for the output. */
   connectivity: string
+  /** The program the daemons run (undefined: the sources). */
+  entry: string | undefined
   stop(): Promise<void>
 }
 
@@ -207,6 +226,7 @@ async function startCluster(shape: Shape, n: number, options: Options): Promise<
   }
   const swarmKey = writeSwarmKey(dir)
   const home = (i: number) => join(dir, `d${i}`)
+  const entry = options.built ? join(options.root, 'bin', 'hearsay.cjs') : undefined
   const connectTimeout = 30_000 + 2000 * n
   if (shape === 'relay') {
     const relay = await startRelay()
@@ -221,12 +241,13 @@ async function startCluster(shape: Shape, n: number, options: Options): Promise<
       p2pPorts: new Set(),
       swarmKey,
       connectivity: 'n/a',
+      entry,
       stop: () => relay.stop(),
     }
   }
   let daemons: Daemon[]
   let connectivity: string
-  let cluster: Omit<Cluster, 'connectivity' | 'p2pPorts' | 'stop' | 'daemons'>
+  let cluster: Omit<Cluster, 'connectivity' | 'p2pPorts' | 'stop' | 'daemons' | 'entry'>
   if (shape === 'mesh') {
     const first = await startDaemon({
       name: 'd0',
@@ -234,6 +255,7 @@ async function startCluster(shape: Shape, n: number, options: Options): Promise<
       home: home(0),
       swarmKey,
       nodeArgs: prof('writer'),
+      entry,
     })
     const rest = await startAll(n - 1, (i) =>
       startDaemon({
@@ -243,6 +265,7 @@ async function startCluster(shape: Shape, n: number, options: Options): Promise<
         swarmKey,
         args: ['--bootstrap', first.address],
         nodeArgs: i === 0 ? prof('reader') : [],
+        entry,
       }),
     )
     daemons = [first, ...rest]
@@ -262,6 +285,7 @@ async function startCluster(shape: Shape, n: number, options: Options): Promise<
       home: home(0),
       swarmKey,
       nodeArgs: prof('hub'),
+      entry,
     })
     const clients = await startAll(n - 1, (i) =>
       startDaemon({
@@ -272,6 +296,7 @@ async function startCluster(shape: Shape, n: number, options: Options): Promise<
         args: ['--hub', hub.address],
         // c1 writes, c2 is the first reading client.
         nodeArgs: i === 0 ? prof('writer') : i === 1 ? prof('reader') : [],
+        entry,
       }),
     )
     daemons = [hub, ...clients]
@@ -291,6 +316,7 @@ async function startCluster(shape: Shape, n: number, options: Options): Promise<
     daemons,
     p2pPorts: new Set(daemons.map((d) => d.p2pPort)),
     connectivity,
+    entry,
     stop: async () => void (await Promise.allSettled(daemons.map((d) => d.stop()))),
   }
 }
@@ -564,6 +590,7 @@ async function timeJoin(
     home,
     swarmKey: cluster.swarmKey,
     args: ['--bootstrap', source.address],
+    entry: cluster.entry,
   })
   cluster.daemons.push(joiner)
   cluster.p2pPorts.add(joiner.p2pPort)
@@ -616,38 +643,208 @@ async function measureJoins(cluster: Cluster, writer: Writer, options: Options):
   ]
 }
 
-interface StartResult {
+interface StartFigures {
   healthzMs: number
   readyLineMs: number
-  idleRssMiB: number
+  rssMiB: number
+  /** RSS split: private memory, and pages of files (mostly the node binary, shared between processes). */
+  rssAnonMiB: number
+  rssFileMiB: number
+  heapUsedMiB: number
+  heapTotalMiB: number
+  externalMiB: number
 }
 
-/** A lone `hearsay up` on an empty data dir: spawn → /healthz, spawn → ready line, RSS once idle. */
-async function measureStart(): Promise<StartResult> {
-  const runs: StartResult[] = []
+interface StartResult {
+  /** `hearsay up` from the build: the first start (empty compile cache), and the median of the others. */
+  cold: StartFigures
+  warm: StartFigures
+  /** A node process that only serves node:http, measured the same way. */
+  bare: StartFigures
+}
+
+const NO_START: StartFigures = {
+  healthzMs: Number.NaN,
+  readyLineMs: Number.NaN,
+  rssMiB: Number.NaN,
+  rssAnonMiB: Number.NaN,
+  rssFileMiB: Number.NaN,
+  heapUsedMiB: Number.NaN,
+  heapTotalMiB: Number.NaN,
+  externalMiB: Number.NaN,
+}
+
+function statusMiB(pid: number, field: 'RssAnon' | 'RssFile'): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return match === null ? Number.NaN : Number(match[1]) / 1024
+}
+
+/** The daemon's V8 heap and external memory from its /metrics (prom-client's process gauges). */
+async function heapOf(
+  url: string,
+): Promise<Pick<StartFigures, 'heapUsedMiB' | 'heapTotalMiB' | 'externalMiB'>> {
+  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
+  const read = (name: string) => {
+    const match = new RegExp(`^${name} (\\S+)`, 'm').exec(text)
+    return match === null ? Number.NaN : Number(match[1]) / 2 ** 20
+  }
+  return {
+    heapUsedMiB: read('nodejs_heap_size_used_bytes'),
+    heapTotalMiB: read('nodejs_heap_size_total_bytes'),
+    externalMiB: read('nodejs_external_memory_bytes'),
+  }
+}
+
+/** RSS first (reading /metrics allocates), then the heap. */
+async function idleFigures(
+  pid: number,
+  spawnedAt: number,
+  readyAt: number,
+  healthyAt: number,
+  heap: () => Promise<Pick<StartFigures, 'heapUsedMiB' | 'heapTotalMiB' | 'externalMiB'>>,
+): Promise<StartFigures> {
+  const rssMiB = memoryMiB(pid, 'VmRSS')
+  const rssAnonMiB = statusMiB(pid, 'RssAnon')
+  const rssFileMiB = statusMiB(pid, 'RssFile')
+  return {
+    healthzMs: healthyAt - spawnedAt,
+    readyLineMs: readyAt - spawnedAt,
+    rssMiB,
+    rssAnonMiB,
+    rssFileMiB,
+    ...(await heap()),
+  }
+}
+
+/** The floor under any daemon: node, node:http listening, a ready line, nothing else. */
+const BARE_SERVER = `
+const server = require('node:http').createServer((request, response) => {
+  if (request.url === '/memory') return response.end(JSON.stringify(process.memoryUsage()))
+  response.end('{"ok":true}')
+})
+server.listen(Number(process.argv[1]), '127.0.0.1', () => console.log('{"event":"ready"}'))`
+
+async function measureBare(): Promise<StartFigures> {
+  const port = await freePort()
+  const url = `http://127.0.0.1:${port}`
+  const spawnedAt = performance.now()
+  const child = spawn(process.execPath, ['-e', BARE_SERVER, String(port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  try {
+    let readyAt = Number.NaN
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      if (Number.isNaN(readyAt) && chunk.includes('"event":"ready"')) readyAt = performance.now()
+    })
+    let healthyAt = Number.NaN
+    const deadline = Date.now() + 30_000
+    while (Date.now() < deadline && (Number.isNaN(healthyAt) || Number.isNaN(readyAt))) {
+      if (Number.isNaN(healthyAt)) {
+        const ok = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) }).then(
+          async (response) => {
+            await response.arrayBuffer()
+            return response.status === 200
+          },
+          () => false,
+        )
+        if (ok) healthyAt = performance.now()
+      }
+      await pause(5)
+    }
+    if (Number.isNaN(healthyAt) || Number.isNaN(readyAt))
+      throw new Error('the bare node:http process did not start')
+    await pause(IDLE_SETTLE_MS)
+    return await idleFigures(child.pid!, spawnedAt, readyAt, healthyAt, async () => {
+      const memory = (await (await fetch(`${url}/memory`)).json()) as NodeJS.MemoryUsage
+      return {
+        heapUsedMiB: memory.heapUsed / 2 ** 20,
+        heapTotalMiB: memory.heapTotal / 2 ** 20,
+        externalMiB: memory.external / 2 ** 20,
+      }
+    })
+  } finally {
+    child.kill('SIGKILL')
+  }
+}
+
+/** The build `hearsay up` runs: the daemon bundle is what the start section measures. */
+function build(root: string): void {
+  console.error(`e2e: npm run build in ${root} (the start section measures the daemon bundle)`)
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
+}
+
+/**
+ * A lone `hearsay up` from the build (bin/hearsay.cjs, as installed) on an empty data dir: spawn →
+ * /healthz, spawn → ready line, memory once idle; the first start with an empty compile cache, the
+ * median of the others; and a bare node:http process before each, as the floor.
+ */
+async function measureStart(root: string): Promise<StartResult> {
+  const cache = tempDir('hearsay-e2e-cache-')
+  const runs: StartFigures[] = []
+  const bare: StartFigures[] = []
   for (let i = 0; i < START_RUNS; i++) {
+    bare.push(await measureBare())
     const dir = tempDir('hearsay-e2e-start-')
     const daemon = await startDaemon({
       name: 'start',
       command: 'up',
       home: join(dir, 'home'),
       swarmKey: writeSwarmKey(dir),
+      entry: join(root, 'bin', 'hearsay.cjs'),
+      env: { XDG_CACHE_HOME: cache },
     })
-    await pause(IDLE_SETTLE_MS)
-    runs.push({
-      healthzMs: daemon.healthyAt - daemon.spawnedAt,
-      readyLineMs: daemon.readyAt - daemon.spawnedAt,
-      idleRssMiB: memoryMiB(daemon.pid, 'VmRSS'),
-    })
-    await daemon.stop()
+    try {
+      await pause(IDLE_SETTLE_MS)
+      runs.push(
+        await idleFigures(daemon.pid, daemon.spawnedAt, daemon.readyAt, daemon.healthyAt, () =>
+          heapOf(daemon.url),
+        ),
+      )
+    } finally {
+      await daemon.stop()
+    }
   }
-  const median = (pick: (r: StartResult) => number) =>
+  return { cold: runs[0], warm: medianFigures(runs.slice(1)), bare: medianFigures(bare) }
+}
+
+function medianFigures(runs: StartFigures[]): StartFigures {
+  const median = (pick: (r: StartFigures) => number) =>
     runs.map(pick).sort((a, b) => a - b)[Math.floor(runs.length / 2)]
-  return {
-    healthzMs: median((r) => r.healthzMs),
-    readyLineMs: median((r) => r.readyLineMs),
-    idleRssMiB: median((r) => r.idleRssMiB),
-  }
+  const out = { ...NO_START }
+  for (const key of Object.keys(NO_START) as Array<keyof StartFigures>) out[key] = median((r) => r[key])
+  return out
+}
+
+function printStart(start: StartResult, root: string): void {
+  const rows: Array<[string, keyof StartFigures, number]> = [
+    ['spawn → /healthz answers (ms)', 'healthzMs', 0],
+    ['spawn → ready line (ms)', 'readyLineMs', 0],
+    [`idle RSS ${IDLE_SETTLE_MS / 1000} s after start (MiB)`, 'rssMiB', 1],
+    ['  private (RssAnon, MiB)', 'rssAnonMiB', 1],
+    ['  file pages, shared (RssFile, MiB)', 'rssFileMiB', 1],
+    ['V8 heap used (MiB)', 'heapUsedMiB', 1],
+    ['V8 heap total (MiB)', 'heapTotalMiB', 1],
+    ['external (MiB)', 'externalMiB', 1],
+  ]
+  table(
+    `Start and idle memory: \`hearsay up\` from the build (bin/hearsay.cjs${root === ROOT ? '' : ` of ${root}`}), empty data dir; bare = node:http only`,
+    [
+      'measure',
+      '',
+      `hearsay, median of ${START_RUNS - 1}`,
+      'first start (empty compile cache)',
+      'bare node:http',
+      'ratio to bare',
+    ],
+    rows.map(([name, key, digits]) => [
+      name,
+      '',
+      f(start.warm[key], digits),
+      f(start.cold[key], digits),
+      f(start.bare[key], digits),
+      ratio(start.warm[key], start.bare[key]),
+    ]),
+  )
 }
 
 /** `hearsay get <key>` with the built command against a running daemon: median wall time. */
@@ -934,9 +1131,15 @@ export async function main(argv: string[] = []): Promise<void> {
   const results: Results = { latency: [], throughput: [], joins: [], getMs: Number.NaN }
   const failures: string[] = []
   try {
+    if (!options.latencyOnly || options.built) build(options.root)
     const start: StartResult = options.latencyOnly
-      ? { healthzMs: Number.NaN, readyLineMs: Number.NaN, idleRssMiB: Number.NaN }
-      : await measureStart()
+      ? { cold: NO_START, warm: NO_START, bare: NO_START }
+      : await measureStart(options.root)
+    if (options.startOnly) {
+      printStart(start, options.root)
+      console.log(`\nMachine: ${loadLine()} at the end.`)
+      return
+    }
     for (const n of options.ns) {
       for (const shape of options.shapes) {
         console.error(`e2e: ${shape} N=${n}…`)
@@ -955,15 +1158,11 @@ export async function main(argv: string[] = []): Promise<void> {
     printLatency(latency, options.rate)
     printThroughput(throughput)
     printJoins(joins, options.throughputN)
+    printStart(start, options.root)
     table(
-      'Start and the CLI',
+      'The CLI',
       ['measure', '', 'value'],
-      [
-        ['`hearsay up`, empty data dir: spawn → /healthz answers (ms, median of 3)', '', f(start.healthzMs)],
-        ['same: spawn → ready line (ms)', '', f(start.readyLineMs)],
-        [`idle RSS ${IDLE_SETTLE_MS / 1000} s after start (MiB)`, '', f(start.idleRssMiB)],
-        [`\`node dist/cli/main.js get e2e-0\` wall time (ms, median of ${GET_RUNS})`, '', f(getMs)],
-      ],
+      [[`\`node dist/cli/main.js get e2e-0\` wall time (ms, median of ${GET_RUNS})`, '', f(getMs)]],
     )
     for (const failure of failures) console.log(`\nFAILED: ${failure}`)
     console.log(`\nMachine: ${loadLine()} at the end.`)

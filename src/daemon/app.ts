@@ -251,8 +251,10 @@ export function createApp(init: AppInit): App {
     }
   }
 
-  const openApiText = JSON.stringify(openApiDocument())
+  // Built on the first request for it: most daemons never serve it, and start-up need not wait for it.
+  let openApiText: string | undefined
   function openapi(): ApiResponse {
+    openApiText ??= JSON.stringify(openApiDocument())
     return { status: 200, headers: { 'content-type': JSON_TYPE }, body: openApiText }
   }
 

@@ -17,6 +17,10 @@ import { acquireLock, type DataDirLock } from './lock.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { DaemonMetrics } from './metrics.ts'
 
+// `hearsay up` reads its config through the daemon module too: one copy of the config, peer id and
+// multiaddr code in the process (the bundle's), not a second one loaded module by module beside it.
+export { peerIdFromString } from '@libp2p/peer-id'
+export { loadConfig } from './config.ts'
 // The CLI counts unhandled rejections through the daemon module it loaded (possibly the bundle, whose
 // metrics module is not the one a separate import would give).
 export { countUnhandledRejection } from './metrics.ts'

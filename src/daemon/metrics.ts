@@ -1,4 +1,12 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client'
+// Each part from its own file: prom-client's index also loads its Pushgateway (node:https, node:zlib)
+// and its cluster aggregator (node:cluster), ~2 MiB of heap and ~4 MiB of resident memory that a
+// daemon never uses.
+import CounterMetric from 'prom-client/lib/counter.js'
+import collectDefaultMetrics from 'prom-client/lib/defaultMetrics.js'
+import GaugeMetric from 'prom-client/lib/gauge.js'
+import HistogramMetric from 'prom-client/lib/histogram.js'
+import MetricRegistry from 'prom-client/lib/registry.js'
 import type { HearsayPeer, MeshCounters as PeerMeshCounters } from '../peer/peer.ts'
 import { type PeerReplication, replicationRows } from '../peer/replication-state.ts'
 
@@ -26,7 +34,7 @@ export function countUnhandledRejection(): void {
 export type WriteOp = 'put' | 'delete' | 'increment' | 'reset' | 'set_add' | 'set_remove'
 
 export class DaemonMetrics {
-  readonly registry = new Registry()
+  readonly registry = new MetricRegistry()
   private readonly requests: Counter<'method' | 'route' | 'status'>
   private readonly duration: Histogram<'route'>
   private readonly writes: Counter<'namespace' | 'op'>
@@ -40,50 +48,54 @@ export class DaemonMetrics {
   constructor(peer: HearsayPeer) {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry })
-    this.requests = new Counter({
+    this.requests = new CounterMetric({
       name: 'hearsay_http_requests_total',
       help: 'HTTP requests answered, by route template and status',
       labelNames: ['method', 'route', 'status'],
       registers,
     })
-    this.duration = new Histogram({
+    this.duration = new HistogramMetric({
       name: 'hearsay_http_request_duration_seconds',
       help: 'Time to answer an HTTP request (watch streams count until their headers are sent)',
       labelNames: ['route'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
       registers,
     })
-    this.writes = new Counter({
+    this.writes = new CounterMetric({
       name: 'hearsay_writes_total',
       help: 'Local writes acknowledged through the API',
       labelNames: ['namespace', 'op'],
       registers,
     })
-    this.changes = new Counter({
+    this.changes = new CounterMetric({
       name: 'hearsay_key_changes_total',
       help: 'Keys whose state changed after commit; origin=remote counts keys changed by merges from other peers',
       labelNames: ['namespace', 'origin'],
       registers,
     })
-    this.lag = new Histogram({
+    this.lag = new HistogramMetric({
       name: 'hearsay_convergence_lag_seconds',
       help: "Age of another peer's register write when it reached this peer (HLC wall time to merge)",
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     })
-    this.ackWaits = new Counter({
+    this.ackWaits = new CounterMetric({
       name: 'hearsay_ack_waits_total',
       help: 'Writes with ?ack=N, by whether N peers held the write before the timeout',
       labelNames: ['outcome'],
       registers,
     })
-    this.watchClients = new Gauge({ name: 'hearsay_watch_clients', help: 'Open watch streams', registers })
-    this.eventClients = new Gauge({
+    this.watchClients = new GaugeMetric({
+      name: 'hearsay_watch_clients',
+      help: 'Open watch streams',
+      registers,
+    })
+    this.eventClients = new GaugeMetric({
       name: 'hearsay_event_clients',
       help: 'Open mesh event streams (GET /v1/events)',
       registers,
     })
-    this.meshEvents = new Counter({
+    this.meshEvents = new CounterMetric({
       name: 'hearsay_mesh_events_total',
       help: 'Mesh events (peer-connected, peer-disconnected, sync-started, sync-completed, sync-failed)',
       labelNames: ['type'],
@@ -91,7 +103,7 @@ export class DaemonMetrics {
     })
     registerPeerGauges(peer, registers)
 
-    new Gauge({
+    new GaugeMetric({
       name: 'hearsay_store_size_bytes',
       help: 'Bytes the store uses on disk (or in memory)',
       registers,
@@ -99,7 +111,7 @@ export class DaemonMetrics {
         this.set(peer.store.sizeBytes())
       },
     })
-    new Gauge({
+    new GaugeMetric({
       name: 'hearsay_namespace_entries',
       help: 'CRDT entries held per namespace, tombstones included',
       labelNames: ['namespace'],
@@ -109,7 +121,7 @@ export class DaemonMetrics {
         for (const ns of peer.namespaces()) this.set({ namespace: ns }, peer.namespace(ns).entryCount)
       },
     })
-    new Gauge({
+    new GaugeMetric({
       name: 'hearsay_namespace_tombstones',
       help: 'Tombstones held per namespace (collected once every known member has seen them)',
       labelNames: ['namespace'],
@@ -119,7 +131,7 @@ export class DaemonMetrics {
         for (const ns of peer.namespaces()) this.set({ namespace: ns }, peer.namespace(ns).tombstoneCount)
       },
     })
-    new Gauge({
+    new GaugeMetric({
       name: 'hearsay_sync_progress',
       help: 'Anti-entropy under way, by namespace: sessions running and waiting, entries received and merged so far',
       labelNames: ['namespace', 'measure'],
@@ -135,7 +147,7 @@ export class DaemonMetrics {
         }
       },
     })
-    new Gauge({
+    new GaugeMetric({
       name: 'hearsay_peers',
       help: 'Peers this peer knows of, by whether a connection is open',
       labelNames: ['state'],
@@ -147,7 +159,7 @@ export class DaemonMetrics {
         this.set({ state: 'known' }, peers.length)
       },
     })
-    new Gauge({
+    new GaugeMetric({
       name: 'hearsay_mesh_attached',
       help: '1 when the peer runs with a mesh (networking), 0 when alone',
       registers,
@@ -163,7 +175,7 @@ export class DaemonMetrics {
       label: string,
       values: Record<string, keyof PeerMeshCounters>,
     ) =>
-      new Counter({
+      new CounterMetric({
         name,
         help,
         labelNames: [label],
@@ -195,7 +207,7 @@ export class DaemonMetrics {
         sync: 'syncEntriesReceived',
       },
     )
-    new Counter({
+    new CounterMetric({
       name: 'hearsay_unhandled_rejections_total',
       help: 'Promise rejections nobody handled (each is a bug: logged at error level, the daemon keeps running)',
       registers,
@@ -204,7 +216,7 @@ export class DaemonMetrics {
         this.inc(processTotals.unhandledRejections)
       },
     })
-    new Counter({
+    new CounterMetric({
       name: 'hearsay_tombstones_collected_total',
       help: 'Tombstones collected once every known member had seen them',
       registers,
@@ -213,7 +225,7 @@ export class DaemonMetrics {
         this.inc(counters().tombstonesCollected ?? 0)
       },
     })
-    new Counter({
+    new CounterMetric({
       name: 'hearsay_protocol_bytes_total',
       help: 'Bytes of hearsay protocol payload sent and received (gossip batches, anti-entropy frames)',
       labelNames: ['protocol', 'direction'],
@@ -363,7 +375,7 @@ function registerPeerGauges(peer: HearsayPeer, registers: Registry[]): void {
     value: (row: PeerReplication, now: number) => number | null,
     combine: (a: number, b: number) => number,
   ) =>
-    new Gauge({
+    new GaugeMetric({
       name,
       help,
       labelNames: withNamespace ? ['peer', 'namespace'] : ['peer'],
