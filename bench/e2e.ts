@@ -21,6 +21,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { DEFAULT_TARGET_CONNECTIONS } from '../src/mesh/constants.ts'
 import { seenByAll, WatchReader, Writer, waitSeen } from './e2e-clients.ts'
 import {
   BUILT_CLI,
@@ -269,7 +270,12 @@ async function startCluster(shape: Shape, n: number, options: Options): Promise<
       }),
     )
     daemons = [first, ...rest]
-    connectivity = await waitConnected(daemons, () => n - 1, connectTimeout)
+    // Each mesh daemon keeps its neighbour target (or everyone, below it).
+    connectivity = await waitConnected(
+      daemons,
+      () => Math.min(n - 1, DEFAULT_TARGET_CONNECTIONS),
+      connectTimeout,
+    )
     cluster = {
       shape,
       n,

@@ -387,7 +387,7 @@ const insightSchemas = {
           reason: {
             type: 'string',
             description:
-              'connected, joined, periodic, publish-reached-nobody, ack; remote when the peer started it',
+              'connected, joined, periodic, publish-reached-nobody, ack, relay; remote when the peer started it',
           },
           role: { type: 'string', enum: ['initiator', 'responder'] },
           durationMs: { type: 'number' },
