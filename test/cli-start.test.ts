@@ -2,14 +2,12 @@
  * How `hearsay up` starts from a build: the daemon bundle, its compiled code cached between starts in
  * the user's cache directory (owner-only), and the API answering everything once ready.
  */
-import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { compileCacheDir } from '../src/cli/up.ts'
-import { cleanEnv, removeHomes, tempHome, until } from './helpers/daemon.ts'
-
-const LAUNCHER = new URL('../bin/hearsay.cjs', import.meta.url).pathname
+import { removeHomes, tempHome } from './helpers/daemon.ts'
+import { launchUp } from './helpers/launcher.ts'
 
 afterAll(() => removeHomes())
 
@@ -37,29 +35,13 @@ describe('compileCacheDir', () => {
 
 /** `hearsay up` through the launcher until ready; checks the API, then SIGTERM; resolves with its exit. */
 async function upOnce(home: string, cache: string): Promise<number | null> {
-  const child = spawn(
+  const { child, ready, exited } = await launchUp(
     process.execPath,
-    [LAUNCHER, 'up', '--json', '--api-port', '0', '--open', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns'],
-    {
-      env: cleanEnv({ HEARSAY_HOME: home, HEARSAY_LOG_LEVEL: 'warn', XDG_CACHE_HOME: cache }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+    ['--open', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns'],
+    { HEARSAY_HOME: home, XDG_CACHE_HOME: cache },
   )
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk
-  })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk
-  })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   try {
-    const line = await until(() => stdout.split('\n').find((l) => l.includes('"event":"ready"')), {
-      timeoutMs: 30_000,
-      message: `hearsay up ready; stderr: ${stderr}`,
-    })
-    const { url } = JSON.parse(line) as { url: string }
+    const { url } = ready
     expect((await fetch(`${url}/healthz`)).status).toBe(200)
     // Built on first request rather than at start: still the whole document.
     const openapi = (await (await fetch(`${url}/v1/openapi.json`)).json()) as { paths: object }

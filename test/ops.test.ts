@@ -2,7 +2,7 @@
  * Operating hearsay: the installed command (bin/hearsay.cjs) on the system's Node and on the pinned
  * one, `hearsay doctor`, and what the daemon says about peers that come and go.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
@@ -17,8 +17,8 @@ import {
   tempHome,
   until,
 } from './helpers/daemon.ts'
+import { LAUNCHER, launchUp } from './helpers/launcher.ts'
 
-const LAUNCHER = new URL('../bin/hearsay.cjs', import.meta.url).pathname
 const PINNED = process.execPath
 const MINIMUM = '22.16.0'
 
@@ -52,29 +52,12 @@ async function upAndStop(
   args = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns'],
   home = tempHome(),
 ): Promise<{ ready: Record<string, unknown>; code: number | null; stderr: string }> {
-  const child = spawn(node, [LAUNCHER, 'up', '--json', '--api-port', '0', ...args], {
-    env: cleanEnv({ HEARSAY_HOME: home, HEARSAY_LOG_LEVEL: 'warn' }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk
-  })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk
-  })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const { child, ready, stderr, exited } = await launchUp(node, args, { HEARSAY_HOME: home })
   try {
-    const line = await until(() => stdout.split('\n').find((l) => l.includes('"event":"ready"')), {
-      timeoutMs: 30_000,
-      message: `hearsay up under ${node} ready; stderr: ${stderr}`,
-    })
-    const ready = JSON.parse(line)
     const status = await fetch(`${ready.url}/healthz`)
     expect(status.status).toBe(200)
     child.kill('SIGTERM')
-    return { ready, code: await exited, stderr }
+    return { ready, code: await exited, stderr: stderr() }
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL')
   }
