@@ -4,7 +4,7 @@
  * by the hub's relay pushes, not at their next periodic round (600 s here).
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
+import { connected, eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
 
 const te = new TextEncoder()
 const WRITES = 20
@@ -20,9 +20,6 @@ async function peer(options: Parameters<typeof startTestPeer>[0] = {}): Promise<
   peers.push(p)
   return p
 }
-
-const connected = (x: TestPeer, y: TestPeer) =>
-  x.mesh.node.peers().some((p) => p.toString() === y.mesh.peerId)
 
 describe('a hub relays what sessions bring', () => {
   it("writes a client made alone reach the hub's other clients soon after it connects", async () => {

@@ -5,7 +5,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { api, type DaemonProcess, removeHomes, startDaemon, stopAllDaemons } from './helpers/daemon.ts'
 import { expectCleanLog } from './helpers/log-check.ts'
-import { eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
+import { connected, eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
 import { type SilentRelay, startSilentRelay } from './helpers/silent-relay.ts'
 
 const te = new TextEncoder()
@@ -26,8 +26,6 @@ async function peer(): Promise<TestPeer> {
   return p
 }
 
-const connected = (x: TestPeer, y: TestPeer) =>
-  x.mesh.node.peers().some((p) => p.toString() === y.mesh.peerId)
 const portOf = (address: string) => Number(/\/tcp\/(\d+)/.exec(address)![1])
 
 /** A writer connected to a reachable peer directly and to a peer behind a relay, then silenced. */

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { type MeshEvent, replicationRows } from '../src/peer/replication-state.ts'
-import { eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
+import { connected, eventually, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
 
 const te = new TextEncoder()
 const WRITES = 40
@@ -36,8 +36,6 @@ function row(at: TestPeer, of: TestPeer) {
 }
 
 const meshPeers = (p: TestPeer) => p.mesh.node.status().topics.reduce((n, t) => n + t.meshPeers, 0)
-const connected = (x: TestPeer, y: TestPeer) =>
-  x.mesh.node.peers().some((p) => p.toString() === y.mesh.peerId)
 
 describe('replication figures from gossip', () => {
   it('show a relay and a writer holding gossiped writes without a session, and never count them for acks', async () => {

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { eventually } from './helpers/eventually.ts'
-import { allEqual, digests, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
+import { allEqual, connected, digests, startTestPeer, type TestPeer } from './helpers/mesh-peers.ts'
 
 const te = new TextEncoder()
 let peers: TestPeer[] = []
@@ -20,9 +20,6 @@ async function memoryPeer(options: Parameters<typeof startTestPeer>[0] = {}): Pr
   peers.push(p)
   return p
 }
-
-const connected = (x: TestPeer, y: TestPeer) =>
-  x.mesh.node.peers().some((p) => p.toString() === y.mesh.peerId)
 
 describe('replication in memory', () => {
   it('four peers in a line converge on concurrent writes by gossip and anti-entropy', async () => {

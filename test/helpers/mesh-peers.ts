@@ -48,3 +48,8 @@ export function digests(peers: TestPeer[], namespace = 'ns'): string[] {
 export function allEqual(values: string[]): boolean {
   return values.every((v) => v === values[0])
 }
+
+/** True while `x` has a connection to `y`. */
+export function connected(x: TestPeer, y: TestPeer): boolean {
+  return x.mesh.node.peers().some((p) => p.toString() === y.mesh.peerId)
+}
