@@ -55,7 +55,7 @@ export const LOOPBACK_MAX_INCOMING_PENDING_CONNECTIONS = 1_000
  * Neighbours a mesh peer keeps. Every connection costs idle CPU on both ends (libp2p's liveness ping,
  * gossipsub heartbeat work and IHAVE gossip, identify, periodic anti-entropy sessions) and the mesh
  * used to connect everyone to everyone, so the idle cost of N peers grew with N². gossipsub needs
- * D..Dhi (3..4) neighbours per topic; 8 leaves a margin for anti-entropy partners and for losing a few
+ * D = Dhi = 3 neighbours per topic; 8 leaves a margin for anti-entropy partners and for losing a few
  * neighbours at once. The connector dials discovered peers only while below the target and tops up to
  * it when neighbours leave.
  */
