@@ -25,6 +25,19 @@ export interface ApiResponse {
   body?: string | Uint8Array | AsyncIterable<string>
 }
 
+/** A 200 answer streaming server-sent events (watch, mesh events); proxies must not buffer it. */
+export function eventStream(body: AsyncIterable<string>): ApiResponse {
+  return {
+    status: 200,
+    headers: {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+    },
+    body,
+  }
+}
+
 export interface InjectOptions {
   method?: string
   url: string

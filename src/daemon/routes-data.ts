@@ -9,7 +9,7 @@ import {
   MAX_VALUE_BYTES,
 } from './constants.ts'
 import { ApiError } from './errors.ts'
-import { type ApiResponse, header } from './http.ts'
+import { type ApiResponse, eventStream, header } from './http.ts'
 import {
   checkJsonText,
   flagParam,
@@ -349,15 +349,7 @@ export const watchRoute: Route = {
           : decodeSince(raw, () => context.existing().context().replicas())
       const replica = context.existing()
       const stream = await context.app.hub.open(replica, prefix, since, format)
-      return {
-        status: 200,
-        headers: {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
-          'x-accel-buffering': 'no',
-        },
-        body: stream,
-      }
+      return eventStream(stream)
     },
   },
 }

@@ -5,6 +5,7 @@ import { dotHolders, type MemberView, replicationRows } from '../peer/replicatio
 import { replicaBase } from '../replica/incarnation.ts'
 import type { Replica } from '../replica/replica.ts'
 import { ApiError } from './errors.ts'
+import { eventStream } from './http.ts'
 import { json, pageParams, type Route } from './route.ts'
 import { encodeValue } from './values.ts'
 
@@ -46,15 +47,7 @@ export const eventsRoute: Route = {
       const events = context.app.events
       if (events === undefined)
         throw new ApiError(503, 'MESH_UNAVAILABLE', 'this peer has no mesh events to stream')
-      return {
-        status: 200,
-        headers: {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
-          'x-accel-buffering': 'no',
-        },
-        body: events.open(context.app.peer.peerId),
-      }
+      return eventStream(events.open(context.app.peer.peerId))
     },
   },
 }
