@@ -9,9 +9,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { cleanEnv, parseSs, cpuMs as processCpuMs, type SocketBytes } from '../src/lab/processes.ts'
+
+export type { SocketBytes }
 
 export const CLI = new URL('../src/cli/main.ts', import.meta.url).pathname
 export const BUILT_CLI = new URL('../dist/cli/main.js', import.meta.url).pathname
+
 const RELAY = new URL('./relay.ts', import.meta.url).pathname
 
 const children = new Set<ChildProcess>()
@@ -62,13 +66,6 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port))
     })
   })
-}
-
-/** The environment of a child: no HEARSAY_* leaking in from the shell. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('HEARSAY_')) env[name] = value
-  return { ...env, ...extra }
 }
 
 export interface Daemon {
@@ -242,14 +239,11 @@ export async function startRelay(): Promise<Relay> {
 
 // ---- what the kernel says --------------------------------------------------------------------------
 
-const CLOCK_TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
-
-/** utime + stime of a process so far, in ms (/proc/<pid>/stat fields 14 and 15; 10 ms resolution). */
+/** utime + stime of a process so far, in ms (/proc/<pid>/stat; 10 ms resolution). Throws once it is gone. */
 export function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  // The command name (field 2) may hold spaces; fields after it are fixed.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S
+  const ms = processCpuMs(pid)
+  if (ms === undefined) throw new Error(`process ${pid} is gone: no CPU figure`)
+  return ms
 }
 
 /** VmHWM (peak) or VmRSS of a process, MiB. */
@@ -259,41 +253,13 @@ export function memoryMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   return match === null ? Number.NaN : Number(match[1]) / 1024
 }
 
-/** One TCP socket's byte counters, as `ss -ti` reports them (payload bytes, after encryption). */
-export interface SocketBytes {
-  pid: number
-  local: number
-  peer: number
-  received: number
-  sent: number
-}
-
-/** Every established TCP socket on 127.0.0.1 with its owning pid, keyed by "local>peer". */
+/** Every established TCP socket with its owning pid and byte counters (payload, after encryption), keyed by "local>peer" port. */
 export function sampleSockets(): Map<string, SocketBytes> {
   const text = execFileSync('ss', ['-tinpH', 'state', 'established'], {
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,
   })
-  const sockets = new Map<string, SocketBytes>()
-  const lines = text.split('\n')
-  for (let i = 0; i < lines.length - 1; i++) {
-    const head = /^\s*\d+\s+\d+\s+127\.0\.0\.1:(\d+)\s+127\.0\.0\.1:(\d+)\s+users:\(\("[^"]*",pid=(\d+)/.exec(
-      lines[i],
-    )
-    if (head === null) continue
-    const info = lines[i + 1]
-    const received = /bytes_received:(\d+)/.exec(info)
-    const acked = /bytes_acked:(\d+)/.exec(info)
-    sockets.set(`${head[1]}>${head[2]}`, {
-      local: Number(head[1]),
-      peer: Number(head[2]),
-      pid: Number(head[3]),
-      received: received === null ? 0 : Number(received[1]),
-      // bytes_acked counts one extra for the SYN; a socket that sent nothing reports none at all.
-      sent: acked === null ? 0 : Math.max(0, Number(acked[1]) - 1),
-    })
-  }
-  return sockets
+  return new Map(parseSs(text).map((socket) => [`${socket.localPort}>${socket.peerPort}`, socket]))
 }
 
 /**
@@ -310,7 +276,7 @@ export function p2pBytesBetween(
   let received = 0
   let sent = 0
   for (const [key, socket] of after) {
-    if (socket.pid !== pid || !(p2pPorts.has(socket.local) || p2pPorts.has(socket.peer))) continue
+    if (socket.pid !== pid || !(p2pPorts.has(socket.localPort) || p2pPorts.has(socket.peerPort))) continue
     const earlier = before.get(key)
     received += socket.received - (earlier?.pid === pid ? earlier.received : 0)
     sent += socket.sent - (earlier?.pid === pid ? earlier.sent : 0)

@@ -93,7 +93,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** The environment of a daemon: no HEARSAY_* leaking in from the user's shell. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('HEARSAY_')) env[name] = value
   return { ...env, ...extra }
