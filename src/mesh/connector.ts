@@ -203,10 +203,9 @@ class DefaultConnector implements Connector {
     this.#maxAttemptsNew = init.maxAttemptsNeverConnected ?? 3
     this.#jitter = init.jitter ?? REDIAL_JITTER
     this.#maxKnown = init.maxKnownPeers ?? MAX_KNOWN_PEERS
-    this.#maxPeers = init.maxConnections ?? Infinity
     const target = init.targetConnections ?? DEFAULT_TARGET_CONNECTIONS
+    this.#maxPeers = init.maxConnections ?? Math.ceil(target * MAX_CONNECTIONS_PER_TARGET)
     this.#target = Math.min(target, this.#maxPeers)
-    if (init.maxConnections === undefined) this.#maxPeers = Math.ceil(target * MAX_CONNECTIONS_PER_TARGET)
     this.#grace = init.graceMs ?? CONNECTION_GRACE_MS
     this.#maintainInterval = init.maintainIntervalMs ?? CONNECTION_MAINTAIN_MS
     this.#keep = init.keep ?? (() => false)
