@@ -48,6 +48,20 @@ export function installCleanup(): void {
   }
 }
 
+/**
+ * Stops the whole run (every process it started) once it has run `budgetMs`: every bench is bounded.
+ * Returns the timer, to clear when the run ends in time.
+ */
+export function installWatchdog(name: string, budgetMs: number): NodeJS.Timeout {
+  const watchdog = setTimeout(() => {
+    console.error(`${name}: over its ${budgetMs / 60_000} min budget; stopping`)
+    killAllNow()
+    process.exit(1)
+  }, budgetMs)
+  watchdog.unref()
+  return watchdog
+}
+
 /** A swarm key (libp2p pnet format) shared by the daemons of one cluster: a private mesh of their own. */
 export function writeSwarmKey(dir: string): string {
   const path = join(dir, 'swarm.key')

@@ -29,6 +29,7 @@ import {
   type Daemon,
   freePort,
   installCleanup,
+  installWatchdog,
   killAllNow,
   memoryMiB,
   p2pBytesBetween,
@@ -1127,12 +1128,7 @@ export async function main(argv: string[] = []): Promise<void> {
     process.exit(2)
   }
   installCleanup()
-  const watchdog = setTimeout(() => {
-    console.error(`e2e: over its ${options.budgetMs / 60_000} min budget; stopping`)
-    killAllNow()
-    process.exit(1)
-  }, options.budgetMs)
-  watchdog.unref()
+  const watchdog = installWatchdog('e2e', options.budgetMs)
   printMethod(options)
   const results: Results = { latency: [], throughput: [], joins: [], getMs: Number.NaN }
   const failures: string[] = []

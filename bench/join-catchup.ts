@@ -14,6 +14,7 @@ import {
   cpuMs,
   type Daemon,
   installCleanup,
+  installWatchdog,
   killAllNow,
   p2pBytesBetween,
   pause,
@@ -132,12 +133,7 @@ async function timeJoin(
 
 async function main(): Promise<void> {
   installCleanup()
-  const watchdog = setTimeout(() => {
-    console.error('join-catchup: over its 10 min budget; stopping')
-    killAllNow()
-    process.exit(1)
-  }, 10 * 60_000)
-  watchdog.unref()
+  const watchdog = installWatchdog('join-catchup', 10 * 60_000)
   const dir = tempDir('hearsay-join-')
   const swarmKey = writeSwarmKey(dir)
   const home = (i: number | string) => join(dir, `d${i}`)

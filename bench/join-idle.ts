@@ -13,6 +13,7 @@ import {
   cpuMs,
   type Daemon,
   installCleanup,
+  installWatchdog,
   killAllNow,
   memoryMiB,
   pause,
@@ -43,12 +44,7 @@ async function connectedPeers(url: string): Promise<number> {
 
 async function main(): Promise<void> {
   installCleanup()
-  const watchdog = setTimeout(() => {
-    console.error('join-idle: over its 10 min budget; stopping')
-    killAllNow()
-    process.exit(1)
-  }, 10 * 60_000)
-  watchdog.unref()
+  const watchdog = installWatchdog('join-idle', 10 * 60_000)
   const dir = tempDir('hearsay-idle-')
   const swarmKey = writeSwarmKey(dir)
   const first = await startDaemon({ name: 'd0', command: 'up', home: `${dir}/d0`, swarmKey })
