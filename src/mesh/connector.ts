@@ -236,12 +236,13 @@ class DefaultConnector implements Connector {
       this.forget(k.id)
       return
     }
-    // Below the target, top up from every remembered peer, this one last (it may have closed the
-    // connection for being over its own maximum). A pinned peer is redialled with backoff only when
-    // nothing else is left: a hub client's hub, or a bootstrap peer that was our only neighbour.
+    // Below the target, top up from the other remembered peers at once. The peer that just left is
+    // redialled after the usual backoff, never at once: we may have hung up on it (a hostile frame),
+    // or it closed the connection for being over its own maximum. A pinned peer is redialled only
+    // when nothing else is left: a hub client's hub, or a bootstrap peer that was our only neighbour.
     const connected = this.#connectedCount()
     if (connected >= this.#target) return
-    if (k.pinned && connected === 0) this.#schedule(k, this.#delay(0))
+    if (!k.pinned || connected === 0) this.#schedule(k, this.#delay(0))
     this.#topUp()
   }
 
